@@ -1,0 +1,128 @@
+"""Cubic (Keys) parametrization of continuous weights.
+
+A continuous dimension with ``m`` control values ``λ_0 … λ_{m-1}`` placed at
+``j / (m - 1)`` defines ``F(x) = Σ_j λ_j u(x (m - 1) - j)`` with Keys' cubic
+convolution kernel ``u`` (a = -0.75) and edge clamping: exactly what PyTorch's
+``interpolate(mode='bicubic', align_corners=True)`` computes. Sampling ``F``
+at nodes ``x_0 … x_{n-1}`` is a product with the ``n × m`` *kernel matrix*
+``K[i, j]``; a weight with several continuous dimensions is sampled with one
+such matrix per dimension (the kernel is separable).
+
+Two evaluators:
+
+* :func:`kernel_matrix` + matmul (the default). Exact, works for any nodes,
+  differentiable with respect to the nodes (trainable partitions), and a
+  plain matmul is what Ascend's cube unit runs best.
+* :func:`resize_bicubic` through ``ops.ResizeBicubic``. Only for uniform
+  partitions, and the op rounds interpolation fractions to 1/1024, so it is
+  about 1e-3 away from the exact kernel; kept for comparison and because it
+  takes its output size as a tensor (in-graph resizing for elastic export).
+"""
+import numpy as np
+from mindspore import Tensor, ops
+
+from inn_ms import _backend as B
+
+KEYS_A = -0.75
+
+
+def keys_kernel(s, a=KEYS_A):
+    """Keys' cubic convolution kernel ``u(s)``, support ``|s| < 2``.
+
+    Works on numpy arrays and on MindSpore tensors (differentiable).
+    """
+    t = B.abs_(s)
+    t2 = t * t
+    t3 = t2 * t
+    near = (a + 2) * t3 - (a + 3) * t2 + 1
+    far = a * t3 - 5 * a * t2 + 8 * a * t - 4 * a
+    return B.where(t <= 1, near, B.where(t < 2, far, t * 0))
+
+
+def kernel_matrix(x, m, a=KEYS_A):
+    """The ``n × m`` matrix sampling ``m`` control values at nodes ``x`` ⊂ [0, 1].
+
+    Taps that fall outside the control grid are clamped to its edge nodes,
+    which is what makes sampling at ``x = linspace(0, 1, m)`` the identity.
+    ``x`` may be a numpy array (returns numpy) or a MindSpore tensor (returns
+    a tensor, differentiable with respect to ``x``).
+    """
+    m = int(m)
+    if m < 1:
+        raise ValueError(f"kernel_matrix: need at least one control value, got m={m}")
+    if m == 1:
+        return x[:, None] * 0 + 1
+    # Control nodes -1 and m are the only out-of-range taps with non-zero
+    # weight for x in [0, 1]; they carry the clamped edge values.
+    j = np.arange(-1, m + 1, dtype=np.float32 if not B.is_numpy(x) else np.float64)
+    if B.is_numpy(x):
+        x = np.asarray(x, dtype=np.float64)
+        t = x[:, None] * (m - 1) - j[None, :]
+    else:
+        t = x.reshape(-1, 1) * (m - 1) - Tensor(j).reshape(1, -1)
+    k = keys_kernel(t, a)
+    return B.concat_columns(
+        [k[:, 1:2] + k[:, 0:1], k[:, 2:m], k[:, m:m + 1] + k[:, m + 1:m + 2]], like=k)
+
+
+def sample(control, matrices, matmul=None):
+    """Sample a continuous tensor along some of its leading axes.
+
+    ``control`` has shape ``(m_0, m_1, …, rest…)``; ``matrices`` lists one
+    kernel matrix ``(n_k, m_k)`` per leading axis (``None`` keeps an axis as
+    is). Returns the tensor of shape ``(n_0, n_1, …, rest…)``. Works on
+    numpy arrays and MindSpore tensors.
+    """
+    out = control
+    for axis, k in enumerate(matrices):
+        if k is None:
+            continue
+        out = _apply_along(out, k, axis)
+    return out
+
+
+def _apply_along(t, k, axis):
+    """``k`` (n × m) applied to axis ``axis`` of ``t`` (size m)."""
+    shape = tuple(t.shape)
+    rest = shape[axis + 1:]
+    lead = shape[:axis]
+    if B.is_numpy(t):
+        moved = np.moveaxis(t, axis, 0).reshape(shape[axis], -1)
+        out = (k @ moved).reshape((k.shape[0],) + lead + rest)
+        return np.moveaxis(out, 0, axis)
+    if axis == 0:
+        out = ops.matmul(k, t.reshape(shape[0], -1))
+        return out.reshape((k.shape[0],) + rest)
+    # Put the axis last, multiply by kᵀ, put it back.
+    perm = tuple(i for i in range(len(shape)) if i != axis) + (axis,)
+    inv = tuple(np.argsort(perm).tolist())
+    moved = ops.transpose(t, perm)
+    mshape = tuple(moved.shape)
+    out = ops.matmul(moved.reshape(-1, shape[axis]), k.T).reshape(mshape[:-1] + (k.shape[0],))
+    return ops.transpose(out, inv)
+
+
+def resize_bicubic(control, sizes):
+    """Sample ``control`` (shape ``(m_0, m_1, rest…)`` or ``(m_0, rest…)``) on
+    uniform partitions of ``sizes`` with MindSpore's ``ResizeBicubic`` op.
+
+    ``sizes`` has one entry per leading continuous axis (1 or 2 of them).
+    The op rounds interpolation fractions to 1/1024 (see the module doc).
+    """
+    shape = tuple(control.shape)
+    resize = ops.ResizeBicubic(align_corners=True, half_pixel_centers=False)
+    if len(sizes) == 2:
+        m0, m1, rest = shape[0], shape[1], shape[2:]
+        c = int(np.prod(rest)) if rest else 1
+        img = ops.transpose(control.reshape(m0, m1, c), (2, 0, 1)).reshape(1, c, m0, m1)
+        out = resize(img, tuple(int(s) for s in sizes))
+        out = ops.transpose(out.reshape(c, sizes[0], sizes[1]), (1, 2, 0))
+        return out.reshape((sizes[0], sizes[1]) + rest)
+    if len(sizes) == 1:
+        m0, rest = shape[0], shape[1:]
+        c = int(np.prod(rest)) if rest else 1
+        img = ops.transpose(control.reshape(m0, c), (1, 0)).reshape(1, c, 1, m0)
+        out = resize(img, (1, int(sizes[0])))
+        out = ops.transpose(out.reshape(c, sizes[0]), (1, 0))
+        return out.reshape((sizes[0],) + rest)
+    raise ValueError(f"resize_bicubic: one or two continuous axes, got sizes={sizes!r}")

@@ -1,0 +1,7 @@
+"""Integral layers (MindSpore Cells)."""
+from inn_ms.layers.base import IntegralLayer, SizeKeyed
+from inn_ms.layers.conv import IntegralConv2d
+from inn_ms.layers.dense import IntegralDense
+from inn_ms.layers.separable import SeparableIntegralConv2d
+
+__all__ = ["IntegralLayer", "SizeKeyed", "IntegralConv2d", "IntegralDense", "SeparableIntegralConv2d"]

@@ -1,0 +1,153 @@
+"""What every integral layer shares: partitions per channel axis, sampling of
+the control tensor, size-keyed compilation and exact conversion.
+
+Graph mode and changing widths: MindSpore keys a compiled graph on a Cell's
+call arguments only; a size kept in an attribute is baked into the graph and
+silently ignored after a change. :class:`SizeKeyed` therefore passes the
+current sizes as an extra constant argument when a Cell is called at top
+level, so each width gets (and caches) its own graph.
+"""
+import math
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import HeUniform, Uniform, initializer
+
+from inn_ms.partition import UniformPartition, check_size
+from inn_ms.sampler import AxisSampler
+
+AUTO = "auto"
+
+
+class SizeKeyed:
+    """Mixin for Cells whose graph depends on partition sizes.
+
+    Subclasses implement :meth:`size_key` and give ``construct`` a trailing
+    ``size_key=None`` parameter, which it ignores: the key's only job is to
+    select the compiled graph.
+    """
+
+    def size_key(self):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return super().__call__(*args, self.size_key(), **kwargs)
+
+
+def resolve_partition(partition, channels, layer, axis, quadrature):
+    """A partition for one channel axis of a layer.
+
+    ``"auto"``: a new uniform partition of ``channels`` nodes; ``None``: the
+    axis stays discrete; a partition: shared, and its full size must match.
+    """
+    if partition is None:
+        return None
+    if isinstance(partition, str):
+        if partition != AUTO:
+            raise ValueError(f"{layer}: {axis}_partition must be a partition, None or 'auto', got {partition!r}")
+        return UniformPartition(channels, quadrature=quadrature, name=f"{layer}.{axis}")
+    if partition.max_size != channels:
+        raise ValueError(f"{layer}: {axis} has {channels} channels but partition "
+                         f"{partition.name!r} has full size {partition.max_size}")
+    return partition
+
+
+class IntegralLayer(SizeKeyed, nn.Cell):
+    """Base of the integral layers: a control tensor ``weight`` of shape
+    ``(m_out, m_in, …)``, an optional control ``bias`` of shape ``(m_out,)``,
+    and an :class:`AxisSampler` per continuous channel axis."""
+
+    def _setup_axes(self, out_partition, in_partition, m_out, m_in, integrate_in=True):
+        self.out_axis = None if out_partition is None else AxisSampler(out_partition, m_out, integrate=False)
+        self.in_axis = None if in_partition is None else AxisSampler(in_partition, m_in, integrate=integrate_in)
+
+    @property
+    def partitions(self):
+        """The partitions of the continuous axes: ``{'out': …, 'in': …}``."""
+        out = {}
+        if self.out_axis is not None:
+            out["out"] = self.out_axis.get_partition()
+        if self.in_axis is not None:
+            out["in"] = self.in_axis.get_partition()
+        return out
+
+    def size_key(self):
+        return tuple(axis.size for axis in (self.out_axis, self.in_axis) if axis is not None)
+
+    def sample_weight(self):
+        """The weight at the current partitions, quadrature included."""
+        w = self.weight
+        shape = w.shape
+        if self.out_axis is not None:
+            a = self.out_axis()
+            w = ops.matmul(a, w.reshape(shape[0], -1)).reshape((a.shape[0],) + shape[1:])
+        if self.in_axis is not None:
+            b = self.in_axis()
+            s = w.shape
+            w = ops.matmul(b, w.reshape(s[0], s[1], -1)).reshape((s[0], b.shape[0]) + s[2:])
+        return w
+
+    def sample_bias(self):
+        if self.bias is None:
+            return None
+        if self.out_axis is None:
+            return self.bias
+        return ops.matmul(self.out_axis(), self.bias.reshape(-1, 1)).reshape(-1)
+
+    def numpy_weight(self):
+        """The sampled weight in float64 numpy (a reference for tests and export)."""
+        w = self.weight.asnumpy().astype(np.float64)
+        if self.out_axis is not None:
+            w = np.tensordot(self.out_axis.numpy_matrix(), w, axes=(1, 0))
+        if self.in_axis is not None:
+            w = np.moveaxis(np.tensordot(self.in_axis.numpy_matrix(), w, axes=(1, 1)), 0, 1)
+        return w
+
+    @staticmethod
+    def control_from_discrete(weight, in_partition, integrate_in=True):
+        """Control values that reproduce ``weight`` exactly at full size.
+
+        The quadrature multiplies the input axis, so the control values are
+        the discrete weights divided by the full-size quadrature weights.
+        """
+        w = np.asarray(weight, np.float64)
+        if in_partition is not None and integrate_in:
+            q = in_partition.weights()
+            if np.any(q <= 0):
+                raise ValueError(f"{in_partition.name}: {in_partition.quadrature.name} quadrature gives "
+                                 f"weight 0 to some channels, so a discrete layer cannot be represented "
+                                 f"exactly; use 'trapezoid' or 'simpson'")
+            w = w / q.reshape((1, -1) + (1,) * (w.ndim - 2))
+        return w.astype(np.float32)
+
+    def _check_full_size(self, partition, what):
+        if partition is not None and partition.size != partition.max_size:
+            raise ValueError(f"{self.cls_name}: {what} partition {partition.name!r} must be at its full size "
+                             f"{partition.max_size} to build from a discrete layer (it is {partition.size})")
+
+
+def init_control(shape, fan_in, in_partition, integrate_in=True, has_bias=True):
+    """Control values for a new layer: MindSpore's default conv/dense
+    initialisation of the full-size weight, turned into control values."""
+    w = initializer(HeUniform(negative_slope=math.sqrt(5)), shape, ms.float32).init_data().asnumpy()
+    control = IntegralLayer.control_from_discrete(w, in_partition, integrate_in)
+    bias = None
+    if has_bias:
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        bias = initializer(Uniform(bound), (shape[0],), ms.float32).init_data().asnumpy()
+    return control, bias
+
+
+def make_parameters(cell, control, bias):
+    cell.weight = Parameter(Tensor(np.ascontiguousarray(control), ms.float32), name="weight")
+    cell.bias = None if bias is None else Parameter(Tensor(np.asarray(bias, np.float32)), name="bias")
+
+
+def channel_count(axis, full):
+    """Current channel count of an axis (its partition's size, or ``full`` if discrete)."""
+    return full if axis is None else axis.size
+
+
+def check_channels(value, layer, what):
+    return check_size(value, f"{layer}: {what}")

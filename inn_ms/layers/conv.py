@@ -1,0 +1,169 @@
+"""Integral 2-D convolution: continuous output and input channel axes,
+discrete spatial kernel."""
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
+                                make_parameters, resolve_partition)
+
+
+def _pair(v, what, layer):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return tuple(v)
+    raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {v!r}")
+
+
+def padding_args(padding, layer):
+    """``(pad_mode, padding)`` for MindSpore from PyTorch-style padding.
+
+    An int or ``(ph, pw)`` pads symmetrically as PyTorch does; ``'same'`` and
+    ``'valid'`` are passed through; a 4-tuple is MindSpore's
+    ``(top, bottom, left, right)``.
+    """
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{layer}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        return padding, 0
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return "pad", tuple(int(p) for p in padding)
+    ph, pw = _pair(padding, "padding", layer)
+    if min(ph, pw) < 0:
+        raise ValueError(f"{layer}: padding must be >= 0, got {padding!r}")
+    return "pad", (ph, ph, pw, pw)
+
+
+def _functional_padding(pad_mode, padding):
+    """``ops.conv2d`` takes symmetric ``(ph, pw)`` only: asymmetric padding is
+    applied beforehand with ``ops.pad`` (``(left, right, top, bottom)``)."""
+    if pad_mode != "pad":
+        return pad_mode, 0, None
+    top, bottom, left, right = padding
+    if top == bottom and left == right:
+        return "pad", (top, left), None
+    return "valid", 0, (left, right, top, bottom)
+
+
+class IntegralConv2d(IntegralLayer):
+    """A convolution whose weight is a continuous function of its output and
+    input channel coordinates, sampled at the current partitions.
+
+    ``in_partition``/``out_partition``: ``"auto"`` (own uniform partition),
+    a shared partition (a channel group), or ``None`` for a discrete axis.
+    ``groups`` may be 1 or, for a depthwise convolution, equal to
+    ``in_channels == out_channels``: then the single partition is shared by
+    input and output and nothing is integrated (each channel sees one input
+    channel). Other group counts need discrete channel axes.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, has_bias=True, in_partition=AUTO, out_partition=AUTO,
+                 quadrature="trapezoid", weight=None, bias=None):
+        super().__init__()
+        name = type(self).__name__
+        in_channels = check_channels(in_channels, name, "in_channels")
+        out_channels = check_channels(out_channels, name, "out_channels")
+        groups = check_channels(groups, name, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels {in_channels} and out_channels {out_channels} "
+                             f"must be divisible by groups {groups}")
+        self.kernel_size = _pair(kernel_size, "kernel_size", name)
+        self.stride = _pair(stride, "stride", name)
+        self.dilation = _pair(dilation, "dilation", name)
+        self.pad_mode, self.padding = padding_args(padding, name)
+        self._conv_pad_mode, self._conv_padding, self._prepad = _functional_padding(self.pad_mode, self.padding)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.depthwise = groups > 1 and groups == in_channels == out_channels
+        out_p = resolve_partition(out_partition, out_channels, name, "out", quadrature)
+        if self.depthwise:
+            in_p = resolve_partition(in_partition, in_channels, name, "in", quadrature)
+            if out_p is not None and in_p is not None and in_p is not out_p and in_partition != AUTO:
+                raise ValueError(f"{name}: a depthwise convolution has one channel group; "
+                                 f"in_partition and out_partition must be the same partition")
+            out_p = out_p if out_p is not None else in_p
+            in_p = None
+            m_in = 1
+        else:
+            in_p = resolve_partition(in_partition, in_channels, name, "in", quadrature)
+            if groups > 1 and (in_p is not None or out_p is not None):
+                raise ValueError(f"{name}: grouped convolution (groups={groups}) with continuous "
+                                 f"channels is only supported when depthwise; pass in_partition=None "
+                                 f"and out_partition=None to keep the channels discrete")
+            m_in = in_channels // groups
+        self._setup_axes(out_p, in_p, out_channels, m_in)
+        shape = (out_channels, m_in) + self.kernel_size
+        if weight is None:
+            weight, init_bias = init_control(shape, m_in * self.kernel_size[0] * self.kernel_size[1],
+                                             in_p, has_bias=has_bias)
+            bias = init_bias if bias is None else bias
+        elif tuple(np.shape(weight)) != shape:
+            raise ValueError(f"{name}: control weight must have shape {shape}, got {np.shape(weight)}")
+        make_parameters(self, weight, bias if has_bias else None)
+
+    @property
+    def current_in_channels(self):
+        if self.depthwise:
+            return self.out_axis.size if self.out_axis is not None else self.in_channels
+        return channel_count(self.in_axis, self.in_channels)
+
+    @property
+    def current_out_channels(self):
+        return channel_count(self.out_axis, self.out_channels)
+
+    def _current_groups(self):
+        return self.current_out_channels if self.depthwise else self.groups
+
+    def construct(self, x, size_key=None):
+        w = self.sample_weight()
+        b = self.sample_bias()
+        if self._prepad is not None:
+            x = ops.pad(x, self._prepad)
+        return ops.conv2d(x, w, b, self.stride, self._conv_pad_mode, self._conv_padding, self.dilation,
+                          self.out_axis.size if self.depthwise else self.groups)
+
+    def __call__(self, x, *args, **kwargs):
+        _check_input(x, 4, self.current_in_channels, type(self).__name__)
+        return super().__call__(x, *args, **kwargs)
+
+    def discretize(self):
+        """A plain ``nn.Conv2d`` with the current sampled weight and bias."""
+        conv = nn.Conv2d(self.current_in_channels, self.current_out_channels, self.kernel_size,
+                         stride=self.stride, pad_mode=self.pad_mode, padding=self.padding,
+                         dilation=self.dilation, group=self._current_groups(),
+                         has_bias=self.bias is not None)
+        conv.weight.set_data(Tensor(self.numpy_weight().astype(np.float32)))
+        if self.bias is not None:
+            conv.bias.set_data(self.sample_bias())
+        return conv
+
+    @classmethod
+    def from_discrete(cls, conv, in_partition=AUTO, out_partition=AUTO, quadrature="trapezoid"):
+        """An integral convolution equal to the ``nn.Conv2d`` ``conv`` at full size."""
+        if not isinstance(conv, nn.Conv2d):
+            raise ValueError(f"{cls.__name__}.from_discrete: expected nn.Conv2d, got {type(conv).__name__}")
+        pad_mode = conv.pad_mode
+        padding = conv.padding if pad_mode == "pad" else pad_mode
+        if pad_mode == "pad" and isinstance(padding, int):
+            padding = (padding, padding)
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=padding, dilation=conv.dilation, groups=conv.group,
+                    has_bias=conv.has_bias, in_partition=in_partition, out_partition=out_partition,
+                    quadrature=quadrature)
+        in_p = None if layer.in_axis is None else layer.in_axis.get_partition()
+        for what, p in (("in", in_p), ("out", layer.partitions.get("out"))):
+            layer._check_full_size(p, what)
+        layer.weight.set_data(Tensor(cls.control_from_discrete(conv.weight.asnumpy(), in_p)))
+        if conv.has_bias:
+            layer.bias.set_data(Tensor(conv.bias.asnumpy().astype(np.float32)))
+        return layer
+
+
+def _check_input(x, rank, channels, layer):
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != rank:
+        raise ValueError(f"{layer}: expected a {rank}-D input, got shape {shape}")
+    if shape[1] != channels:
+        raise ValueError(f"{layer}: input has {shape[1]} channels but the layer's input "
+                         f"partition has {channels}")

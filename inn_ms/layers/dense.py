@@ -1,0 +1,68 @@
+"""Integral fully connected layer: ``F_O(x_out) = ∫ F_W(x_out, x_in) F_I(x_in) dx_in``."""
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
+                                make_parameters, resolve_partition)
+from inn_ms.layers.conv import _check_input
+
+
+class IntegralDense(IntegralLayer):
+    """A dense layer whose weight is a continuous function of its output and
+    input coordinates. ``in_partition``/``out_partition`` as in
+    :class:`~inn_ms.layers.conv.IntegralConv2d`."""
+
+    def __init__(self, in_channels, out_channels, has_bias=True, in_partition=AUTO,
+                 out_partition=AUTO, quadrature="trapezoid", weight=None, bias=None):
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels = check_channels(in_channels, name, "in_channels")
+        self.out_channels = check_channels(out_channels, name, "out_channels")
+        out_p = resolve_partition(out_partition, self.out_channels, name, "out", quadrature)
+        in_p = resolve_partition(in_partition, self.in_channels, name, "in", quadrature)
+        self._setup_axes(out_p, in_p, self.out_channels, self.in_channels)
+        shape = (self.out_channels, self.in_channels)
+        if weight is None:
+            weight, init_bias = init_control(shape, self.in_channels, in_p, has_bias=has_bias)
+            bias = init_bias if bias is None else bias
+        elif tuple(np.shape(weight)) != shape:
+            raise ValueError(f"{name}: control weight must have shape {shape}, got {np.shape(weight)}")
+        make_parameters(self, weight, bias if has_bias else None)
+
+    @property
+    def current_in_channels(self):
+        return channel_count(self.in_axis, self.in_channels)
+
+    @property
+    def current_out_channels(self):
+        return channel_count(self.out_axis, self.out_channels)
+
+    def construct(self, x, size_key=None):
+        return ops.dense(x, self.sample_weight(), self.sample_bias())
+
+    def __call__(self, x, *args, **kwargs):
+        _check_input(x, 2, self.current_in_channels, type(self).__name__)
+        return super().__call__(x, *args, **kwargs)
+
+    def discretize(self):
+        """A plain ``nn.Dense`` with the current sampled weight and bias."""
+        dense = nn.Dense(self.current_in_channels, self.current_out_channels, has_bias=self.bias is not None)
+        dense.weight.set_data(Tensor(self.numpy_weight().astype(np.float32)))
+        if self.bias is not None:
+            dense.bias.set_data(self.sample_bias())
+        return dense
+
+    @classmethod
+    def from_discrete(cls, dense, in_partition=AUTO, out_partition=AUTO, quadrature="trapezoid"):
+        """An integral dense layer equal to the ``nn.Dense`` ``dense`` at full size."""
+        if not isinstance(dense, nn.Dense):
+            raise ValueError(f"{cls.__name__}.from_discrete: expected nn.Dense, got {type(dense).__name__}")
+        layer = cls(dense.in_channels, dense.out_channels, has_bias=dense.has_bias,
+                    in_partition=in_partition, out_partition=out_partition, quadrature=quadrature)
+        parts = layer.partitions
+        for what in ("in", "out"):
+            layer._check_full_size(parts.get(what), what)
+        layer.weight.set_data(Tensor(cls.control_from_discrete(dense.weight.asnumpy(), parts.get("in"))))
+        if dense.has_bias:
+            layer.bias.set_data(Tensor(dense.bias.asnumpy().astype(np.float32)))
+        return layer

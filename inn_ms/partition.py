@@ -1,0 +1,268 @@
+"""Partitions of [0, 1]: where a continuous channel dimension is sampled.
+
+A partition belongs to a *channel group* (all dimensions that must be sampled
+at the same points: a conv's output channels and the next layer's input
+channels, say). Its size is the group's channel count. Kinds:
+
+* :class:`UniformPartition` — the quadrature rule's own nodes (evenly spaced
+  for composite rules); its size can be changed (:meth:`resize`).
+* :class:`TrainablePartition` — non-uniform nodes learnt by gradient descent
+  (pipeline B of the paper); ordered and inside [0, 1] by construction.
+* :class:`CompositePartition` — a concatenation of sub-partitions, for the
+  channels after a ``Concat``; its kernel matrix is block-diagonal.
+
+Random widths for training come from a :class:`SizeDistribution`
+(:class:`UniformSizes`, :class:`NormalSizes`) that draws sizes for a
+partition at each step.
+
+Layers sample their weights through :class:`inn_ms.sampler.AxisSampler`,
+which listens to its partition: a resize recomputes the fixed matrices once,
+not at every forward pass.
+"""
+import weakref
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+from inn_ms.quadrature import get_quadrature
+
+
+def check_size(size, what):
+    """An int ≥ 1, or a ValueError naming ``what`` and the value."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"{what}: size must be an int, got {size!r}")
+    if size < 1:
+        raise ValueError(f"{what}: size must be >= 1, got {size}")
+    return int(size)
+
+
+class _Listened:
+    """Keeps weak references to samplers to notify when the partition changes."""
+
+    def _init_listeners(self):
+        self._listeners = weakref.WeakSet()
+
+    def add_listener(self, listener):
+        self._listeners.add(listener)
+
+    def _changed(self):
+        for listener in list(self._listeners):
+            listener.partition_changed()
+
+
+class UniformPartition(_Listened):
+    """``size`` nodes of ``quadrature`` (uniform for composite rules).
+
+    ``max_size`` bounds :meth:`resize`; by default the initial size.
+    """
+
+    trainable = False
+
+    def __init__(self, size, quadrature="trapezoid", name="partition", max_size=None):
+        self.name = name
+        self.quadrature = get_quadrature(quadrature)
+        self._size = check_size(size, name)
+        self.max_size = check_size(max_size if max_size is not None else size, name)
+        if self._size > self.max_size:
+            raise ValueError(f"{name}: size {self._size} exceeds max_size {self.max_size}")
+        self._init_listeners()
+
+    @property
+    def size(self):
+        return self._size
+
+    @property
+    def sizes(self):
+        """Sizes of the blocks this partition is made of (one block here)."""
+        return (self._size,)
+
+    def resize(self, size):
+        """Change the number of nodes (the group's channel count)."""
+        size = check_size(size, self.name)
+        if size > self.max_size:
+            raise ValueError(f"{self.name}: size {size} exceeds the maximum {self.max_size}")
+        if size < self.quadrature.min_points:
+            raise ValueError(f"{self.name}: {self.quadrature.name} quadrature needs at least "
+                             f"{self.quadrature.min_points} points, got {size}")
+        if size != self._size:
+            self._size = size
+            self._changed()
+
+    def nodes(self):
+        """Current nodes as a float64 numpy array."""
+        return self.quadrature.nodes(self._size)
+
+    def weights(self):
+        """Quadrature weights of the current nodes (numpy)."""
+        return self.quadrature.weights(self.nodes())
+
+    def __repr__(self):
+        return f"UniformPartition({self.name!r}, size={self._size}, quadrature={self.quadrature.name!r})"
+
+
+class TrainablePartition(nn.Cell, _Listened):
+    """Nodes ``x_0 = 0 < x_1 < … < x_{n-1} = 1`` with learnable spacing.
+
+    The spacing is ``softmax(θ)``: positive and summing to one, so the nodes
+    stay ordered and inside [0, 1] whatever the optimiser does; ``θ = 0``
+    is the uniform partition. :meth:`construct` returns the nodes as a
+    tensor (differentiable); :meth:`nodes` returns them in numpy.
+    """
+
+    trainable = True
+
+    def __init__(self, size, quadrature="trapezoid", name="partition", nodes=None):
+        nn.Cell.__init__(self)
+        self._init_listeners()
+        self.name = name
+        self.quadrature = get_quadrature(quadrature)
+        size = check_size(size, name)
+        if size < 2:
+            raise ValueError(f"{name}: a trainable partition needs at least 2 nodes, got {size}")
+        if size < self.quadrature.min_points:
+            raise ValueError(f"{name}: {self.quadrature.name} quadrature needs at least "
+                             f"{self.quadrature.min_points} points, got {size}")
+        # Fail now, not at the first forward pass, for rules with fixed nodes.
+        self.quadrature.weights(Tensor(np.linspace(0, 1, size), ms.float32))
+        if nodes is None:
+            theta = np.zeros(size - 1, np.float32)
+        else:
+            nodes = np.asarray(nodes, np.float64)
+            if nodes.shape != (size,) or nodes[0] != 0 or nodes[-1] != 1 or np.any(np.diff(nodes) <= 0):
+                raise ValueError(f"{name}: nodes must be {size} increasing values from 0 to 1")
+            theta = np.log(np.diff(nodes)).astype(np.float32)
+        self.theta = Parameter(Tensor(theta), name="theta")
+        self.max_size = size
+
+    @property
+    def size(self):
+        return int(self.theta.shape[0]) + 1
+
+    @property
+    def sizes(self):
+        return (self.size,)
+
+    def resize(self, size):
+        if check_size(size, self.name) != self.size:
+            raise ValueError(f"{self.name}: a trainable partition has a fixed size ({self.size}); "
+                             f"make a new one to change it (asked for {size})")
+
+    def construct(self):
+        h = ops.softmax(self.theta)
+        return ops.concat([ops.zeros(1, h.dtype), ops.cumsum(h, 0)])
+
+    def nodes(self):
+        theta = self.theta.asnumpy().astype(np.float64)
+        h = np.exp(theta - theta.max())
+        return np.concatenate([[0.0], np.cumsum(h / h.sum())])
+
+    def weights(self):
+        return self.quadrature.weights(self.nodes())
+
+    def __repr__(self):
+        return f"TrainablePartition({self.name!r}, size={self.size}, quadrature={self.quadrature.name!r})"
+
+
+class CompositePartition(_Listened):
+    """Concatenation of sub-partitions (the channels after a ``Concat``).
+
+    Each block is its own copy of [0, 1] with its own control grid, so a
+    layer reading these channels has a block-diagonal kernel matrix and the
+    quadrature weights of each block in turn.
+    """
+
+    trainable = False
+
+    def __init__(self, parts, name="composite"):
+        self._init_listeners()
+        if not parts:
+            raise ValueError(f"{name}: a composite partition needs at least one part")
+        for p in parts:
+            if getattr(p, "trainable", False):
+                raise ValueError(f"{name}: trainable parts are not supported in a composite partition")
+        self.name = name
+        self.parts = list(parts)
+        for p in self.parts:
+            p.add_listener(self)
+
+    def partition_changed(self):
+        self._changed()
+
+    @property
+    def size(self):
+        return sum(p.size for p in self.parts)
+
+    @property
+    def sizes(self):
+        return tuple(p.size for p in self.parts)
+
+    @property
+    def max_size(self):
+        return sum(p.max_size for p in self.parts)
+
+    def resize(self, size):
+        raise ValueError(f"{self.name}: resize the parts of a composite partition, not the whole")
+
+    def nodes(self):
+        return np.concatenate([p.nodes() for p in self.parts])
+
+    def weights(self):
+        return np.concatenate([p.weights() for p in self.parts])
+
+    def __repr__(self):
+        return f"CompositePartition({self.name!r}, parts={self.parts!r})"
+
+
+class SizeDistribution:
+    """Draws partition sizes in ``[low, high]`` that are multiples of ``step``
+    (``high`` itself is always allowed). Subclasses set the probabilities."""
+
+    def __init__(self, low, high, step=1):
+        low, high, step = (check_size(v, type(self).__name__) for v in (low, high, step))
+        if low > high:
+            raise ValueError(f"{type(self).__name__}: low {low} > high {high}")
+        self.low, self.high, self.step = low, high, step
+        first = -(-low // step) * step
+        sizes = list(range(first, high + 1, step))
+        if not sizes or sizes[-1] != high:
+            sizes.append(high)
+        self.support = np.array(sizes)
+
+    def probabilities(self):
+        raise NotImplementedError
+
+    def sample(self, rng):
+        """One size, drawn with the numpy ``Generator`` ``rng``."""
+        return int(rng.choice(self.support, p=self.probabilities()))
+
+    def __repr__(self):
+        return f"{type(self).__name__}(low={self.low}, high={self.high}, step={self.step})"
+
+
+class UniformSizes(SizeDistribution):
+    """Every allowed size equally likely."""
+
+    def probabilities(self):
+        return np.full(len(self.support), 1.0 / len(self.support))
+
+
+class NormalSizes(SizeDistribution):
+    """Sizes near ``high`` more likely: a half-normal falling from ``high``
+    towards ``low`` with scale ``sigma`` (as a fraction of the range).
+
+    Our reading of the paper's normal-like width sampling: the full width is
+    the one used most, every width still gets trained.
+    """
+
+    def __init__(self, low, high, step=1, sigma=0.5):
+        super().__init__(low, high, step)
+        if not sigma > 0:
+            raise ValueError(f"NormalSizes: sigma must be > 0, got {sigma}")
+        self.sigma = float(sigma)
+
+    def probabilities(self):
+        span = max(self.high - self.low, 1)
+        z = (self.high - self.support) / (span * self.sigma)
+        p = np.exp(-0.5 * z * z)
+        return p / p.sum()

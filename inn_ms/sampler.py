@@ -1,0 +1,114 @@
+"""Sampling one continuous axis of a layer's control tensor at its partition.
+
+An :class:`AxisSampler` holds the ``n × m`` matrix that maps the axis's ``m``
+control values to its ``n`` current channels. On the integrated (input)
+axis the quadrature weights are folded into the rows, so a layer's weight
+is just ``A_out · λ · B_inᵀ``: two matmuls, nothing else.
+
+For fixed partitions the matrix is computed in numpy when the partition
+changes and enters the graph as a constant. For a trainable partition it is
+computed in the graph from the partition's nodes, so gradients reach them.
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from inn_ms.cubic import kernel_matrix
+from inn_ms.partition import CompositePartition
+
+
+def block_diagonal(blocks):
+    """numpy block-diagonal matrix of 2-D blocks."""
+    rows = sum(b.shape[0] for b in blocks)
+    cols = sum(b.shape[1] for b in blocks)
+    out = np.zeros((rows, cols), dtype=blocks[0].dtype)
+    r = c = 0
+    for b in blocks:
+        out[r:r + b.shape[0], c:c + b.shape[1]] = b
+        r += b.shape[0]
+        c += b.shape[1]
+    return out
+
+
+def fixed_matrix(partition, control_sizes, integrate):
+    """The numpy sampling matrix of a fixed (uniform or composite) partition."""
+    if isinstance(partition, CompositePartition):
+        parts = partition.parts
+    else:
+        parts = [partition]
+    if len(parts) != len(control_sizes):
+        raise ValueError(f"{partition.name}: {len(parts)} blocks but {len(control_sizes)} control sizes")
+    blocks = []
+    for part, m in zip(parts, control_sizes):
+        x = part.nodes()
+        k = kernel_matrix(x, m)
+        if integrate:
+            k = k * part.quadrature.weights(x)[:, None]
+        blocks.append(k)
+    return block_diagonal(blocks)
+
+
+class AxisSampler(nn.Cell):
+    """Samples one continuous axis (``control_size`` values) at ``partition``.
+
+    ``integrate=True`` folds the partition's quadrature weights into the
+    matrix (the input-channel axis of a layer). ``control_size`` may be a
+    tuple, one per block of a :class:`CompositePartition`.
+    """
+
+    def __init__(self, partition, control_size, integrate):
+        super().__init__()
+        if isinstance(control_size, (tuple, list)):
+            control_sizes = tuple(int(m) for m in control_size)
+        else:
+            control_sizes = (int(control_size),)
+        if isinstance(partition, CompositePartition) and len(control_sizes) == 1 \
+                and len(partition.parts) > 1:
+            control_sizes = tuple(p.max_size for p in partition.parts)
+            if sum(control_sizes) != control_size:
+                raise ValueError(f"{partition.name}: control size {control_size} does not split "
+                                 f"into the blocks' sizes {control_sizes}")
+        self.control_sizes = control_sizes
+        self.control_size = sum(control_sizes)
+        self.integrate = bool(integrate)
+        self.trainable = bool(getattr(partition, "trainable", False))
+        if self.trainable:
+            self.partition = partition  # a Cell: its nodes are parameters
+        else:
+            self._partition = [partition]  # a list: not a sub-cell
+        partition.add_listener(self)
+        self.size = partition.size
+        self.matrix = None
+        self.partition_changed()
+
+    def get_partition(self):
+        return self.partition if self.trainable else self._partition[0]
+
+    def partition_changed(self):
+        """Recompute the fixed matrix and size after the partition changed."""
+        p = self.get_partition()
+        self.size = p.size
+        if not self.trainable:
+            self.matrix = Tensor(fixed_matrix(p, self.control_sizes, self.integrate).astype(np.float32))
+
+    def numpy_matrix(self):
+        """The current matrix in numpy (float64 for fixed partitions)."""
+        p = self.get_partition()
+        if self.trainable:
+            x = p.nodes()
+            k = kernel_matrix(x, self.control_size)
+            return k * p.quadrature.weights(x)[:, None] if self.integrate else k
+        return fixed_matrix(p, self.control_sizes, self.integrate)
+
+    def construct(self):
+        if self.trainable:
+            x = self.partition()
+            k = kernel_matrix(x, self.control_size)
+            if self.integrate:
+                k = k * self.partition.quadrature.weights(x).reshape(-1, 1)
+            return k
+        return self.matrix
+
+
+def float_tensor(a):
+    return Tensor(np.asarray(a, np.float32), ms.float32)
