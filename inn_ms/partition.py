@@ -66,6 +66,9 @@ class UniformPartition(_Listened):
         self.max_size = check_size(max_size if max_size is not None else size, name)
         if self._size > self.max_size:
             raise ValueError(f"{name}: size {self._size} exceeds max_size {self.max_size}")
+        if self._size < self.quadrature.min_points:
+            raise ValueError(f"{name}: {self.quadrature.name} quadrature needs at least "
+                             f"{self.quadrature.min_points} points, got {self._size}")
         self._init_listeners()
 
     @property

@@ -51,7 +51,7 @@ def _check_size(n, rule):
     return int(n)
 
 
-def _check_nodes(x, rule):
+def _check_nodes(x, rule, distinct=False):
     n = int(x.shape[0])
     _check_size(n, rule)
     if B.is_numpy(x):
@@ -59,6 +59,9 @@ def _check_nodes(x, rule):
             raise ValueError(f"{rule.name} quadrature: nodes must be 1-D, got shape {x.shape}")
         if n > 1 and np.any(np.diff(x) < 0):
             raise ValueError(f"{rule.name} quadrature: nodes must be in increasing order")
+        if distinct and n > 1 and np.any(np.diff(x) == 0):
+            raise ValueError(f"{rule.name} quadrature: nodes must be distinct "
+                             f"(its weights divide by the spacings)")
     return n
 
 
@@ -114,8 +117,10 @@ class Simpson(Quadrature):
     """Composite Simpson rule for possibly non-uniform nodes, error O(h⁴).
 
     Pairs of intervals use the 3-point rule for uneven spacing (exact for
-    cubics). With an odd number of intervals the last one is integrated with
-    the quadratic through its last three nodes, so every size ≥ 3 works.
+    quadratics; for cubics too where the pair's two intervals are equal).
+    With an odd number of intervals the last one is integrated with the
+    quadratic through its last three nodes, so every size ≥ 3 works.
+    Nodes must be distinct: the weights divide by the spacings.
     """
 
     name = "simpson"
@@ -124,7 +129,7 @@ class Simpson(Quadrature):
     min_points = 3
 
     def weights(self, x):
-        _check_nodes(x, self)
+        _check_nodes(x, self, distinct=True)
         h = x[1:] - x[:-1]
         intervals = int(h.shape[0])
         pairs = intervals // 2

@@ -5,6 +5,14 @@ control values to its ``n`` current channels. On the integrated (input)
 axis the quadrature weights are folded into the rows, so a layer's weight
 is just ``A_out · λ · B_inᵀ``: two matmuls, nothing else.
 
+Normalisation: the quadrature weights are multiplied by the partition's full
+size ``N`` (they sum to ``N`` instead of 1). At full size each weight is then
+about 1, so control values have the scale of ordinary weights, which is what
+optimisers and initialisers are tuned for (without it the control values are
+``N`` times larger and Adam's steps ``N`` times too small). At a smaller size
+``n`` the weights grow by about ``(N-1)/(n-1)``, keeping the integral's
+magnitude (DESIGN.md §2).
+
 For fixed partitions the matrix is computed in numpy when the partition
 changes and enters the graph as a constant. For a trainable partition it is
 computed in the graph from the partition's nodes, so gradients reach them.
@@ -14,6 +22,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from inn_ms.cubic import kernel_matrix
+from inn_ms.keyed import SizeKeyed
 from inn_ms.partition import CompositePartition
 
 
@@ -43,12 +52,12 @@ def fixed_matrix(partition, control_sizes, integrate):
         x = part.nodes()
         k = kernel_matrix(x, m)
         if integrate:
-            k = k * part.quadrature.weights(x)[:, None]
+            k = k * (part.quadrature.weights(x) * part.max_size)[:, None]
         blocks.append(k)
     return block_diagonal(blocks)
 
 
-class AxisSampler(nn.Cell):
+class AxisSampler(SizeKeyed, nn.Cell):
     """Samples one continuous axis (``control_size`` values) at ``partition``.
 
     ``integrate=True`` folds the partition's quadrature weights into the
@@ -78,6 +87,7 @@ class AxisSampler(nn.Cell):
             self._partition = [partition]  # a list: not a sub-cell
         partition.add_listener(self)
         self.size = partition.size
+        self.sizes = tuple(partition.sizes)
         self.matrix = None
         self.partition_changed()
 
@@ -88,6 +98,7 @@ class AxisSampler(nn.Cell):
         """Recompute the fixed matrix and size after the partition changed."""
         p = self.get_partition()
         self.size = p.size
+        self.sizes = tuple(p.sizes)
         if not self.trainable:
             self.matrix = Tensor(fixed_matrix(p, self.control_sizes, self.integrate).astype(np.float32))
 
@@ -97,18 +108,17 @@ class AxisSampler(nn.Cell):
         if self.trainable:
             x = p.nodes()
             k = kernel_matrix(x, self.control_size)
-            return k * p.quadrature.weights(x)[:, None] if self.integrate else k
+            return k * (p.quadrature.weights(x) * p.max_size)[:, None] if self.integrate else k
         return fixed_matrix(p, self.control_sizes, self.integrate)
 
-    def construct(self):
+    def size_key(self):
+        return self.sizes  # block sizes: a composite can keep its total
+
+    def construct(self, size_key=None):
         if self.trainable:
             x = self.partition()
             k = kernel_matrix(x, self.control_size)
             if self.integrate:
-                k = k * self.partition.quadrature.weights(x).reshape(-1, 1)
+                k = k * (self.partition.quadrature.weights(x) * self.partition.max_size).reshape(-1, 1)
             return k
         return self.matrix
-
-
-def float_tensor(a):
-    return Tensor(np.asarray(a, np.float32), ms.float32)

@@ -1,5 +1,6 @@
 """Integral layers (MindSpore Cells)."""
-from inn_ms.layers.base import IntegralLayer, SizeKeyed
+from inn_ms.keyed import SizeKeyed
+from inn_ms.layers.base import IntegralLayer
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
 from inn_ms.layers.separable import SeparableIntegralConv2d

@@ -1,11 +1,5 @@
 """What every integral layer shares: partitions per channel axis, sampling of
 the control tensor, size-keyed compilation and exact conversion.
-
-Graph mode and changing widths: MindSpore keys a compiled graph on a Cell's
-call arguments only; a size kept in an attribute is baked into the graph and
-silently ignored after a change. :class:`SizeKeyed` therefore passes the
-current sizes as an extra constant argument when a Cell is called at top
-level, so each width gets (and caches) its own graph.
 """
 import math
 
@@ -14,25 +8,11 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
+from inn_ms.keyed import SizeKeyed
 from inn_ms.partition import UniformPartition, check_size
 from inn_ms.sampler import AxisSampler
 
 AUTO = "auto"
-
-
-class SizeKeyed:
-    """Mixin for Cells whose graph depends on partition sizes.
-
-    Subclasses implement :meth:`size_key` and give ``construct`` a trailing
-    ``size_key=None`` parameter, which it ignores: the key's only job is to
-    select the compiled graph.
-    """
-
-    def size_key(self):
-        raise NotImplementedError
-
-    def __call__(self, *args, **kwargs):
-        return super().__call__(*args, self.size_key(), **kwargs)
 
 
 def resolve_partition(partition, channels, layer, axis, quadrature):
@@ -73,7 +53,9 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         return out
 
     def size_key(self):
-        return tuple(axis.size for axis in (self.out_axis, self.in_axis) if axis is not None)
+        # Block sizes, not just totals: a composite partition can keep its
+        # total while its blocks (and so the sampling matrix) change.
+        return tuple(s for axis in (self.out_axis, self.in_axis) if axis is not None for s in axis.sizes)
 
     def sample_weight(self):
         """The weight at the current partitions, quadrature included."""
@@ -95,6 +77,13 @@ class IntegralLayer(SizeKeyed, nn.Cell):
             return self.bias
         return ops.matmul(self.out_axis(), self.bias.reshape(-1, 1)).reshape(-1)
 
+    def numpy_bias(self):
+        """The sampled bias in float64 numpy, or None."""
+        if self.bias is None:
+            return None
+        b = self.bias.asnumpy().astype(np.float64)
+        return b if self.out_axis is None else self.out_axis.numpy_matrix() @ b
+
     def numpy_weight(self):
         """The sampled weight in float64 numpy (a reference for tests and export)."""
         w = self.weight.asnumpy().astype(np.float64)
@@ -113,7 +102,7 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         """
         w = np.asarray(weight, np.float64)
         if in_partition is not None and integrate_in:
-            q = in_partition.weights()
+            q = full_size_weights(in_partition)
             if np.any(q <= 0):
                 raise ValueError(f"{in_partition.name}: {in_partition.quadrature.name} quadrature gives "
                                  f"weight 0 to some channels, so a discrete layer cannot be represented "
@@ -125,12 +114,39 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         if partition is not None and partition.size != partition.max_size:
             raise ValueError(f"{self.cls_name}: {what} partition {partition.name!r} must be at its full size "
                              f"{partition.max_size} to build from a discrete layer (it is {partition.size})")
+        # Exactness needs the full-size nodes on the control grid j/(n-1),
+        # where the kernel matrix is the identity: not so for Gauss-Legendre
+        # nodes or trained (non-uniform) positions.
+        for p in getattr(partition, "parts", None) or ([partition] if partition is not None else []):
+            x = np.asarray(p.nodes(), np.float64)
+            if len(x) > 1 and not np.allclose(x, np.linspace(0.0, 1.0, len(x)), rtol=0, atol=1e-6):
+                raise ValueError(f"{self.cls_name}: {what} partition {p.name!r} ({p.quadrature.name} quadrature) "
+                                 f"is not uniform at full size, so a discrete layer cannot be reproduced "
+                                 f"exactly; use a uniform partition with 'trapezoid' or 'simpson'")
+
+
+def full_size_weights(partition):
+    """Quadrature weights of ``partition`` at its full size (numpy), whatever
+    its current size: control values always describe the full-size weight."""
+    parts = getattr(partition, "parts", None)
+    if parts is not None:
+        return np.concatenate([full_size_weights(p) for p in parts])
+    if partition.size == partition.max_size:
+        q = partition.weights()
+    else:
+        rule = partition.quadrature
+        q = rule.weights(rule.nodes(partition.max_size))
+    # Normalised as in inn_ms.sampler: weights sum to the full size.
+    return np.asarray(q, np.float64) * partition.max_size
 
 
 def init_control(shape, fan_in, in_partition, integrate_in=True, has_bias=True):
-    """Control values for a new layer: MindSpore's default conv/dense
-    initialisation of the full-size weight, turned into control values."""
-    w = initializer(HeUniform(negative_slope=math.sqrt(5)), shape, ms.float32).init_data().asnumpy()
+    """Control values for a new layer: a He-uniform full-size weight (ReLU
+    gain, variance 2/fan_in) turned into control values. MindSpore's own
+    conv/dense default (negative_slope=√5, variance 1/(3·fan_in)) shrinks
+    the signal at every layer; networks without normalisation then start
+    with vanishing activations and train slowly. Biases: U(±1/√fan_in)."""
+    w = initializer(HeUniform(negative_slope=0), shape, ms.float32).init_data().asnumpy()
     control = IntegralLayer.control_from_discrete(w, in_partition, integrate_in)
     bias = None
     if has_bias:

@@ -4,6 +4,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
+from inn_ms.functional import conv2d, conv_backend
+from inn_ms.layers.plain import Conv2d
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
                                 make_parameters, resolve_partition)
 
@@ -28,22 +30,13 @@ def padding_args(padding, layer):
             raise ValueError(f"{layer}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
         return padding, 0
     if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return "pad", tuple(int(p) for p in padding)
+        if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in padding):
+            raise ValueError(f"{layer}: padding must be ints >= 0, got {padding!r}")
+        return "pad", tuple(padding)
     ph, pw = _pair(padding, "padding", layer)
     if min(ph, pw) < 0:
         raise ValueError(f"{layer}: padding must be >= 0, got {padding!r}")
     return "pad", (ph, ph, pw, pw)
-
-
-def _functional_padding(pad_mode, padding):
-    """``ops.conv2d`` takes symmetric ``(ph, pw)`` only: asymmetric padding is
-    applied beforehand with ``ops.pad`` (``(left, right, top, bottom)``)."""
-    if pad_mode != "pad":
-        return pad_mode, 0, None
-    top, bottom, left, right = padding
-    if top == bottom and left == right:
-        return "pad", (top, left), None
-    return "valid", 0, (left, right, top, bottom)
 
 
 class IntegralConv2d(IntegralLayer):
@@ -73,10 +66,16 @@ class IntegralConv2d(IntegralLayer):
         self.stride = _pair(stride, "stride", name)
         self.dilation = _pair(dilation, "dilation", name)
         self.pad_mode, self.padding = padding_args(padding, name)
-        self._conv_pad_mode, self._conv_padding, self._prepad = _functional_padding(self.pad_mode, self.padding)
+        self._padding4 = self.padding if self.pad_mode == "pad" else (0, 0, 0, 0)
+        self.conv_backend = conv_backend()  # see inn_ms.functional
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.depthwise = groups > 1 and groups == in_channels == out_channels
         out_p = resolve_partition(out_partition, out_channels, name, "out", quadrature)
+        if self.depthwise and isinstance(out_partition, str) and out_partition == AUTO \
+                and in_partition is not None and not isinstance(in_partition, str):
+            # One channel group: a given input partition is the output's too.
+            out_partition = in_partition
+            out_p = resolve_partition(out_partition, out_channels, name, "out", quadrature)
         if self.depthwise:
             in_p = resolve_partition(in_partition, in_channels, name, "in", quadrature)
             if out_p is not None and in_p is not None and in_p is not out_p and in_partition != AUTO:
@@ -118,24 +117,34 @@ class IntegralConv2d(IntegralLayer):
     def construct(self, x, size_key=None):
         w = self.sample_weight()
         b = self.sample_bias()
-        if self._prepad is not None:
-            x = ops.pad(x, self._prepad)
-        return ops.conv2d(x, w, b, self.stride, self._conv_pad_mode, self._conv_padding, self.dilation,
-                          self.out_axis.size if self.depthwise else self.groups)
+        groups = self.out_axis.size if self.depthwise and self.out_axis is not None else self.groups
+        return conv2d(x, w, b, self.stride, self.pad_mode, self._padding4, self.dilation, groups,
+                      self.conv_backend)
 
     def __call__(self, x, *args, **kwargs):
         _check_input(x, 4, self.current_in_channels, type(self).__name__)
         return super().__call__(x, *args, **kwargs)
 
-    def discretize(self):
-        """A plain ``nn.Conv2d`` with the current sampled weight and bias."""
-        conv = nn.Conv2d(self.current_in_channels, self.current_out_channels, self.kernel_size,
-                         stride=self.stride, pad_mode=self.pad_mode, padding=self.padding,
-                         dilation=self.dilation, group=self._current_groups(),
-                         has_bias=self.bias is not None)
-        conv.weight.set_data(Tensor(self.numpy_weight().astype(np.float32)))
-        if self.bias is not None:
-            conv.bias.set_data(self.sample_bias())
+    def discretize(self, out_index=None, in_index=None):
+        """A plain convolution (an ``nn.Conv2d``) with the current sampled weight
+        and bias; ``out_index``/``in_index`` keep only those channels of the
+        sampled weight (channel selection baselines)."""
+        w = self.numpy_weight()
+        b = self.numpy_bias()
+        if self.depthwise:
+            in_index = None
+            if out_index is not None:
+                w = w[out_index]
+                b = None if b is None else b[out_index]
+        else:
+            w, b = _select(w, b, out_index, in_index)
+        groups = w.shape[0] if self.depthwise else self.groups
+        conv = Conv2d(w.shape[1] * groups, w.shape[0], self.kernel_size,
+                      stride=self.stride, pad_mode=self.pad_mode, padding=self.padding,
+                      dilation=self.dilation, group=groups, has_bias=b is not None)
+        conv.weight.set_data(Tensor(w.astype(np.float32)))
+        if b is not None:
+            conv.bias.set_data(Tensor(b.astype(np.float32)))
         return conv
 
     @classmethod
@@ -158,6 +167,16 @@ class IntegralConv2d(IntegralLayer):
         if conv.has_bias:
             layer.bias.set_data(Tensor(conv.bias.asnumpy().astype(np.float32)))
         return layer
+
+
+def _select(w, b, out_index, in_index):
+    """Keep rows ``out_index`` and columns ``in_index`` of a sampled weight."""
+    if out_index is not None:
+        w = w[np.asarray(out_index)]
+        b = None if b is None else b[np.asarray(out_index)]
+    if in_index is not None:
+        w = w[:, np.asarray(in_index)]
+    return w, b
 
 
 def _check_input(x, rank, channels, layer):

@@ -4,7 +4,7 @@ from mindspore import Tensor, nn, ops
 
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
                                 make_parameters, resolve_partition)
-from inn_ms.layers.conv import _check_input
+from inn_ms.layers.conv import _check_input, _select
 
 
 class IntegralDense(IntegralLayer):
@@ -44,12 +44,14 @@ class IntegralDense(IntegralLayer):
         _check_input(x, 2, self.current_in_channels, type(self).__name__)
         return super().__call__(x, *args, **kwargs)
 
-    def discretize(self):
-        """A plain ``nn.Dense`` with the current sampled weight and bias."""
-        dense = nn.Dense(self.current_in_channels, self.current_out_channels, has_bias=self.bias is not None)
-        dense.weight.set_data(Tensor(self.numpy_weight().astype(np.float32)))
-        if self.bias is not None:
-            dense.bias.set_data(self.sample_bias())
+    def discretize(self, out_index=None, in_index=None):
+        """A plain ``nn.Dense`` with the current sampled weight and bias;
+        ``out_index``/``in_index`` keep only those channels."""
+        w, b = _select(self.numpy_weight(), self.numpy_bias(), out_index, in_index)
+        dense = nn.Dense(w.shape[1], w.shape[0], has_bias=b is not None)
+        dense.weight.set_data(Tensor(w.astype(np.float32)))
+        if b is not None:
+            dense.bias.set_data(Tensor(b.astype(np.float32)))
         return dense
 
     @classmethod

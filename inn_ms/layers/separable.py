@@ -7,7 +7,8 @@ its axes and integrates over the input group.
 """
 from mindspore import nn
 
-from inn_ms.layers.base import AUTO, SizeKeyed
+from inn_ms.keyed import SizeKeyed
+from inn_ms.layers.base import AUTO
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.partition import UniformPartition
 
@@ -44,6 +45,10 @@ class SeparableIntegralConv2d(SizeKeyed, nn.Cell):
     def from_discrete(cls, depthwise, pointwise, in_partition=AUTO, out_partition=AUTO,
                       quadrature="trapezoid"):
         """From a depthwise ``nn.Conv2d`` and a 1×1 ``nn.Conv2d`` that follows it."""
+        for conv in (depthwise, pointwise):
+            if not isinstance(conv, nn.Conv2d):
+                raise ValueError(f"{cls.__name__}.from_discrete: expected two nn.Conv2d, got "
+                                 f"{type(conv).__name__}")
         if depthwise.group != depthwise.in_channels or depthwise.out_channels != depthwise.in_channels:
             raise ValueError(f"{cls.__name__}.from_discrete: first conv must be depthwise "
                              f"(groups == in == out), got groups={depthwise.group}")

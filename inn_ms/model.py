@@ -1,0 +1,194 @@
+"""An integral network: a Cell of integral layers plus its channel groups.
+
+:class:`IntegralModel` finds the partitions (channel groups) its layers use,
+resizes them by name or by one keep ratio, keys its compiled graphs on the
+current sizes (so graph mode never runs a stale width), and turns itself into
+a plain, thinner MindSpore network with :meth:`IntegralModel.discretize`.
+"""
+import copy
+import logging
+import time
+from collections import OrderedDict
+
+import numpy as np
+from mindspore import nn
+
+from inn_ms.keyed import SizeKeyed
+from inn_ms.layers.base import IntegralLayer
+from inn_ms.partition import CompositePartition
+
+logger = logging.getLogger(__name__)
+
+
+def integral_layers(cell):
+    """``(name, layer)`` for every integral layer inside ``cell``."""
+    return [(name, c) for name, c in cell.cells_and_names() if isinstance(c, IntegralLayer)]
+
+
+def find_groups(cell):
+    """The resizable partitions used by the integral layers of ``cell``, in
+    order of first use, by name (composites contribute their parts)."""
+    found = OrderedDict()
+    seen = set()
+
+    def add(p):
+        if isinstance(p, CompositePartition):
+            for part in p.parts:
+                add(part)
+            return
+        if id(p) in seen:
+            return
+        seen.add(id(p))
+        name = p.name
+        k = 1
+        while name in found:
+            k += 1
+            name = f"{p.name}#{k}"
+        found[name] = p
+
+    for _, layer in integral_layers(cell):
+        for p in layer.partitions.values():
+            add(p)
+    return found
+
+
+def count_parameters(cell):
+    """Number of scalars in the trainable and non-trainable parameters of ``cell``."""
+    return int(sum(int(np.prod(p.shape)) for p in cell.get_parameters()))
+
+
+class IntegralModel(SizeKeyed, nn.Cell):
+    """Wraps ``network`` (a Cell containing integral layers).
+
+    ``groups`` maps a name to each partition the layers share; by default it
+    is found from the layers (:func:`find_groups`).
+    """
+
+    def __init__(self, network, groups=None):
+        super().__init__()
+        self.network = network
+        self._groups = OrderedDict(groups if groups is not None else find_groups(network))
+        if not self._groups:
+            raise ValueError("IntegralModel: the network has no integral layer with a continuous axis")
+
+    @property
+    def groups(self):
+        """Channel groups: name → partition."""
+        return OrderedDict(self._groups)
+
+    @property
+    def sizes(self):
+        """Current size of each group."""
+        return OrderedDict((n, p.size) for n, p in self._groups.items())
+
+    @property
+    def full_sizes(self):
+        return OrderedDict((n, p.max_size) for n, p in self._groups.items())
+
+    def size_key(self):
+        return tuple(p.size for p in self._groups.values())
+
+    def construct(self, x, size_key=None):
+        return self.network(x)
+
+    def sizes_for_keep(self, keep, multiple_of=1):
+        """Per-group sizes for a keep ratio ``keep`` ∈ (0, 1], rounded to a
+        multiple of ``multiple_of`` (never below it, never above full size)."""
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+            raise ValueError(f"keep ratio must be in (0, 1], got {keep!r}")
+        out = OrderedDict()
+        for name, p in self._groups.items():
+            n = int(round(keep * p.max_size / multiple_of)) * multiple_of
+            n = min(max(n, multiple_of, p.quadrature.min_points), p.max_size)
+            out[name] = n
+        return out
+
+    def resize(self, sizes=None, keep=None, multiple_of=1):
+        """Resize groups: ``sizes`` maps group names to sizes (others keep
+        theirs), or ``keep`` sets every group to that fraction of its full
+        size. All sizes are checked before any group changes."""
+        if (sizes is None) == (keep is None):
+            raise ValueError("resize: give exactly one of sizes= or keep=")
+        if keep is not None:
+            sizes = self.sizes_for_keep(keep, multiple_of)
+        unknown = [n for n in sizes if n not in self._groups]
+        if unknown:
+            raise ValueError(f"resize: unknown group(s) {unknown}; groups are {list(self._groups)}")
+        for name, n in sizes.items():
+            p = self._groups[name]
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= p.max_size:
+                raise ValueError(f"resize: size of group {name!r} must be an int in [1, {p.max_size}], got {n!r}")
+        for name, n in sizes.items():
+            self._groups[name].resize(int(n))
+        logger.debug("resized to %s", dict(self.sizes))
+        return self.sizes
+
+    def discretize(self):
+        """A plain network at the current sizes: every integral layer becomes
+        an ``nn.Conv2d``/``nn.Dense`` with fewer channels, every other Cell is
+        copied with its own copy of its parameters."""
+        return _rebuild(self.network, lambda c: c.discretize() if hasattr(c, "discretize") else None)
+
+    def select_channels(self, indices):
+        """A plain network made of the *full-size* weights restricted to the
+        channels ``indices[group]`` (index arrays; groups not named keep all
+        channels). The baseline that INN resampling is compared with: naive
+        truncation, L1-norm or random channel selection."""
+        unknown = [n for n in indices if n not in self._groups]
+        if unknown:
+            raise ValueError(f"select_channels: unknown group(s) {unknown}; groups are {list(self._groups)}")
+        by_id = {id(p): name for name, p in self._groups.items()}
+        for name, idx in indices.items():
+            idx = np.asarray(idx)
+            full = self._groups[name].max_size
+            if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= full or len(set(idx.tolist())) != len(idx):
+                raise ValueError(f"select_channels: indices of group {name!r} must be distinct ints in [0, {full})")
+
+        def pick(layer):
+            if not isinstance(layer, IntegralLayer):
+                return None
+            sel = {}
+            for axis, p in layer.partitions.items():
+                if isinstance(p, CompositePartition):
+                    raise ValueError("select_channels: channels after a concatenation are not supported")
+                sel[axis] = indices.get(by_id.get(id(p)))
+            return layer.discretize(out_index=sel.get("out"), in_index=sel.get("in"))
+
+        saved = self.sizes
+        try:
+            self.resize(sizes=dict(self.full_sizes))
+            return _rebuild(self.network, pick)
+        finally:
+            self.resize(sizes=dict(saved))
+
+    def compression(self):
+        """Parameters of the discretized network now vs at full size."""
+        now = count_parameters(self.discretize())
+        saved = self.sizes
+        try:
+            self.resize(sizes=dict(self.full_sizes))
+            full = count_parameters(self.discretize())
+        finally:
+            self.resize(sizes=dict(saved))
+        return {"params": now, "full_params": full, "ratio": now / full}
+
+
+def _rebuild(cell, replace):
+    """Copy of the Cell tree in which ``replace(cell)``, where not None,
+    stands for a Cell; every other Cell is copied with its own parameters."""
+    new = replace(cell) if not isinstance(cell, IntegralModel) else None
+    if new is not None:
+        return new
+    new = copy.copy(cell)
+    # Cell.__setstate__ adopts the original's __dict__ object: give the copy its own.
+    new.__dict__ = dict(cell.__dict__)
+    object.__setattr__(new, "_cells", OrderedDict((k, _rebuild(c, replace)) for k, c in cell._cells.items()))
+    object.__setattr__(new, "_params", OrderedDict(
+        (k, None if p is None else p.clone()) for k, p in cell._params.items()))
+    if hasattr(new, "cell_list"):
+        object.__setattr__(new, "cell_list", list(new._cells.values()))
+    # A fresh identity for MindSpore's compile caches (shallow copy shares them).
+    object.__setattr__(new, "_create_time", time.time_ns())
+    object.__setattr__(new, "_compile_cache", None)
+    object.__setattr__(new, "_phase_cache", None)
+    return new

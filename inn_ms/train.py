@@ -1,0 +1,157 @@
+"""Training with random partition sizes, so that every width works.
+
+Each step draws a width for every channel group (:class:`WidthSampler`),
+resizes the model and runs one compiled train step. Graph mode needs static
+shapes: a width configuration is a new graph, so widths come from a small
+bounded set (a few keep ratios, optionally rounded to multiples of 8 or 16,
+Ascend's cube alignment) and each graph is compiled once and cached by
+MindSpore, selected through the size key (:mod:`inn_ms.keyed`).
+"""
+import logging
+import math
+from collections import OrderedDict
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+from tqdm.auto import tqdm
+
+from inn_ms.keyed import SizeKeyed
+from inn_ms.partition import NormalSizes, UniformSizes
+
+logger = logging.getLogger(__name__)
+
+_DISTRIBUTIONS = {"uniform": UniformSizes, "normal": NormalSizes}
+
+
+def _distribution(name):
+    try:
+        return _DISTRIBUTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown width distribution {name!r}; choose one of {sorted(_DISTRIBUTIONS)}") from None
+
+
+class WidthSampler:
+    """Draws group sizes for one step.
+
+    ``per_group=False`` (default): one keep ratio for the whole network from
+    ``levels`` evenly spaced ratios in ``[low, high]`` — few configurations,
+    so few graphs to compile. ``per_group=True``: every group draws its own
+    size from ``[ceil(low·full), full]`` in steps of ``multiple_of`` — the
+    paper's sampling, with many more configurations.
+    ``distribution``: ``"uniform"`` or ``"normal"`` (favours full width).
+    """
+
+    def __init__(self, model, low=0.5, high=1.0, levels=5, distribution="uniform", per_group=False,
+                 multiple_of=1):
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"WidthSampler: need 0 < low <= high <= 1, got low={low}, high={high}")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"WidthSampler: levels must be an int >= 1, got {levels!r}")
+        self.model = model
+        self.low, self.high, self.levels = float(low), float(high), levels
+        self.per_group = bool(per_group)
+        self.multiple_of = int(multiple_of)
+        dist = _distribution(distribution)
+        if self.per_group:
+            self.group_distributions = OrderedDict(
+                (name, dist(min(full, max(1, math.ceil(low * full))), max(1, int(high * full)), self.multiple_of))
+                for name, full in model.full_sizes.items())
+        else:
+            self.ratios = np.linspace(low, high, levels) if levels > 1 else np.array([high])
+            self.ratio_probabilities = dist(1, levels).probabilities()
+
+    def sample(self, rng):
+        """Sizes for every group, drawn with the numpy Generator ``rng``."""
+        if self.per_group:
+            return OrderedDict((name, d.sample(rng)) for name, d in self.group_distributions.items())
+        ratio = float(rng.choice(self.ratios, p=self.ratio_probabilities))
+        return self.model.sizes_for_keep(ratio, self.multiple_of)
+
+    def configurations(self):
+        """Every joint configuration (``per_group=False`` only)."""
+        if self.per_group:
+            raise ValueError("WidthSampler.configurations: only for per_group=False")
+        return [self.model.sizes_for_keep(float(r), self.multiple_of) for r in self.ratios]
+
+
+class TrainStep(SizeKeyed, nn.Cell):
+    """One optimiser step of ``model`` at its current sizes (one graph per width)."""
+
+    def __init__(self, model, loss_fn, optimizer):
+        super().__init__()
+        self.model = model
+        self.net_with_loss = nn.WithLossCell(model.network, loss_fn)
+        self.optimizer = optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_by_list=True)
+
+    def size_key(self):
+        return self.model.size_key()
+
+    def construct(self, x, y, size_key=None):
+        loss = self.net_with_loss(x, y)
+        grads = self.grad(self.net_with_loss, self.weights)(x, y)
+        self.optimizer(grads)
+        return loss
+
+
+def batches(n, batch_size, rng=None, drop_last=True):
+    """Index arrays of mini-batches over ``n`` samples (shuffled if ``rng``)."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+class RandomWidthTrainer:
+    """Trains an :class:`~inn_ms.model.IntegralModel` with a random width per step.
+
+    ``width_sampler=None`` trains at full width only (a discrete-like baseline).
+    """
+
+    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0):
+        self.model = model
+        self.step_cell = TrainStep(model, loss_fn, optimizer)
+        self.width_sampler = width_sampler
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, x, y, sizes=None):
+        """One step at ``sizes`` (or freshly drawn ones); returns the loss."""
+        if sizes is None and self.width_sampler is not None:
+            sizes = self.width_sampler.sample(self.rng)
+        if sizes is not None:
+            self.model.resize(sizes=sizes)
+        self.step_cell.set_train(True)
+        loss = self.step_cell(x, y)
+        return float(loss.asnumpy())
+
+    def fit(self, x, y, epochs, batch_size, progress=True):
+        """Train on numpy arrays ``x``, ``y``; returns the mean loss per epoch.
+        The model is left at full width."""
+        history = []
+        try:
+            for epoch in range(epochs):
+                losses = []
+                bar = tqdm(batches(len(x), batch_size, self.rng), desc=f"epoch {epoch + 1}/{epochs}",
+                           disable=not progress, leave=False)
+                for idx in bar:
+                    losses.append(self.step(Tensor(x[idx]), Tensor(y[idx])))
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                history.append(float(np.mean(losses)))
+                logger.info("epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
+        finally:
+            self.model.resize(sizes=dict(self.model.full_sizes))
+            self.step_cell.set_train(False)
+        return history
+
+
+def predict(cell, x, batch_size=250):
+    """Logits of ``cell`` on numpy ``x``, in batches (eval mode)."""
+    cell.set_train(False)
+    out = [cell(Tensor(x[i:i + batch_size])).asnumpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(out)
+
+
+def accuracy(cell, x, y, batch_size=250):
+    """Top-1 accuracy of ``cell`` on numpy arrays."""
+    return float(np.mean(predict(cell, x, batch_size).argmax(1) == y))

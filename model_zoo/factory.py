@@ -1,0 +1,85 @@
+"""Builds the same architecture as a discrete or an integral network.
+
+A :class:`LayerFactory` hands out convolutions and dense layers. The discrete
+one returns ``nn.Conv2d``/``nn.Dense`` (PyTorch-style padding); the integral
+one returns integral layers whose channel axes share one partition per named
+channel group, so architecture code says which dimensions belong together
+and nothing else.
+"""
+import math
+from collections import OrderedDict
+
+from mindspore import nn
+from mindspore.common.initializer import HeUniform, Uniform
+
+from inn_ms.layers import IntegralConv2d, IntegralDense
+from inn_ms.layers.plain import Conv2d
+from inn_ms.partition import UniformPartition
+
+DISCRETE = None  # group name for an axis that stays discrete
+
+
+def _area(k):
+    return k * k if isinstance(k, int) else k[0] * k[1]
+
+
+def _bias_init(fan_in):
+    return Uniform(1 / math.sqrt(fan_in))
+
+
+class DiscreteFactory:
+    """Plain layers, initialised like the integral ones (He-uniform weights,
+    see inn_ms.layers.base.init_control), so baselines start alike."""
+
+    integral = False
+
+    def conv(self, cin, cout, k, stride=1, padding=0, groups=1, has_bias=True, in_group=None, out_group=None):
+        pad = (padding, padding, padding, padding) if isinstance(padding, int) else padding
+        return Conv2d(cin, cout, k, stride=stride, pad_mode="pad", padding=pad, group=groups, has_bias=has_bias,
+                      weight_init=HeUniform(negative_slope=0), bias_init=_bias_init(cin // groups * _area(k)))
+
+    def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None):
+        return nn.Dense(cin, cout, has_bias=has_bias, weight_init=HeUniform(negative_slope=0),
+                        bias_init=_bias_init(cin))
+
+
+class IntegralFactory:
+    """Integral layers; ``in_group``/``out_group`` name the channel group of
+    each axis (``None``: discrete). Groups are created on first use."""
+
+    integral = True
+
+    def __init__(self, quadrature="trapezoid"):
+        self.quadrature = quadrature
+        self.groups = OrderedDict()
+
+    def group(self, name, channels):
+        if name is None:
+            return None
+        if name not in self.groups:
+            self.groups[name] = UniformPartition(channels, quadrature=self.quadrature, name=name)
+        p = self.groups[name]
+        if p.max_size != channels:
+            raise ValueError(f"group {name!r} has {p.max_size} channels, a layer asked for {channels}")
+        return p
+
+    def conv(self, cin, cout, k, stride=1, padding=0, groups=1, has_bias=True, in_group=None, out_group=None):
+        return IntegralConv2d(cin, cout, k, stride=stride, padding=padding, groups=groups, has_bias=has_bias,
+                              in_partition=self.group(in_group, cin), out_partition=self.group(out_group, cout),
+                              quadrature=self.quadrature)
+
+    def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None):
+        return IntegralDense(cin, cout, has_bias=has_bias, in_partition=self.group(in_group, cin),
+                             out_partition=self.group(out_group, cout), quadrature=self.quadrature)
+
+
+def finish(net, factory):
+    """Wrap an integral network in an IntegralModel with its named groups."""
+    if not factory.integral:
+        return net
+    from inn_ms.model import IntegralModel
+    return IntegralModel(net, groups=factory.groups)
+
+
+def make_factory(integral, quadrature="trapezoid"):
+    return IntegralFactory(quadrature) if integral else DiscreteFactory()

