@@ -107,13 +107,22 @@ class RandomWidthTrainer:
     """Trains an :class:`~inn_ms.model.IntegralModel` with a random width per step.
 
     ``width_sampler=None`` trains at full width only (a discrete-like baseline).
+    ``sandwich=True``: every batch also gets a step at full width before the
+    sampled one (the "sandwich rule" of slimmable networks), so the full
+    width is trained on every batch.
     """
 
-    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0):
+    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0, sandwich=False):
         self.model = model
+        self.sandwich = bool(sandwich)
         self.step_cell = TrainStep(model, loss_fn, optimizer)
         self.width_sampler = width_sampler
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def steps_per_batch(self):
+        """Optimiser steps taken per batch by :meth:`fit`."""
+        return 2 if self.sandwich and self.width_sampler is not None else 1
 
     def step(self, x, y, sizes=None):
         """One step at ``sizes`` (or freshly drawn ones); returns the loss."""
@@ -135,7 +144,10 @@ class RandomWidthTrainer:
                 bar = tqdm(batches(len(x), batch_size, self.rng), desc=f"epoch {epoch + 1}/{epochs}",
                            disable=not progress, leave=False)
                 for idx in bar:
-                    losses.append(self.step(Tensor(x[idx]), Tensor(y[idx])))
+                    xb, yb = Tensor(x[idx]), Tensor(y[idx])
+                    if self.steps_per_batch == 2:
+                        self.step(xb, yb, sizes=dict(self.model.full_sizes))
+                    losses.append(self.step(xb, yb))
                     bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 history.append(float(np.mean(losses)))
                 logger.info("epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])

@@ -1,4 +1,8 @@
-"""Shared test setup: quiet MindSpore, deterministic seeds, both execution modes."""
+"""Shared test setup: quiet MindSpore, deterministic seeds, both execution modes,
+one torch thread for the modules that run torch references.
+
+The independent references themselves are in reference.py.
+"""
 import os
 
 os.environ.setdefault("GLOG_v", "3")
@@ -27,3 +31,17 @@ def mode(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One torch thread for a whole test module (use it with
+    ``pytestmark = pytest.mark.usefixtures("torch_single_thread")``): the tiny
+    float64 reference convolutions run ~100x faster on one thread than on
+    several competing with MindSpore's. The thread count is restored after
+    the module."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

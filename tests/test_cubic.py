@@ -5,8 +5,6 @@ References are independent of the library: a hand-written Keys kernel, a
 floor(t)-1 … floor(t)+2 clamped to the grid), real
 ``torch.nn.functional.interpolate`` and central finite differences.
 """
-import math
-
 import numpy as np
 import pytest
 import mindspore as ms
@@ -16,41 +14,7 @@ from inn_ms.cubic import KEYS_A, kernel_matrix, keys_kernel, resize_bicubic, sam
 
 torch = pytest.importorskip("torch")
 
-
-# --- independent references -----------------------------------------------------------------
-
-def ref_keys(s, a=-0.75):
-    """Keys' kernel, written in PyTorch's nested (Horner) form, one scalar at a time."""
-    x = abs(float(s))
-    if x <= 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    if x < 2.0:
-        return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
-    return 0.0
-
-
-def ref_kernel_matrix(x, m, a=-0.75):
-    """n × m matrix of PyTorch's bicubic align_corners sampling, by a loop."""
-    x = np.asarray(x, np.float64)
-    k = np.zeros((len(x), m))
-    for i, xi in enumerate(x):
-        t = xi * (m - 1)
-        f = math.floor(t)
-        frac = t - f
-        for d in (-1, 0, 1, 2):
-            idx = min(max(f + d, 0), m - 1)
-            k[i, idx] += ref_keys(frac - d, a)
-    return k
-
-
-def torch_bicubic(control2d, n0, n1, dtype=torch.float64):
-    inp = torch.tensor(control2d, dtype=dtype)[None, None]
-    out = torch.nn.functional.interpolate(inp, size=(n0, n1), mode="bicubic", align_corners=True)
-    return out[0, 0].double().numpy()
-
-
-def uniform(n):
-    return np.linspace(0.0, 1.0, n)
+from reference import corner_nodes, fd_grad, ref_kernel, ref_keys, torch_bicubic  # noqa: E402
 
 
 class _KM(nn.Cell):
@@ -121,23 +85,23 @@ def test_kernel_matrix_matches_reference_loop(m, n, rng):
         x[0], x[-1] = 0.0, 1.0
     k = kernel_matrix(x, m)
     assert k.shape == (n, m)
-    np.testing.assert_allclose(k, ref_kernel_matrix(x, m), atol=1e-12)
+    np.testing.assert_allclose(k, ref_kernel(x, m), atol=1e-12)
     # Applied to control values, as the brief states it.
     v = rng.normal(size=m)
-    np.testing.assert_allclose(k @ v, ref_kernel_matrix(x, m) @ v, atol=1e-6)
+    np.testing.assert_allclose(k @ v, ref_kernel(x, m) @ v, atol=1e-6)
     # Rows sum to one (partition of unity survives clamping).
     np.testing.assert_allclose(k.sum(1), 1.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 5, 9, 16, 33])
 def test_kernel_matrix_identity_at_control_size(m):
-    k = kernel_matrix(uniform(m), m)
+    k = kernel_matrix(corner_nodes(m), m)
     np.testing.assert_allclose(k, np.eye(m), atol=1e-12)
 
 
 @pytest.mark.parametrize("m", [1, 2, 5, 16])
 def test_kernel_matrix_identity_tensor(m, mode):
-    k = _KM(m)(Tensor(uniform(m).astype(np.float32))).asnumpy()
+    k = _KM(m)(Tensor(corner_nodes(m).astype(np.float32))).asnumpy()
     np.testing.assert_allclose(k, np.eye(m), atol=1e-6)
 
 
@@ -147,12 +111,12 @@ def test_kernel_matrix_tensor_matches_reference(m, mode, rng):
     x[0], x[-1] = 0, 1
     k = _KM(m)(Tensor(x))
     assert isinstance(k, ms.Tensor) and k.shape == (17, m) and k.dtype == ms.float32
-    np.testing.assert_allclose(k.asnumpy(), ref_kernel_matrix(x.astype(np.float64), m), atol=2e-6)
+    np.testing.assert_allclose(k.asnumpy(), ref_kernel(x.astype(np.float64), m), atol=2e-6)
 
 
 def test_kernel_matrix_bad_m():
     with pytest.raises(ValueError, match="at least one control value"):
-        kernel_matrix(uniform(4), 0)
+        kernel_matrix(corner_nodes(4), 0)
 
 
 @pytest.mark.parametrize("m0,m1", [(1, 1), (1, 4), (2, 2), (2, 7), (5, 3), (8, 8), (16, 9)])
@@ -160,15 +124,15 @@ def test_kernel_matrix_bad_m():
 @pytest.mark.parametrize("tdtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
 def test_matches_torch_bicubic_align_corners(m0, m1, n0, n1, tdtype, tol, rng):
     c = rng.normal(size=(m0, m1))
-    ours = kernel_matrix(uniform(n0), m0) @ c @ kernel_matrix(uniform(n1), m1).T
-    ref = torch_bicubic(c, n0, n1, getattr(torch, tdtype))
+    ours = kernel_matrix(corner_nodes(n0), m0) @ c @ kernel_matrix(corner_nodes(n1), m1).T
+    ref = torch_bicubic(c, n0, n1, tdtype)
     np.testing.assert_allclose(ours, ref, atol=tol * max(1.0, np.abs(c).max()))
 
 
 def test_torch_reference_is_not_bilinear(rng):
     # Guard for the test above: bilinear would differ from our cubic sampling.
     c = rng.normal(size=(6, 6))
-    ours = kernel_matrix(uniform(11), 6) @ c @ kernel_matrix(uniform(11), 6).T
+    ours = kernel_matrix(corner_nodes(11), 6) @ c @ kernel_matrix(corner_nodes(11), 6).T
     inp = torch.tensor(c)[None, None]
     lin = torch.nn.functional.interpolate(inp, size=(11, 11), mode="bilinear", align_corners=True)
     assert np.abs(ours - lin[0, 0].numpy()).max() > 1e-2
@@ -183,7 +147,7 @@ def test_kernel_matrix_reproduces_constants_and_a_parameter():
     np.testing.assert_allclose(kernel_matrix(x, m) @ np.full(m, 3.5), 3.5, atol=1e-12)
     inner = (x >= 1 / (m - 1)) & (x <= 1 - 1 / (m - 1))
     k_half = kernel_matrix(x, m, a=-0.5)
-    np.testing.assert_allclose(k_half, ref_kernel_matrix(x, m, a=-0.5), atol=1e-12)
+    np.testing.assert_allclose(k_half, ref_kernel(x, m, a=-0.5), atol=1e-12)
     np.testing.assert_allclose((k_half @ (2 * j - 1))[inner], (2 * x - 1)[inner], atol=1e-12)
 
 
@@ -225,7 +189,7 @@ def test_sample_tensor_matches_numpy(which, mode, rng):
 
 def test_sample_at_control_size_is_identity(rng):
     c = rng.normal(size=(6, 4, 3))
-    out = sample(c, [kernel_matrix(uniform(6), 6), kernel_matrix(uniform(4), 4)])
+    out = sample(c, [kernel_matrix(corner_nodes(6), 6), kernel_matrix(corner_nodes(4), 4)])
     np.testing.assert_allclose(out, c, atol=1e-12)
 
 
@@ -249,7 +213,7 @@ CASES_1 = [((7, 3, 3), (12,)), ((7, 3, 3), (4,)), ((16,), (33,)), ((16, 4), (6,)
 @pytest.mark.parametrize("shape,sizes", CASES_2 + CASES_1)
 def test_resize_bicubic_matches_matmul(shape, sizes, mode, rng):
     c = rng.normal(size=shape)
-    mats = [kernel_matrix(uniform(n), shape[a]) for a, n in enumerate(sizes)]
+    mats = [kernel_matrix(corner_nodes(n), shape[a]) for a, n in enumerate(sizes)]
     exact = sample(c, mats)
     got = _Resize(sizes)(Tensor(c.astype(np.float32)))
     assert got.shape == exact.shape
@@ -289,15 +253,9 @@ def test_kernel_matrix_gradient_wrt_nodes(m, mode, rng):
     v = rng.normal(size=m)
 
     def f(xx):
-        return float(np.sum(ref_kernel_matrix(xx, m) @ v))
+        return float(np.sum(ref_kernel(xx, m) @ v))
 
-    eps = 1e-6
-    fd = np.zeros(n)
-    for i in range(n):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += eps
-        xm[i] -= eps
-        fd[i] = (f(xp) - f(xm)) / (2 * eps)
+    fd = fd_grad(f, x)
     g = ms.grad(_SumKv(m, v))(Tensor(x.astype(np.float32))).asnumpy()
     scale = max(1.0, np.abs(fd).max())
     np.testing.assert_allclose(g, fd, atol=2e-4 * scale)
@@ -315,7 +273,5 @@ def test_kernel_matrix_gradient_pynative_function(rng):
         return ops.matmul(kernel_matrix(xt, m), vt).sum()
 
     g = ms.grad(loss)(Tensor(x.astype(np.float32))).asnumpy()
-    eps = 1e-6
-    fd = [(np.sum(ref_kernel_matrix(x + eps * e, m) @ v) - np.sum(ref_kernel_matrix(x - eps * e, m) @ v))
-          / (2 * eps) for e in np.eye(m)]
+    fd = fd_grad(lambda xx: np.sum(ref_kernel(xx, m) @ v), x)
     np.testing.assert_allclose(g, fd, atol=2e-4 * max(1.0, np.abs(fd).max()))

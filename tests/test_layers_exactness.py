@@ -23,132 +23,10 @@ F = torch.nn.functional
 from inn_ms.layers import IntegralConv2d, IntegralDense, SeparableIntegralConv2d, SizeKeyed  # noqa: E402
 from inn_ms.partition import CompositePartition, UniformPartition  # noqa: E402
 
-KEYS_A = -0.75
+from reference import (assert_close, ref_conv, ref_control, ref_kernel, ref_sample,  # noqa: E402
+                       ref_sample_bias, ref_trapezoid, torch_bicubic, uniform_nodes)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _torch_single_thread():
-    """Tiny float64 reference convolutions: one thread is ~100x faster here
-    than several threads competing with MindSpore's."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# --------------------------------------------------------------------------
-# Independent references
-# --------------------------------------------------------------------------
-
-def ref_nodes(n):
-    """Uniform partition of [0, 1] with n points (one point: the midpoint)."""
-    return np.array([0.5]) if n == 1 else np.linspace(0.0, 1.0, n)
-
-
-def ref_trapezoid(x):
-    x = np.asarray(x, np.float64)
-    if len(x) == 1:
-        return np.ones(1)
-    h = np.diff(x)
-    q = np.zeros(len(x))
-    q[:-1] += h / 2
-    q[1:] += h / 2
-    return q
-
-
-def _near(t):   # Keys kernel for |s| <= 1
-    return ((KEYS_A + 2) * t - (KEYS_A + 3)) * t * t + 1
-
-
-def _far(t):    # Keys kernel for 1 < |s| < 2
-    return ((KEYS_A * t - 5 * KEYS_A) * t + 8 * KEYS_A) * t - 4 * KEYS_A
-
-
-def ref_kernel(x, m):
-    """n × m matrix sampling m control values (at j/(m-1)) at nodes x:
-    PyTorch's bicubic taps, align_corners=True, indices clamped to the grid."""
-    x = np.asarray(x, np.float64)
-    k = np.zeros((len(x), m))
-    if m == 1:
-        k[:] = 1.0
-        return k
-    for r, xi in enumerate(x):
-        pos = xi * (m - 1)
-        i0 = int(np.floor(pos))
-        t = pos - i0
-        for tap, w in enumerate((_far(1 + t), _near(t), _near(1 - t), _far(2 - t))):
-            k[r, min(max(i0 - 1 + tap, 0), m - 1)] += w
-    return k
-
-
-# The library scales the quadrature weights by the partition's full size N
-# (they sum to N, so control values have the scale of ordinary weights; see
-# inn_ms.sampler). A common factor: invisible in sampled weights and outputs,
-# visible in the control values.
-
-def ref_in_matrix(n, m):
-    """Input-axis matrix: kernel rows scaled by the trapezoid weights × N (= m)."""
-    x = ref_nodes(n)
-    return ref_kernel(x, m) * (ref_trapezoid(x) * m)[:, None]
-
-
-def ref_control(w, integrate_in=True):
-    """Control values of a discrete weight: divide by the full-size trapezoid
-    weights (× N) along the input axis."""
-    w = np.asarray(w, np.float64)
-    if not integrate_in:
-        return w
-    n_full = w.shape[1]
-    q = ref_trapezoid(ref_nodes(n_full)) * n_full
-    return w / q.reshape((1, -1) + (1,) * (w.ndim - 2))
-
-
-def ref_sample(w, n_out, n_in):
-    """Weight at sizes (n_out, n_in) of the integral layer built from the
-    discrete full-size weight ``w``; ``None`` keeps an axis discrete."""
-    lam = ref_control(w, integrate_in=n_in is not None)
-    m_out, m_in = lam.shape[:2]
-    if n_in is not None:
-        lam = np.einsum("ki,oi...->ok...", ref_in_matrix(n_in, m_in), lam)
-    if n_out is not None:
-        lam = np.einsum("ko,o...->k...", ref_kernel(ref_nodes(n_out), m_out), lam)
-    return lam
-
-
-def ref_sample_bias(b, n_out):
-    b = np.asarray(b, np.float64)
-    return b if n_out is None else ref_kernel(ref_nodes(n_out), len(b)) @ b
-
-
-def same_padding(size, k, s, d):
-    """TensorFlow/MindSpore 'same': (before, after), the extra pixel after."""
-    out = -(-size // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def ref_conv(x, w, b, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, same=False):
-    """float64 torch convolution; ``padding`` is MindSpore's (top, bottom, left, right)."""
-    x = torch.from_numpy(np.asarray(x, np.float64))
-    w = torch.from_numpy(np.asarray(w, np.float64))
-    if same:
-        top, bottom = same_padding(x.shape[2], w.shape[2], stride[0], dilation[0])
-        left, right = same_padding(x.shape[3], w.shape[3], stride[1], dilation[1])
-    else:
-        top, bottom, left, right = padding
-    x = F.pad(x, (left, right, top, bottom))
-    bt = None if b is None else torch.from_numpy(np.asarray(b, np.float64))
-    return F.conv2d(x, w, bt, tuple(stride), 0, tuple(dilation), groups).numpy()
-
-
-def assert_close(actual, expected, rel=1e-5, what="output"):
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    scale = np.abs(expected).max()
-    err = np.abs(actual - expected).max()
-    assert scale > 0, f"{what}: reference is all zeros, the test would prove nothing"
-    assert err <= rel * scale, f"{what}: max |diff| {err:.3g} > {rel:g} × max |ref| {scale:.3g}"
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def f32(a):
@@ -174,14 +52,13 @@ def with_modes(cases, graph):
 @pytest.mark.parametrize("n", [2, 3, 4, 7, 11])
 def test_reference_kernel_matches_torch_bicubic(m, n, rng):
     lam = rng.standard_normal(m)
-    expected = F.interpolate(torch.from_numpy(lam).view(1, 1, 1, m), size=(1, n), mode="bicubic",
-                             align_corners=True).view(-1).numpy()
-    np.testing.assert_allclose(ref_kernel(ref_nodes(n), m) @ lam, expected, rtol=1e-12, atol=1e-12)
+    expected = torch_bicubic(lam[None], 1, n)[0]
+    np.testing.assert_allclose(ref_kernel(uniform_nodes(n), m) @ lam, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_reference_kernel_is_identity_at_control_nodes():
     for m in (1, 2, 3, 6):
-        np.testing.assert_allclose(ref_kernel(ref_nodes(m), m), np.eye(m), atol=1e-15)
+        np.testing.assert_allclose(ref_kernel(uniform_nodes(m), m), np.eye(m), atol=1e-15)
 
 
 # --------------------------------------------------------------------------
@@ -434,7 +311,7 @@ def test_resampled_conv_matches_pytorch_interpolate(rng):
         lam = torch.from_numpy(ref_control(w)).permute(2, 3, 0, 1).reshape(1, 9, 6, 4)
         sampled = F.interpolate(lam, size=(n_out, n_in), mode="bicubic", align_corners=True)
         sampled = sampled.reshape(3, 3, n_out, n_in).permute(2, 3, 0, 1)
-        q = torch.from_numpy(ref_trapezoid(ref_nodes(n_in)) * 4).view(1, -1, 1, 1)  # × full size
+        q = torch.from_numpy(ref_trapezoid(uniform_nodes(n_in)) * 4).view(1, -1, 1, 1)  # × full size
         bias = F.interpolate(torch.from_numpy(b.astype(np.float64)).view(1, 1, 1, 6), size=(1, n_out),
                              mode="bicubic", align_corners=True).view(-1)
         x = rng.standard_normal((2, n_in, 7, 7))
@@ -623,7 +500,7 @@ def _smooth_features(x_in):
 
 def test_dense_magnitude_preserved_at_smaller_sizes():
     n_full, o_full = 65, 9
-    x_in, x_out = ref_nodes(n_full), ref_nodes(o_full)
+    x_in, x_out = uniform_nodes(n_full), uniform_nodes(o_full)
     w = (_smooth_weight(x_out, x_in) / (n_full - 1)).astype(np.float32)
     layer = IntegralDense.from_discrete(nn.Dense(n_full, o_full, weight_init=Tensor(w), has_bias=False))
     full = layer(f32(_smooth_features(x_in)[None])).asnumpy()[0]
@@ -631,7 +508,7 @@ def test_dense_magnitude_preserved_at_smaller_sizes():
     errors = []
     for n in (33, 24, 17, 12, 9, 5):
         layer.partitions["in"].resize(n)
-        x = ref_nodes(n)
+        x = uniform_nodes(n)
         out = layer(f32(_smooth_features(x)[None])).asnumpy()[0]
         # The magnitude rule, evaluated on the smooth weight function itself.
         predicted = (n_full - 1) / (n - 1) * (_smooth_weight(x_out, x) / (n_full - 1)) @ _smooth_features(x)
@@ -652,7 +529,7 @@ def test_dense_magnitude_preserved_at_smaller_sizes():
 
 def test_conv_magnitude_preserved_at_smaller_sizes(rng):
     n_full = 33
-    x_in, x_out = ref_nodes(n_full), ref_nodes(4)
+    x_in, x_out = uniform_nodes(n_full), uniform_nodes(4)
     spatial = rng.standard_normal((3, 3))
     w = (_smooth_weight(x_out, x_in)[:, :, None, None] * spatial / (n_full - 1)).astype(np.float32)
     conv = nn.Conv2d(n_full, 4, 3, pad_mode="pad", padding=1, weight_init=Tensor(w))
@@ -660,7 +537,7 @@ def test_conv_magnitude_preserved_at_smaller_sizes(rng):
     pattern = rng.standard_normal((2, 1, 6, 6))
 
     def features(n):
-        return (_smooth_features(ref_nodes(n))[None, :, None, None] * pattern).astype(np.float32)
+        return (_smooth_features(uniform_nodes(n))[None, :, None, None] * pattern).astype(np.float32)
 
     full = layer(Tensor(features(n_full))).asnumpy()
     for n in (17, 9, 5):

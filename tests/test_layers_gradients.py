@@ -14,120 +14,27 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+pytest.importorskip("torch")  # the float64 reference convolutions
 
 from inn_ms.layers import IntegralConv2d, IntegralDense, SeparableIntegralConv2d  # noqa: E402
 from inn_ms.partition import TrainablePartition, UniformPartition  # noqa: E402
 
-A = -0.75
+from reference import (assert_close, fd_grad, ref_bias, ref_conv, ref_weight,  # noqa: E402
+                       softmax_nodes, uniform_nodes)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _torch_single_thread():
-    """Tiny float64 reference convolutions: one thread is ~100x faster here
-    than several threads competing with MindSpore's."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 # --------------------------------------------------------------------------
-# float64 reference forward
+# float64 reference loss (the forward pass is in reference.py)
 # --------------------------------------------------------------------------
-
-def ref_kernel(x, m):
-    """Keys cubic sampling matrix (n × m), four clamped taps per node."""
-    x = np.asarray(x, np.float64)
-    k = np.zeros((len(x), m))
-    if m == 1:
-        k[:] = 1.0
-        return k
-
-    def near(t):
-        return ((A + 2) * t - (A + 3)) * t * t + 1
-
-    def far(t):
-        return ((A * t - 5 * A) * t + 8 * A) * t - 4 * A
-
-    for r, xi in enumerate(x):
-        pos = xi * (m - 1)
-        i0 = int(np.floor(pos))
-        t = pos - i0
-        for tap, w in enumerate((far(1 + t), near(t), near(1 - t), far(2 - t))):
-            k[r, min(max(i0 - 1 + tap, 0), m - 1)] += w
-    return k
-
-
-def trapezoid(x):
-    if len(x) == 1:
-        return np.ones(1)
-    h = np.diff(x)
-    q = np.zeros(len(x))
-    q[:-1] += h / 2
-    q[1:] += h / 2
-    return q
-
-
-def uniform(n):
-    return np.array([0.5]) if n == 1 else np.linspace(0.0, 1.0, n)
-
-
-def softmax_nodes(theta):
-    """Nodes of a trainable partition: 0 then the cumulative softmax spacing."""
-    theta = np.asarray(theta, np.float64)
-    e = np.exp(theta - theta.max())
-    return np.concatenate([[0.0], np.cumsum(e / e.sum())])
-
-
-def ref_weight(lam, nodes_out, nodes_in):
-    """A_out · λ · B_inᵀ with the trapezoid weights folded into B_in, scaled
-    by the full size N = m_in as the library does (inn_ms.sampler: weights
-    sum to N)."""
-    w = np.asarray(lam, np.float64)
-    if nodes_in is not None:
-        b = ref_kernel(nodes_in, w.shape[1]) * (trapezoid(nodes_in) * w.shape[1])[:, None]
-        w = np.einsum("ji,oi...->oj...", b, w)
-    if nodes_out is not None:
-        w = np.einsum("ko,o...->k...", ref_kernel(nodes_out, w.shape[0]), w)
-    return w
-
-
-def ref_bias(beta, nodes_out):
-    beta = np.asarray(beta, np.float64)
-    return beta if nodes_out is None else ref_kernel(nodes_out, len(beta)) @ beta
-
-
-def ref_conv(x, w, b, padding=1, groups=1):
-    bt = None if b is None else torch.from_numpy(b)
-    return F.conv2d(torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(w), bt,
-                    padding=padding, groups=groups).numpy()
-
 
 def half_sq(y, target):
     return 0.5 * float(np.sum((y - target) ** 2))
 
 
-def fd_grad(f, p, eps=1e-6):
-    """Central finite differences of scalar f at numpy array p."""
-    p = np.asarray(p, np.float64)
-    g = np.zeros_like(p)
-    for i in range(p.size):
-        hi, lo = p.copy(), p.copy()
-        hi.flat[i] += eps
-        lo.flat[i] -= eps
-        g.flat[i] = (f(hi) - f(lo)) / (2 * eps)
-    return g
-
-
 def assert_grad_close(actual, expected, what, rel=2e-3):
-    actual = np.asarray(actual, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    scale = np.abs(expected).max()
-    assert scale > 1e-3, f"{what}: reference gradient is ~0, the check would prove nothing"
-    err = np.abs(actual - expected).max()
-    assert err <= rel * scale, f"{what}: max |diff| {err:.3g} > {rel:g} × max |fd| {scale:.3g}"
+    assert_close(actual, expected, rel=rel, what=what, min_scale=1e-3)
 
 
 # --------------------------------------------------------------------------
@@ -183,10 +90,10 @@ def test_conv_grad_wrt_control_weight_and_bias(mode, sizes, rng):
     layer.partitions["in"].resize(n_in)
     x = f32(rng.standard_normal((2, n_in, 5, 5)))
     target = f32(rng.standard_normal((2, n_out, 5, 5)))
-    no, ni = uniform(n_out), uniform(n_in)
+    no, ni = uniform_nodes(n_out), uniform_nodes(n_in)
 
     def loss_of(lam_, beta_):
-        return half_sq(ref_conv(x, ref_weight(lam_, no, ni), ref_bias(beta_, no)), target)
+        return half_sq(ref_conv(x, ref_weight(lam_, no, ni), ref_bias(beta_, no), padding=1), target)
 
     loss, grads = ms_value_and_grads(layer, x, target)
     lam64, beta64 = lam.astype(np.float64), beta.astype(np.float64)
@@ -203,7 +110,7 @@ def test_dense_grad_wrt_control_weight_and_bias(mode, rng):
     layer.partitions["in"].resize(4)
     x = f32(rng.standard_normal((3, 4)))
     target = f32(rng.standard_normal((3, 3)))
-    no, ni = uniform(3), uniform(4)
+    no, ni = uniform_nodes(3), uniform_nodes(4)
 
     def loss_of(lam_, beta_):
         return half_sq(x.astype(np.float64) @ ref_weight(lam_, no, ni).T + ref_bias(beta_, no), target)
@@ -226,10 +133,11 @@ def test_separable_grads(rng):
     assert set(params) == {"depthwise.weight", "depthwise.bias", "pointwise.weight", "pointwise.bias"}
     x = f32(rng.standard_normal((2, 4, 5, 5)))
     target = f32(rng.standard_normal((2, 2, 5, 5)))
-    ni, no = uniform(4), uniform(2)
+    ni, no = uniform_nodes(4), uniform_nodes(2)
 
     def loss_of(p):
-        h = ref_conv(x, ref_weight(p["depthwise.weight"], ni, None), ref_bias(p["depthwise.bias"], ni), groups=4)
+        h = ref_conv(x, ref_weight(p["depthwise.weight"], ni, None), ref_bias(p["depthwise.bias"], ni),
+                     padding=1, groups=4)
         y = ref_conv(h, ref_weight(p["pointwise.weight"], no, ni), ref_bias(p["pointwise.bias"], no), padding=0)
         return half_sq(y, target)
 
@@ -273,7 +181,7 @@ def test_grads_along_random_directions_float32(rng):
 # Trainable partitions
 # --------------------------------------------------------------------------
 
-def test_trainable_partition_at_zero_theta_is_uniform(rng):
+def test_trainable_partition_at_zero_theta_is_uniform_nodes(rng):
     """θ = 0 is the uniform partition: same output as a fixed one."""
     w = f32(rng.standard_normal((4, 6, 3, 3)))
     conv = nn.Conv2d(6, 4, 3, pad_mode="pad", padding=1, weight_init=Tensor(w))
@@ -294,7 +202,8 @@ def test_conv_grad_wrt_trainable_in_partition(mode, rng):
     target = f32(rng.standard_normal((2, 4, 5, 5)))
 
     def loss_of(th, lam_=lam.astype(np.float64)):
-        return half_sq(ref_conv(x, ref_weight(lam_, None, softmax_nodes(th)), beta.astype(np.float64)), target)
+        return half_sq(ref_conv(x, ref_weight(lam_, None, softmax_nodes(th)), beta.astype(np.float64), padding=1),
+                       target)
 
     loss, grads = ms_value_and_grads(layer, x, target)
     assert loss == pytest.approx(loss_of(theta), rel=1e-5)
@@ -316,7 +225,7 @@ def test_grad_wrt_trainable_in_and_out_partitions(rng):
     def loss_of(ti, to):
         no = softmax_nodes(to)
         w = ref_weight(lam, no, softmax_nodes(ti))
-        return half_sq(ref_conv(x, w, ref_bias(beta, no)), target)
+        return half_sq(ref_conv(x, w, ref_bias(beta, no), padding=1), target)
 
     loss, grads = ms_value_and_grads(layer, x, target)
     assert loss == pytest.approx(loss_of(th_in, th_out), rel=1e-5)
@@ -336,7 +245,7 @@ def test_dense_grad_wrt_trainable_out_partition(rng):
 
     def loss_of(th):
         no = softmax_nodes(th)
-        return half_sq(x.astype(np.float64) @ ref_weight(lam, no, uniform(4)).T + ref_bias(beta, no), target)
+        return half_sq(x.astype(np.float64) @ ref_weight(lam, no, uniform_nodes(4)).T + ref_bias(beta, no), target)
 
     loss, grads = ms_value_and_grads(layer, x, target)
     assert loss == pytest.approx(loss_of(theta), rel=1e-5)
@@ -357,7 +266,7 @@ def test_depthwise_grad_wrt_trainable_partition(rng):
 
     def loss_of(th):
         no = softmax_nodes(th)
-        return half_sq(ref_conv(x, ref_weight(lam, no, None), ref_bias(beta, no), groups=5), target)
+        return half_sq(ref_conv(x, ref_weight(lam, no, None), ref_bias(beta, no), padding=1, groups=5), target)
 
     loss, grads = ms_value_and_grads(layer, x, target)
     assert loss == pytest.approx(loss_of(theta), rel=1e-5)

@@ -10,6 +10,8 @@ from inn_ms.partition import (CompositePartition, NormalSizes, SizeDistribution,
                               UniformPartition, UniformSizes, check_size)
 from inn_ms.quadrature import GaussLegendre, Simpson, Trapezoid
 
+from reference import fd_grad, softmax_nodes
+
 
 class Recorder:
     """A minimal listener: counts notifications and what size it saw."""
@@ -23,13 +25,6 @@ class Recorder:
         self.calls += 1
         if self.partition is not None:
             self.seen.append(self.partition.size)
-
-
-def ref_nodes(theta):
-    """[0, cumsum(softmax θ)] in float64, written independently."""
-    theta = np.asarray(theta, np.float64)
-    e = np.exp(theta - theta.max())
-    return np.concatenate([[0.0], np.cumsum(e) / e.sum()])
 
 
 # --- check_size ----------------------------------------------------------------------------------
@@ -187,7 +182,7 @@ def test_trainable_random_theta(n, mode, rng):
     for scale in (0.3, 3.0):
         theta = rng.normal(0, scale, n - 1).astype(np.float32)
         p.theta.set_data(Tensor(theta))
-        ref = ref_nodes(theta)
+        ref = softmax_nodes(theta)
         x = p.nodes()
         assert x.dtype == np.float64 and x.shape == (n,)
         assert x[0] == 0.0 and abs(x[-1] - 1.0) < 1e-12
@@ -239,11 +234,10 @@ def test_trainable_gradient_reaches_theta(rule, mode, rng):
     quad = p.quadrature
 
     def f(th):
-        x = ref_nodes(th)
+        x = softmax_nodes(th)
         return float(np.sum(x * c) + np.sum(quad.weights(x) * np.sin(3 * x)))
 
-    eps = 1e-6
-    fd = np.array([(f(theta + eps * e) - f(theta - eps * e)) / (2 * eps) for e in np.eye(n - 1)])
+    fd = fd_grad(f, theta)
     assert np.abs(fd).max() > 1e-2
     np.testing.assert_allclose(g, fd, atol=2e-4 * max(1.0, np.abs(fd).max()))
 

@@ -89,3 +89,40 @@ def test_mnist_subset_split():
     assert set(np.unique(ytr)) == set(range(10))
     with pytest.raises(ValueError):
         mnist_subset(5000, 1)
+
+
+def _train(model, x, y, epochs, sampler, seed=0):
+    steps = len(x) // 50
+    lr = nn.cosine_decay_lr(1e-4, 5e-3, steps * epochs, steps, epochs)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    trainer = RandomWidthTrainer(model, loss, nn.Adam(model.trainable_params(), learning_rate=lr), sampler, seed)
+    trainer.fit(x, y, epochs=epochs, batch_size=50, progress=False)
+
+
+def test_small_main_job_pruning_without_fine_tuning_beats_truncation():
+    """Small version of the main job: an integral CNN trained with random
+    widths keeps its accuracy at half width with no fine-tuning, while the
+    same network trained at full width only and truncated to its first half
+    of channels does not."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    xtr, ytr, xte, yte = mnist_subset(2000, 400, seed=1)
+    widths = (16, 32, 64, 64, 128)  # the main job's network, trained on half the data
+
+    ms.set_seed(0)
+    inn = create_model("mnist_cnn", widths=widths)
+    _train(inn, xtr, ytr, 16, WidthSampler(inn, low=0.5, levels=5))
+    ms.set_seed(0)
+    base = create_model("mnist_cnn", widths=widths)
+    _train(base, xtr, ytr, 16, None)
+
+    full = accuracy(inn, xte, yte)
+    inn.resize(keep=0.5)
+    half = accuracy(inn, xte, yte)
+    half_plain = accuracy(inn.discretize(), xte, yte)
+    truncated = accuracy(base.select_channels({g: np.arange(n) for g, n in base.sizes_for_keep(0.5).items()}),
+                         xte, yte)
+    print(f"INN full {full:.3f}, INN half {half:.3f}, truncated half {truncated:.3f}")
+    assert full > 0.8
+    assert half >= full - 0.06
+    assert abs(half_plain - half) < 1e-9
+    assert half > truncated + 0.25

@@ -155,6 +155,14 @@ def init_control(shape, fan_in, in_partition, integrate_in=True, has_bias=True):
     return control, bias
 
 
+def set_plain_weights(cell, weight, bias):
+    """Load a sampled (numpy) weight and bias into a plain ``nn.Conv2d``/``nn.Dense``."""
+    cell.weight.set_data(Tensor(np.asarray(weight, np.float32)))
+    if bias is not None:
+        cell.bias.set_data(Tensor(np.asarray(bias, np.float32)))
+    return cell
+
+
 def make_parameters(cell, control, bias):
     cell.weight = Parameter(Tensor(np.ascontiguousarray(control), ms.float32), name="weight")
     cell.bias = None if bias is None else Parameter(Tensor(np.asarray(bias, np.float32)), name="bias")

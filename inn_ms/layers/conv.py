@@ -7,7 +7,7 @@ from mindspore import Tensor, nn, ops
 from inn_ms.functional import conv2d, conv_backend
 from inn_ms.layers.plain import Conv2d
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
-                                make_parameters, resolve_partition)
+                                make_parameters, resolve_partition, set_plain_weights)
 
 
 def _pair(v, what, layer):
@@ -142,10 +142,7 @@ class IntegralConv2d(IntegralLayer):
         conv = Conv2d(w.shape[1] * groups, w.shape[0], self.kernel_size,
                       stride=self.stride, pad_mode=self.pad_mode, padding=self.padding,
                       dilation=self.dilation, group=groups, has_bias=b is not None)
-        conv.weight.set_data(Tensor(w.astype(np.float32)))
-        if b is not None:
-            conv.bias.set_data(Tensor(b.astype(np.float32)))
-        return conv
+        return set_plain_weights(conv, w, b)
 
     @classmethod
     def from_discrete(cls, conv, in_partition=AUTO, out_partition=AUTO, quadrature="trapezoid"):

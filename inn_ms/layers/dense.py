@@ -3,7 +3,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
-                                make_parameters, resolve_partition)
+                                make_parameters, resolve_partition, set_plain_weights)
 from inn_ms.layers.conv import _check_input, _select
 
 
@@ -49,10 +49,7 @@ class IntegralDense(IntegralLayer):
         ``out_index``/``in_index`` keep only those channels."""
         w, b = _select(self.numpy_weight(), self.numpy_bias(), out_index, in_index)
         dense = nn.Dense(w.shape[1], w.shape[0], has_bias=b is not None)
-        dense.weight.set_data(Tensor(w.astype(np.float32)))
-        if b is not None:
-            dense.bias.set_data(Tensor(b.astype(np.float32)))
-        return dense
+        return set_plain_weights(dense, w, b)
 
     @classmethod
     def from_discrete(cls, dense, in_partition=AUTO, out_partition=AUTO, quadrature="trapezoid"):
