@@ -45,13 +45,27 @@ class DiscreteFactory:
 
 class IntegralFactory:
     """Integral layers; ``in_group``/``out_group`` name the channel group of
-    each axis (``None``: discrete). Groups are created on first use."""
+    each axis (``None``: discrete). Groups are created on first use.
+
+    ``control_ratio`` < 1 gives every continuous axis a control grid of
+    ``max(4, round(ratio · channels))`` values instead of one per channel:
+    smooth weights by construction, for networks trained from scratch.
+    """
 
     integral = True
 
-    def __init__(self, quadrature="trapezoid"):
+    def __init__(self, quadrature="trapezoid", control_ratio=1.0):
+        if not 0 < control_ratio <= 1:
+            raise ValueError(f"control_ratio must be in (0, 1], got {control_ratio!r}")
         self.quadrature = quadrature
+        self.control_ratio = control_ratio
         self.groups = OrderedDict()
+
+    def _control(self, out_group, in_group, cout, cin):
+        if self.control_ratio == 1.0:
+            return None
+        size = lambda group, c: None if group is None else min(c, max(4, round(self.control_ratio * c)))
+        return (size(out_group, cout), size(in_group, cin))
 
     def group(self, name, channels):
         if name is None:
@@ -64,13 +78,16 @@ class IntegralFactory:
         return p
 
     def conv(self, cin, cout, k, stride=1, padding=0, groups=1, has_bias=True, in_group=None, out_group=None):
+        depthwise = groups > 1
+        control = self._control(out_group, None if depthwise else in_group, cout, cin // groups)
         return IntegralConv2d(cin, cout, k, stride=stride, padding=padding, groups=groups, has_bias=has_bias,
                               in_partition=self.group(in_group, cin), out_partition=self.group(out_group, cout),
-                              quadrature=self.quadrature)
+                              quadrature=self.quadrature, control=control)
 
     def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None):
         return IntegralDense(cin, cout, has_bias=has_bias, in_partition=self.group(in_group, cin),
-                             out_partition=self.group(out_group, cout), quadrature=self.quadrature)
+                             out_partition=self.group(out_group, cout), quadrature=self.quadrature,
+                             control=self._control(out_group, in_group, cout, cin))
 
 
 def finish(net, factory):
@@ -81,5 +98,5 @@ def finish(net, factory):
     return IntegralModel(net, groups=factory.groups)
 
 
-def make_factory(integral, quadrature="trapezoid"):
-    return IntegralFactory(quadrature) if integral else DiscreteFactory()
+def make_factory(integral, quadrature="trapezoid", control_ratio=1.0):
+    return IntegralFactory(quadrature, control_ratio) if integral else DiscreteFactory()

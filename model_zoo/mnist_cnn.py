@@ -33,6 +33,9 @@ class MnistCNN(nn.Cell):
 
 @register_model
 def mnist_cnn(num_classes=10, integral=True, widths=(16, 32, 64, 64, 128), in_channels=1,
-              quadrature="trapezoid"):
-    f = make_factory(integral, quadrature)
+              quadrature="trapezoid", control_ratio=0.5):
+    """``control_ratio=0.5``: control grids of half the channel count, smooth
+    weights for training from scratch (README: at half width 90.8 % → 96.1 %).
+    Use 1.0 to load or convert a discrete network exactly."""
+    f = make_factory(integral, quadrature, control_ratio)
     return finish(MnistCNN(f, tuple(widths), in_channels, num_classes), f)

@@ -46,6 +46,6 @@ class SmallResNet(nn.Cell):
 
 @register_model
 def resnet_small(num_classes=10, integral=True, widths=(16, 32, 64), blocks=2, in_channels=3,
-                 quadrature="trapezoid"):
-    f = make_factory(integral, quadrature)
+                 quadrature="trapezoid", control_ratio=1.0):
+    f = make_factory(integral, quadrature, control_ratio)
     return finish(SmallResNet(f, tuple(widths), blocks, in_channels, num_classes), f)

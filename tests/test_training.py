@@ -112,7 +112,7 @@ def test_small_main_job_pruning_without_fine_tuning_beats_truncation():
     inn = create_model("mnist_cnn", widths=widths)
     _train(inn, xtr, ytr, 16, WidthSampler(inn, low=0.5, levels=5))
     ms.set_seed(0)
-    base = create_model("mnist_cnn", widths=widths)
+    base = create_model("mnist_cnn", widths=widths, control_ratio=1.0)  # one value per channel: plain CNN
     _train(base, xtr, ytr, 16, None)
 
     full = accuracy(inn, xte, yte)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
-from mindspore.common.initializer import HeUniform, Uniform, initializer
+from mindspore.common.initializer import Uniform, initializer
 
 from inn_ms.keyed import SizeKeyed
 from inn_ms.partition import UniformPartition, check_size
@@ -141,18 +141,45 @@ def full_size_weights(partition):
 
 
 def init_control(shape, fan_in, in_partition, integrate_in=True, has_bias=True):
-    """Control values for a new layer: a He-uniform full-size weight (ReLU
-    gain, variance 2/fan_in) turned into control values. MindSpore's own
-    conv/dense default (negative_slope=√5, variance 1/(3·fan_in)) shrinks
+    """Control values for a new layer: He-uniform (ReLU gain, variance
+    2/fan_in of the full-size weight) drawn on the control grid. MindSpore's
+    own conv/dense default (negative_slope=√5, variance 1/(3·fan_in)) shrinks
     the signal at every layer; networks without normalisation then start
-    with vanishing activations and train slowly. Biases: U(±1/√fan_in)."""
-    w = initializer(HeUniform(negative_slope=0), shape, ms.float32).init_data().asnumpy()
-    control = IntegralLayer.control_from_discrete(w, in_partition, integrate_in)
+    with vanishing activations and train slowly. When the input control grid
+    has one value per channel, the values are divided by the full-size
+    quadrature weights as for a converted layer. Biases: U(±1/√fan_in)."""
+    bound = math.sqrt(6.0 / fan_in)
+    w = initializer(Uniform(bound), shape, ms.float32).init_data().asnumpy()
+    if in_partition is not None and shape[1] == in_partition.max_size:
+        w = IntegralLayer.control_from_discrete(w, in_partition, integrate_in)
     bias = None
     if has_bias:
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-        bias = initializer(Uniform(bound), (shape[0],), ms.float32).init_data().asnumpy()
-    return control, bias
+        bias = initializer(Uniform(1 / math.sqrt(fan_in)), (shape[0],), ms.float32).init_data().asnumpy()
+    return w, bias
+
+
+def control_sizes(control, out_channels, in_channels, out_partition, in_partition, layer):
+    """Control grid sizes ``(m_out, m_in)``. ``control`` is None (one control
+    value per channel: exact conversion of discrete layers) or a pair whose
+    entries (None: per channel) set a grid size for a continuous axis. A
+    grid smaller than the channel count makes the weight smooth along that
+    axis by construction, which is what lets a network trained from scratch
+    work at every width in its range, not only at the widths it was trained
+    at (README: the main job's measurements)."""
+    if control is None:
+        return out_channels, in_channels
+    if not isinstance(control, (tuple, list)) or len(control) != 2:
+        raise ValueError(f"{layer}: control must be None or a pair (m_out, m_in), got {control!r}")
+    sizes = []
+    for m, full, p, axis in zip(control, (out_channels, in_channels), (out_partition, in_partition), ("out", "in")):
+        if m is None:
+            sizes.append(full)
+            continue
+        m = check_size(m, f"{layer}: {axis} control size")
+        if p is None and m != full:
+            raise ValueError(f"{layer}: the {axis} axis is discrete, its control size must be {full}, got {m}")
+        sizes.append(m)
+    return tuple(sizes)
 
 
 def set_plain_weights(cell, weight, bias):

@@ -7,7 +7,8 @@ from mindspore import Tensor, nn, ops
 from inn_ms.functional import conv2d, conv_backend
 from inn_ms.layers.plain import Conv2d
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
-                                make_parameters, resolve_partition, set_plain_weights)
+                                control_sizes, make_parameters, resolve_partition,
+                                set_plain_weights)
 
 
 def _pair(v, what, layer):
@@ -49,11 +50,13 @@ class IntegralConv2d(IntegralLayer):
     ``in_channels == out_channels``: then the single partition is shared by
     input and output and nothing is integrated (each channel sees one input
     channel). Other group counts need discrete channel axes.
+    ``control``: control grid sizes ``(m_out, m_in)`` (None: one value per
+    channel, as conversion needs); see :func:`~inn_ms.layers.base.control_sizes`.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, has_bias=True, in_partition=AUTO, out_partition=AUTO,
-                 quadrature="trapezoid", weight=None, bias=None):
+                 quadrature="trapezoid", weight=None, bias=None, control=None):
         super().__init__()
         name = type(self).__name__
         in_channels = check_channels(in_channels, name, "in_channels")
@@ -91,11 +94,12 @@ class IntegralConv2d(IntegralLayer):
                                  f"channels is only supported when depthwise; pass in_partition=None "
                                  f"and out_partition=None to keep the channels discrete")
             m_in = in_channels // groups
-        self._setup_axes(out_p, in_p, out_channels, m_in)
-        shape = (out_channels, m_in) + self.kernel_size
+        fan_in = m_in * self.kernel_size[0] * self.kernel_size[1]
+        m_out, m_in = control_sizes(control, out_channels, m_in, out_p, in_p, name)
+        self._setup_axes(out_p, in_p, m_out, m_in)
+        shape = (m_out, m_in) + self.kernel_size
         if weight is None:
-            weight, init_bias = init_control(shape, m_in * self.kernel_size[0] * self.kernel_size[1],
-                                             in_p, has_bias=has_bias)
+            weight, init_bias = init_control(shape, fan_in, in_p, has_bias=has_bias)
             bias = init_bias if bias is None else bias
         elif tuple(np.shape(weight)) != shape:
             raise ValueError(f"{name}: control weight must have shape {shape}, got {np.shape(weight)}")

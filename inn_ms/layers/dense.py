@@ -3,25 +3,26 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
-                                make_parameters, resolve_partition, set_plain_weights)
+                                control_sizes, make_parameters, resolve_partition,
+                                set_plain_weights)
 from inn_ms.layers.conv import _check_input, _select
 
 
 class IntegralDense(IntegralLayer):
     """A dense layer whose weight is a continuous function of its output and
     input coordinates. ``in_partition``/``out_partition`` as in
-    :class:`~inn_ms.layers.conv.IntegralConv2d`."""
+    :class:`~inn_ms.layers.conv.IntegralConv2d`, and so is ``control``."""
 
     def __init__(self, in_channels, out_channels, has_bias=True, in_partition=AUTO,
-                 out_partition=AUTO, quadrature="trapezoid", weight=None, bias=None):
+                 out_partition=AUTO, quadrature="trapezoid", weight=None, bias=None, control=None):
         super().__init__()
         name = type(self).__name__
         self.in_channels = check_channels(in_channels, name, "in_channels")
         self.out_channels = check_channels(out_channels, name, "out_channels")
         out_p = resolve_partition(out_partition, self.out_channels, name, "out", quadrature)
         in_p = resolve_partition(in_partition, self.in_channels, name, "in", quadrature)
-        self._setup_axes(out_p, in_p, self.out_channels, self.in_channels)
-        shape = (self.out_channels, self.in_channels)
+        shape = control_sizes(control, self.out_channels, self.in_channels, out_p, in_p, name)
+        self._setup_axes(out_p, in_p, *shape)
         if weight is None:
             weight, init_bias = init_control(shape, self.in_channels, in_p, has_bias=has_bias)
             bias = init_bias if bias is None else bias
