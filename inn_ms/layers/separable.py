@@ -58,8 +58,7 @@ class SeparableIntegralConv2d(SizeKeyed, nn.Cell):
         if isinstance(in_partition, str) and in_partition == AUTO:
             in_partition = UniformPartition(depthwise.in_channels, quadrature=quadrature,
                                             name=f"{cls.__name__}.in")
-        layer = cls.__new__(cls)
-        SizeKeyed.__init__(layer)
+        layer = cls.__new__(cls)  # the two parts are built here, not by __init__
         nn.Cell.__init__(layer)
         layer.depthwise = IntegralConv2d.from_discrete(depthwise, in_partition, in_partition, quadrature)
         layer.pointwise = IntegralConv2d.from_discrete(pointwise, in_partition, out_partition, quadrature)
