@@ -70,6 +70,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
         self._groups = OrderedDict(groups if groups is not None else find_groups(network))
         if not self._groups:
             raise ValueError("IntegralModel: the network has no integral layer with a continuous axis")
+        self._full_params = None
 
     @property
     def groups(self):
@@ -162,15 +163,17 @@ class IntegralModel(SizeKeyed, nn.Cell):
             self.resize(sizes=dict(saved))
 
     def compression(self):
-        """Parameters of the discretized network now vs at full size."""
+        """Parameters of the discretized network now vs at full size (the
+        full-size count is computed once: the architecture does not change)."""
         now = count_parameters(self.discretize())
-        saved = self.sizes
-        try:
-            self.resize(sizes=dict(self.full_sizes))
-            full = count_parameters(self.discretize())
-        finally:
-            self.resize(sizes=dict(saved))
-        return {"params": now, "full_params": full, "ratio": now / full}
+        if self._full_params is None:
+            saved = self.sizes
+            try:
+                self.resize(sizes=dict(self.full_sizes))
+                self._full_params = count_parameters(self.discretize())
+            finally:
+                self.resize(sizes=dict(saved))
+        return {"params": now, "full_params": self._full_params, "ratio": now / self._full_params}
 
 
 def _rebuild(cell, replace):

@@ -23,8 +23,21 @@ def create_model(name, num_classes=10, integral=True, checkpoint=None, **kwargs)
         raise ValueError(f"unknown model {name!r}; available: {list_models()}")
     model = _REGISTRY[name](num_classes=num_classes, integral=integral, **kwargs)
     if checkpoint is not None:
-        import mindspore as ms
-        not_loaded, _ = ms.load_param_into_net(model, ms.load_checkpoint(checkpoint), strict_load=True)
-        if not_loaded:
-            raise ValueError(f"checkpoint {checkpoint}: parameters not loaded: {not_loaded}")
+        load_checkpoint_checked(model, checkpoint)
     return model
+
+
+def load_checkpoint_checked(model, path):
+    """Load a MindSpore ``.ckpt`` into ``model`` after checking every
+    parameter is present with the right shape (MindSpore's own loader stops
+    half-way on a shape mismatch). Extra entries (optimiser state) are ignored."""
+    import mindspore as ms
+    ckpt = ms.load_checkpoint(path)
+    params = {p.name: p for p in model.get_parameters()}
+    missing = [n for n in params if n not in ckpt]
+    mismatched = [f"{n}: checkpoint {tuple(ckpt[n].shape)} vs model {tuple(p.shape)}"
+                  for n, p in params.items() if n in ckpt and tuple(ckpt[n].shape) != tuple(p.shape)]
+    if missing or mismatched:
+        raise ValueError(f"checkpoint {path} does not fit the model, nothing loaded; "
+                         f"missing: {missing}; shape mismatch: {mismatched}")
+    ms.load_param_into_net(model, {n: ckpt[n] for n in params}, strict_load=True)

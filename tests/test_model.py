@@ -145,3 +145,26 @@ def test_select_channels_rejects_bad_indices(resnet, bad):
 def test_model_without_integral_layers_is_refused():
     with pytest.raises(ValueError, match="no integral layer"):
         IntegralModel(nn.SequentialCell([nn.Dense(3, 4)]))
+
+
+def test_compression_is_stable_across_calls(resnet):
+    resnet.resize(keep=0.5)
+    first = resnet.compression()
+    resnet.resize(keep=0.75)
+    second = resnet.compression()
+    assert first["full_params"] == second["full_params"]
+    assert first["params"] < second["params"] < second["full_params"]
+
+
+def test_create_model_loads_a_mindspore_checkpoint(tmp_path, rng):
+    """create_model(checkpoint=...) restores every parameter; a checkpoint of
+    another architecture is refused."""
+    src = create_model("mnist_cnn", widths=(4, 4, 8, 8, 8))
+    x = _x(rng, (2, 1, 28, 28))
+    path = str(tmp_path / "m.ckpt")
+    ms.save_checkpoint(src, path)
+    ms.set_seed(123)  # a different initialisation
+    loaded = create_model("mnist_cnn", widths=(4, 4, 8, 8, 8), checkpoint=path)
+    np.testing.assert_array_equal(loaded(x).asnumpy(), src(x).asnumpy())
+    with pytest.raises(ValueError, match="shape mismatch.*conv1.weight"):
+        create_model("mnist_cnn", widths=(16, 16, 16, 16, 16), checkpoint=path)
