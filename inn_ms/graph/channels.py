@@ -1,0 +1,483 @@
+"""Channel groups found from a network's graph (DESIGN.md §4).
+
+Every activation tensor's channel axis (axis 1) is described as a list of
+*segments* ``(var, spatial)``: the channels of channel variable ``var``,
+each repeated ``spatial`` times (``spatial > 1`` after a flatten). A
+convolution or dense layer makes a new variable for its output; elementwise
+ops with two channel operands (residual ``Add``) merge their variables
+(union–find); ``Concat`` on the channel axis concatenates segment lists;
+depthwise convolutions, BatchNorm, activations and pooling pass segments on.
+
+A variable stays *discrete* (never resized) when it is the network's input
+or output, when it meets an op whose use of channels is not understood
+(conservative: such an op may mix channels), when a per-channel parameter
+outside a known layer touches it, when a grouped (non-depthwise)
+convolution reads or writes it, when no layer produces it, or when the user
+pins it. Everything else is a *channel group*: one partition shared by the
+producers' output axes, the BatchNorms on it, and the consumers' input axes.
+"""
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inn_ms.graph.mindir import trace
+
+logger = logging.getLogger(__name__)
+
+CONV_OPS = {"Conv2D", "Conv2DExt", "Convolution", "Conv2DFusion"}
+DENSE_OPS = {"MatMul", "MatMulExt", "Dense", "MatMulFusion"}
+BN_OPS = {"BatchNorm", "BatchNormExt", "FusedBatchNorm"}
+BINARY_OPS = {"Add", "AddExt", "InplaceAddExt", "InplaceAdd", "Sub", "SubExt", "Mul", "MulExt", "Div",
+              "RealDiv", "Maximum", "Minimum", "AddV2"}
+# Ops that act on each channel on its own (or only on spatial axes): they pass
+# channels on when the output keeps the input's (batch, channel) dims.
+CHANNELWISE_OPS = {
+    "ReLU", "ReLU6", "ReLUV2", "Sigmoid", "SiLU", "Swish", "HSwish", "HSigmoid", "HShrink", "GeLU", "FastGeLU",
+    "Tanh", "Elu", "LeakyReLU", "Softplus", "Mish", "SeLU", "CeLU", "Cast", "Dropout", "MaxPool", "AvgPool",
+    "MaxPoolV1", "AvgPoolV1", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "Pad", "PadV3", "PadV2",
+    "ResizeNearestNeighbor", "ResizeNearestNeighborV2", "ResizeBilinear", "ResizeBilinearV2", "ResizeBicubic",
+    "Abs", "Neg", "Square", "Sqrt", "Rsqrt", "Exp", "Log", "ClipByValue", "Clamp", "ClampScalar",
+    "ReduceMean", "ReduceMax", "ReduceSum", "MeanExt", "SumExt", "Mean", "Reshape", "Flatten",
+    "ExpandDims", "Squeeze", "ZerosLike", "OnesLike", "Floor", "Round", "Erf"}
+
+
+@dataclass
+class LayerUse:
+    """How one layer Cell (``path`` in the Cell tree) uses channels.
+
+    ``kind``: ``'conv'``, ``'dense'``, ``'depthwise'``, ``'bn'`` or
+    ``'grouped'`` (a grouped convolution, kept discrete). ``out``: the output
+    channel group name (None for depthwise/BatchNorm, whose channels are
+    their input's). ``inputs``: ``[(group name, channels, spatial), …]`` in
+    the order the input channels are laid out.
+    """
+
+    path: str
+    kind: str
+    out: object = None
+    inputs: list = field(default_factory=list)
+
+
+@dataclass
+class ChannelGroup:
+    """Dimensions that must share one partition. ``continuous`` is False
+    for a discrete group, with ``reasons`` saying why."""
+
+    name: str
+    size: int
+    continuous: bool
+    reasons: list = field(default_factory=list)
+    producers: list = field(default_factory=list)
+
+
+class ChannelGroups:
+    """The result of :func:`find_channel_groups`: ``groups`` (name →
+    :class:`ChannelGroup`, in order of first use) and ``layers`` (Cell path
+    → :class:`LayerUse`), plus ``bn_after`` (BatchNorm path → the path of
+    the convolution or dense layer whose output only it reads: fusable)."""
+
+    def __init__(self, groups, layers, bn_after):
+        self.groups = groups
+        self.layers = layers
+        self.bn_after = bn_after
+
+    @property
+    def continuous(self):
+        """Names of the continuous groups."""
+        return [n for n, g in self.groups.items() if g.continuous]
+
+    def members(self, name):
+        """``[(path, axis, offset, spatial)]``: every layer axis in group
+        ``name``; ``axis`` is ``'out'`` or ``'in'``, ``offset`` the index of
+        the group's first channel on that axis (in channels)."""
+        out = []
+        for path, use in self.layers.items():
+            if use.out == name:
+                out.append((path, "out", 0, 1))
+            offset = 0
+            for g, channels, spatial in use.inputs:
+                if g == name:
+                    out.append((path, "in", offset, spatial))
+                offset += channels
+        return out
+
+    def summary(self):
+        """One line per group: name, size, continuous or why not, layers."""
+        lines = []
+        for name, g in self.groups.items():
+            state = "continuous" if g.continuous else "discrete (" + "; ".join(g.reasons) + ")"
+            paths = sorted({m[0] for m in self.members(name)})
+            lines.append(f"{name}: {g.size} channels, {state}; layers {paths}")
+        return "\n".join(lines)
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent, self.size, self.reasons, self.forced = [], [], [], []
+
+    def new(self, size, reason=None):
+        self.parent.append(len(self.parent))
+        self.size.append(int(size))
+        self.reasons.append([reason] if reason else [])
+        return len(self.parent) - 1
+
+    def find(self, v):
+        while self.parent[v] != v:
+            self.parent[v] = self.parent[self.parent[v]]
+            v = self.parent[v]
+        return v
+
+    def union(self, a, b):
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return True
+        if self.size[a] != self.size[b]:
+            return False
+        a, b = min(a, b), max(a, b)  # the older variable names the group
+        self.parent[b] = a
+        self.reasons[a] += self.reasons[b]
+        return True
+
+    def pin(self, v, reason):
+        r = self.find(v)
+        if reason not in self.reasons[r]:
+            self.reasons[r].append(reason)
+
+
+def _cell_index(network):
+    """Parameter name → (Cell path, Cell) of the Cell that owns it."""
+    cells = dict(network.cells_and_names())
+    out = {}
+    for path, p in network.parameters_and_names():
+        cell_path = path.rsplit(".", 1)[0] if "." in path else ""
+        out[p.name] = (cell_path, cells.get(cell_path))
+        out.setdefault(path, (cell_path, cells.get(cell_path)))
+    return out
+
+
+class _Analysis:
+    def __init__(self, graph, network):
+        self.g = graph
+        self.uf = _UnionFind()
+        self.val = {}
+        self.owner = _cell_index(network)
+        self.layers = OrderedDict()  # path → (kind, out_segs, in_segs)
+        self.order = []  # paths in order of first use
+        self.value_layer = {}  # value name → path of the conv/dense that made it
+        self.users = graph.users()
+        self.bn_after = OrderedDict()
+
+    # -- helpers -------------------------------------------------------
+    def shape(self, name):
+        return self.g.shapes.get(self.g.source(name))
+
+    def segs(self, name):
+        return self.val.get(self.g.source(name))
+
+    def is_param(self, name):
+        return self.g.source(name) in self.g.params
+
+    def new(self, shape, reason=None):
+        if shape is None or isinstance(shape, list) or len(shape) < 2:
+            return None
+        return [(self.uf.new(shape[1], reason), 1)]
+
+    def pin_segs(self, segs, reason):
+        if isinstance(segs, list):
+            for v, _ in segs:
+                self.uf.pin(v, reason)
+
+    def opaque(self, node, why=None):
+        reason = why or f"used by op {node.op} ({node.scope})"
+        for name in node.inputs:
+            segs = self.segs(name)
+            if isinstance(segs, tuple):
+                for s in segs[1]:
+                    self.pin_segs(s, reason)
+            else:
+                self.pin_segs(segs, reason)
+        self.val[node.output] = self.new(node.shape, f"made by op {node.op} ({node.scope})")
+
+    def input_segs(self, name, shape):
+        segs = self.segs(name)
+        if not isinstance(segs, list):
+            segs = self.new(shape, "not made by a known layer")
+        return segs
+
+    def union_segs(self, a, b):
+        if len(a) != len(b) or any(sa != sb for (_, sa), (_, sb) in zip(a, b)):
+            return False
+        return all(self.uf.union(va, vb) for (va, _), (vb, _) in zip(a, b))
+
+    def owner_of(self, name):
+        """(path, cell) of the parameter behind value ``name``, or None."""
+        src = self.g.source(name)
+        if src not in self.g.params:
+            return None
+        return self.owner.get(self.g.params[src])
+
+    def record(self, path, kind, out_segs, in_segs, node):
+        if path in self.layers:  # a Cell called twice: both calls must agree
+            old_kind, old_out, old_in = self.layers[path]
+            ok = old_kind == kind and self.union_segs(old_in, in_segs)
+            if ok and old_out is not None and out_segs is not None:
+                ok = self.union_segs(old_out, out_segs)
+            if not ok:
+                reason = f"layer {path} is called on differently shaped channels"
+                for s in (old_out, old_in, out_segs, in_segs):
+                    self.pin_segs(s, reason)
+            return
+        self.layers[path] = (kind, out_segs, in_segs)
+
+    # -- ops -----------------------------------------------------------
+    def conv(self, node):
+        owner = self.owner_of(node.inputs[1])
+        xshape = self.shape(node.inputs[0])
+        if owner is None or owner[1] is None or xshape is None or node.shape is None:
+            return self.opaque(node, f"a convolution whose weight is not a layer's parameter ({node.scope})")
+        path, cell = owner
+        groups = int(getattr(cell, "group", getattr(cell, "groups", 1)))
+        cin, cout = xshape[1], node.shape[1]
+        in_segs = self.input_segs(node.inputs[0], xshape)
+        if groups == 1:
+            out = self.new(node.shape)
+            self.record(path, "conv", out, in_segs, node)
+        elif groups == cin == cout:
+            out = in_segs
+            self.record(path, "depthwise", None, in_segs, node)
+        else:
+            reason = f"grouped convolution {path} (groups={groups})"
+            self.pin_segs(in_segs, reason)
+            out = self.new(node.shape, reason)
+            self.record(path, "grouped", out, in_segs, node)
+        self.val[node.output] = out
+        self.value_layer[node.output] = path
+
+    def dense(self, node):
+        if len(node.inputs) < 2:
+            return self.opaque(node)
+        owner = self.owner_of(node.inputs[1])
+        xshape = self.shape(node.inputs[0])
+        wshape = self.shape(node.inputs[1])
+        if owner is None or owner[1] is None or xshape is None or node.shape is None or len(xshape) != 2 \
+                or wshape is None or tuple(wshape) != (node.shape[1], xshape[1]):
+            return self.opaque(node, f"a matrix product that is not a dense layer on (batch, features) "
+                                     f"({node.scope})")
+        path, _ = owner
+        in_segs = self.input_segs(node.inputs[0], xshape)
+        out = self.new(node.shape)
+        self.record(path, "dense", out, in_segs, node)
+        self.val[node.output] = out
+        self.value_layer[node.output] = path
+
+    def batchnorm(self, node):
+        owner = self.owner_of(node.inputs[1]) if len(node.inputs) > 1 else None
+        xshape = self.shape(node.inputs[0])
+        if owner is None or owner[1] is None or xshape is None:
+            return self.opaque(node)
+        path, _ = owner
+        segs = self.input_segs(node.inputs[0], xshape)
+        self.record(path, "bn", None, segs, node)
+        self.val[node.output] = ("tuple", [segs])
+        src = self.g.source(node.inputs[0])
+        made_by = self.value_layer.get(src)
+        if made_by is not None and len(self.users.get(src, [])) == 1:
+            self.bn_after[path] = made_by
+
+    def bias_add(self, node):
+        src = self.g.source(node.inputs[0])
+        self.val[node.output] = self.segs(node.inputs[0])
+        if src in self.value_layer and len(self.users.get(src, [])) == 1:
+            self.value_layer[node.output] = self.value_layer[src]
+
+    def tuple_get(self, node):
+        tup = self.segs(node.inputs[0])
+        index = self.g.constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        if isinstance(tup, tuple) and isinstance(index, int) and 0 <= index < len(tup[1]):
+            self.val[node.output] = tup[1][index]
+        elif isinstance(tup, tuple):
+            self.val[node.output] = None
+        else:
+            self.opaque(node)
+
+    def concat(self, node):
+        tup_name = self.g.source(node.inputs[0])
+        parts = self.segs(tup_name)
+        pshapes = self.g.shapes.get(tup_name)
+        out = node.shape
+        if not isinstance(parts, tuple) or not isinstance(pshapes, list) or out is None or \
+                any(s is None or len(s) != len(out) or s[0] != out[0] or tuple(s[2:]) != tuple(out[2:])
+                    for s in pshapes) or sum(s[1] for s in pshapes) != out[1]:
+            return self.opaque(node, f"a concatenation not on the channel axis ({node.scope})")
+        segs = []
+        for s, shape in zip(parts[1], pshapes):
+            segs += s if isinstance(s, list) else self.new(shape, "not made by a known layer")
+        self.val[node.output] = segs
+
+    def binary(self, node):
+        out = node.shape
+        if out is None or isinstance(out, list):
+            return self.opaque(node)
+        operands = []
+        for name in node.inputs[:2]:
+            shape = self.shape(name)
+            if shape is None or isinstance(shape, list) or len(shape) < 2 or len(out) < 2 or shape[1] == 1:
+                continue  # a scalar, or broadcast along channels
+            if len(shape) < len(out):
+                continue  # broadcast from the trailing axes: not the channel axis
+            if self.is_param(name):
+                return self.opaque(node, f"a per-channel parameter outside a known layer ({node.scope})")
+            segs = self.segs(name)
+            if not isinstance(segs, list):
+                segs = self.new(shape, "not made by a known layer")
+            operands.append(segs)
+        if not operands:
+            self.val[node.output] = self.new(out, "not made by a known layer")
+            return
+        for other in operands[1:]:
+            if not self.union_segs(operands[0], other):
+                reason = f"op {node.op} joins channels of different layouts ({node.scope})"
+                for s in operands:
+                    self.pin_segs(s, reason)
+        self.val[node.output] = operands[0]
+
+    def channelwise(self, node):
+        x = node.inputs[0]
+        xshape, out = self.shape(x), node.shape
+        segs = self.segs(x)
+        if xshape is None or out is None or isinstance(out, list) or isinstance(xshape, list) \
+                or len(xshape) < 2:
+            return self.opaque(node)
+        if not isinstance(segs, list):
+            segs = self.new(xshape, "not made by a known layer")
+        if len(out) >= 2 and tuple(out[:2]) == tuple(xshape[:2]) and \
+                (node.op not in ("Reshape",) or len(out) == 2 or len(xshape) == 2 or
+                 int(np.prod(out[2:])) == int(np.prod(xshape[2:]))):
+            self.val[node.output] = segs
+        elif len(out) == 2 and len(xshape) > 2 and out[0] == xshape[0] and out[1] == int(np.prod(xshape[1:])):
+            spatial = int(np.prod(xshape[2:]))
+            self.val[node.output] = [(v, s * spatial) for v, s in segs]
+        else:
+            self.opaque(node, f"op {node.op} changes the channel axis ({node.scope})")
+
+    def run(self, pinned_inputs=True):
+        g = self.g
+        for name in g.inputs:
+            self.val[name] = self.new(g.shapes.get(name), "network input" if pinned_inputs else None)
+        handlers = {**{op: self.conv for op in CONV_OPS}, **{op: self.dense for op in DENSE_OPS},
+                    **{op: self.batchnorm for op in BN_OPS}, **{op: self.binary for op in BINARY_OPS},
+                    "BiasAdd": self.bias_add, "TupleGetItem": self.tuple_get, "Concat": self.concat}
+        for node in g.nodes:
+            if node.op in ("UpdateState", "Constant"):
+                continue
+            if node.op in ("Load", "Depend", "StopGradient", "Identity"):
+                self.val[node.output] = self.segs(node.inputs[0]) if node.inputs else None
+                continue
+            if node.op == "MakeTuple":
+                self.val[node.output] = ("tuple", [self.segs(i) for i in node.inputs])
+                continue
+            handler = handlers.get(node.op)
+            if handler is None and node.op in CHANNELWISE_OPS:
+                handler = self.channelwise
+            if handler is None:
+                self.opaque(node)
+            else:
+                handler(node)
+        for name in g.outputs:
+            segs = self.segs(name)
+            if isinstance(segs, tuple):
+                for s in segs[1]:
+                    self.pin_segs(s, "network output")
+            else:
+                self.pin_segs(segs, "network output")
+
+
+def find_channel_groups(network, *example_inputs, discrete_dims=None, continuous_dims=None, graph=None):
+    """Channel groups of ``network`` (a MindSpore Cell) for example inputs.
+
+    ``discrete_dims`` / ``continuous_dims``: ``{parameter name: [axes]}`` in
+    the manner of TorchIntegral: axis 0 of a weight is its output channels,
+    axis 1 its input channels. A discrete dim pins its group; a continuous
+    dim frees a group pinned only for being the network's input or output
+    (a group pinned because an op may mix its channels cannot be freed).
+    """
+    graph = graph if graph is not None else trace(network, *example_inputs)
+    a = _Analysis(graph, network)
+    a.run()
+    uf = a.uf
+
+    def dims_vars(spec, what):
+        out = []
+        for pname, axes in (spec or {}).items():
+            owner = a.owner.get(pname)
+            if owner is None:
+                raise ValueError(f"{what}: the network has no parameter {pname!r}")
+            path = owner[0]
+            if path not in a.layers:
+                raise ValueError(f"{what}: parameter {pname!r} belongs to {path!r}, which the graph does not "
+                                 f"use as a convolution, dense or BatchNorm layer")
+            kind, out_segs, in_segs = a.layers[path]
+            for axis in ([axes] if isinstance(axes, int) else axes):
+                if axis not in (0, 1):
+                    raise ValueError(f"{what}: axis {axis!r} of {pname!r}: only 0 (output channels) and "
+                                     f"1 (input channels) are channel axes")
+                segs = out_segs if axis == 0 and kind in ("conv", "dense", "grouped") else in_segs
+                out += [(v, f"{pname} axis {axis}") for v, _ in (segs or [])]
+        return out
+
+    for v, label in dims_vars(discrete_dims, "discrete_dims"):
+        uf.pin(v, f"pinned by discrete_dims ({label})")
+    for v, label in dims_vars(continuous_dims, "continuous_dims"):
+        r = uf.find(v)
+        hard = [x for x in uf.reasons[r] if x not in ("network input", "network output")]
+        if hard:
+            raise ValueError(f"continuous_dims: {label} cannot be continuous: {'; '.join(hard)}")
+        uf.reasons[r] = []
+
+    names, groups = {}, OrderedDict()
+
+    def group_of(v):
+        r = uf.find(v)
+        if r not in names:
+            names[r] = None
+        return r
+
+    # Name each group after its first producer layer (in graph order).
+    for path, (kind, out_segs, in_segs) in a.layers.items():
+        for segs in (in_segs, out_segs):
+            for v, _ in segs or []:
+                group_of(v)
+        if kind in ("conv", "dense", "grouped"):
+            for v, _ in out_segs or []:
+                r = uf.find(v)
+                if names[r] is None:
+                    names[r] = path
+    taken = set()
+    for r in list(names):
+        base = names[r] or ("input" if "network input" in uf.reasons[r] else "unnamed")
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}#{k}"
+        taken.add(name)
+        names[r] = name
+        producers = []
+        reasons = list(uf.reasons[r])
+        groups[name] = ChannelGroup(name, uf.size[r], False, reasons, producers)
+    layers = OrderedDict()
+    for path, (kind, out_segs, in_segs) in a.layers.items():
+        out_name = None
+        if kind in ("conv", "dense", "grouped") and out_segs:
+            out_name = names[uf.find(out_segs[0][0])]
+            groups[out_name].producers.append(path)
+        inputs = [(names[uf.find(v)], uf.size[uf.find(v)], s) for v, s in (in_segs or [])]
+        layers[path] = LayerUse(path, kind, out_name, inputs)
+    for g in groups.values():
+        if not g.producers and not g.reasons:
+            g.reasons.append("no convolution or dense layer produces it")
+        g.continuous = not g.reasons
+    result = ChannelGroups(groups, layers, a.bn_after)
+    logger.info("found %d channel groups (%d continuous)", len(groups), len(result.continuous))
+    return result
