@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+from mindspore import nn
 
 from inn_ms.graph.mindir import trace
 
@@ -238,6 +239,8 @@ class _Analysis:
         if owner is None or owner[1] is None or xshape is None or node.shape is None:
             return self.opaque(node, f"a convolution whose weight is not a layer's parameter ({node.scope})")
         path, cell = owner
+        if not isinstance(cell, nn.Conv2d):
+            return self.opaque(node, f"convolution {path} is a {type(cell).__name__}, not an nn.Conv2d")
         groups = int(getattr(cell, "group", getattr(cell, "groups", 1)))
         cin, cout = xshape[1], node.shape[1]
         in_segs = self.input_segs(node.inputs[0], xshape)
@@ -265,7 +268,9 @@ class _Analysis:
                 or wshape is None or tuple(wshape) != (node.shape[1], xshape[1]):
             return self.opaque(node, f"a matrix product that is not a dense layer on (batch, features) "
                                      f"({node.scope})")
-        path, _ = owner
+        path, cell = owner
+        if not isinstance(cell, nn.Dense):
+            return self.opaque(node, f"dense layer {path} is a {type(cell).__name__}, not an nn.Dense")
         in_segs = self.input_segs(node.inputs[0], xshape)
         out = self.new(node.shape)
         self.record(path, "dense", out, in_segs, node)
@@ -277,7 +282,10 @@ class _Analysis:
         xshape = self.shape(node.inputs[0])
         if owner is None or owner[1] is None or xshape is None:
             return self.opaque(node)
-        path, _ = owner
+        path, cell = owner
+        if not isinstance(cell, nn.BatchNorm2d) or len(xshape) != 4:
+            return self.opaque(node, f"BatchNorm {path} is a {type(cell).__name__} on a {len(xshape)}-D input; "
+                                     f"only nn.BatchNorm2d is resampled")
         segs = self.input_segs(node.inputs[0], xshape)
         self.record(path, "bn", None, segs, node)
         self.val[node.output] = ("tuple", [segs])

@@ -15,6 +15,7 @@ project's unfold + matmul backend would hide the ``Conv2D`` node).
 import logging
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -147,6 +148,9 @@ def trace(network, *example_inputs):
     inputs = [_as_tensor(x) for x in example_inputs]
     was_training = network.training
     backends = [(c, c.conv_backend) for _, c in network.cells_and_names() if hasattr(c, "conv_backend")]
+    # A fresh identity: MindSpore caches compiled graphs per Cell and phase,
+    # and would hand back the graph of an earlier trace after Cells changed.
+    object.__setattr__(network, "_create_time", time.time_ns())
     try:
         network.set_train(False)
         for c, _ in backends:
