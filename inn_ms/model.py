@@ -127,8 +127,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
     def discretize(self):
         """A plain network at the current sizes: every integral layer becomes
         an ``nn.Conv2d``/``nn.Dense`` with fewer channels, every other Cell is
-        copied with its own copy of its parameters."""
-        return _rebuild(self.network, lambda c: c.discretize() if hasattr(c, "discretize") else None)
+        copied with its own copy of its parameters. Parameters are named by
+        their path (unique, as graph mode and checkpoints need)."""
+        return _named(_rebuild(self.network, lambda c: c.discretize() if hasattr(c, "discretize") else None))
 
     def select_channels(self, indices):
         """A plain network made of the *full-size* weights restricted to the
@@ -158,7 +159,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
         saved = self.sizes
         try:
             self.resize(sizes=dict(self.full_sizes))
-            return _rebuild(self.network, pick)
+            return _named(_rebuild(self.network, pick))
         finally:
             self.resize(sizes=dict(saved))
 
@@ -176,6 +177,12 @@ class IntegralModel(SizeKeyed, nn.Cell):
         return {"params": now, "full_params": self._full_params, "ratio": now / self._full_params}
 
 
+def _named(cell):
+    from inn_ms.convert.cells import name_parameters_by_path
+    name_parameters_by_path(cell)
+    return cell
+
+
 def _rebuild(cell, replace):
     """Copy of the Cell tree in which ``replace(cell)``, where not None,
     stands for a Cell; every other Cell is copied with its own parameters."""
@@ -188,7 +195,7 @@ def _rebuild(cell, replace):
     object.__setattr__(new, "_cells", OrderedDict((k, _rebuild(c, replace)) for k, c in cell._cells.items()))
     object.__setattr__(new, "_params", OrderedDict(
         (k, None if p is None else p.clone()) for k, p in cell._params.items()))
-    if hasattr(new, "cell_list"):
+    if isinstance(cell, (nn.SequentialCell, nn.CellList)):  # containers keep a list beside the dict
         object.__setattr__(new, "cell_list", list(new._cells.values()))
     # A fresh identity for MindSpore's compile caches (shallow copy shares them).
     object.__setattr__(new, "_create_time", time.time_ns())

@@ -91,7 +91,10 @@ class IntegralFactory:
 
 
 def finish(net, factory):
-    """Wrap an integral network in an IntegralModel with its named groups."""
+    """Name parameters by their path (unique names, which graph mode needs),
+    and wrap an integral network in an IntegralModel with its named groups."""
+    from inn_ms.convert.cells import name_parameters_by_path
+    name_parameters_by_path(net)
     if not factory.integral:
         return net
     from inn_ms.model import IntegralModel

@@ -33,7 +33,9 @@ def clone_network(network):
     """A copy of ``network`` with its own parameters (the user's network is
     never changed by conversion)."""
     from inn_ms.model import _rebuild
-    return _rebuild(network, lambda c: None)
+    net = _rebuild(network, lambda c: None)
+    name_parameters_by_path(net)  # unique names: graph compilation refuses duplicates
+    return net
 
 
 def _input_partition(use, partitions, quadrature):

@@ -17,7 +17,6 @@ and inference at a smaller width samples the full-width statistics, which
 the quadrature normalisation keeps at the right scale (DESIGN.md §2).
 """
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.layers.base import AUTO, IntegralLayer, channel_count, check_channels, resolve_partition
@@ -122,7 +121,8 @@ class IntegralBatchNorm2d(IntegralLayer):
         if not isinstance(bn, nn.BatchNorm2d):
             raise ValueError(f"{cls.__name__}.from_discrete: expected nn.BatchNorm2d, got {type(bn).__name__}")
         c = int(bn.moving_mean.shape[0])
-        layer = cls(c, partition, eps=float(bn.eps), momentum=float(bn.momentum), quadrature=quadrature,
+        # nn.BatchNorm2d stores 1 - momentum in its `momentum` attribute.
+        layer = cls(c, partition, eps=float(bn.eps), momentum=1.0 - float(bn.momentum), quadrature=quadrature,
                     gamma=bn.gamma.asnumpy(), beta=bn.beta.asnumpy(), moving_mean=bn.moving_mean.asnumpy(),
                     moving_variance=bn.moving_variance.asnumpy())
         layer._check_full_size(layer.partitions.get("out"), "channel")
