@@ -2,8 +2,9 @@
 
 Subcommands so far: ``models`` (the zoo), ``info`` (versions, convolution
 backend), ``resize`` (build a zoo network, resample it to keep ratios and
-report channel counts and parameters). Conversion, pruning to MindIR and
-export join as those features land.
+report channel counts and parameters), ``convert`` (a discrete architecture
+with PyTorch weights → an integral network, saved as a MindSpore
+checkpoint). Pruning to MindIR and export join as those features land.
 """
 import argparse
 import os
@@ -45,6 +46,58 @@ def _resize(args):
     return 0
 
 
+def build_architecture(spec, num_classes):
+    """A discrete network from a zoo name or ``module:callable``."""
+    if ":" in spec:
+        import importlib
+        module, _, attr = spec.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"cannot import architecture {spec!r}: {e}") from None
+        return fn(num_classes=num_classes) if num_classes is not None else fn()
+    from model_zoo import create_model
+    return create_model(spec, num_classes=num_classes or 10, integral=False)
+
+
+def _shape(text):
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"input shape must be integers like 1,3,32,32, got {text!r}") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"input shape must have a batch and a channel axis of size >= 1, got {text!r}")
+    return shape
+
+
+def _convert(args):
+    os.environ.setdefault("GLOG_v", "3")
+    import mindspore as ms
+    from inn_ms.convert import convert, load_torch_weights
+    shape = _shape(args.input_shape)
+    if not args.out.endswith(".ckpt"):
+        raise ValueError(f"--out must end with .ckpt, got {args.out!r}")
+    net = build_architecture(args.arch, args.num_classes)
+    if args.weights:
+        loaded = load_torch_weights(net, args.weights)
+        print(f"loaded {len(loaded)} tensors from {args.weights}")
+    model = convert(net, shape, fold_bn=not args.no_fold_bn, permute=not args.no_permute)
+    groups = model.conversion["groups"]
+    print(f"{'group':<32} {'channels':>8}  total variation before -> after")
+    for name, size in model.full_sizes.items():
+        r = model.conversion["permutation"].get(name)
+        tv = f"{r['tv_before']:.4g} -> {r['tv_after']:.4g}" if r else "not permuted"
+        print(f"{name:<32} {size:>8}  {tv}")
+    discrete = [n for n, g in groups.groups.items() if not g.continuous]
+    print(f"{len(model.groups)} continuous groups; discrete: {', '.join(discrete)}; "
+          f"{len(model.conversion['folded_bn'])} BatchNorms folded")
+    tmp = args.out[:-len(".ckpt")] + ".partial.ckpt"
+    ms.save_checkpoint(model, tmp)
+    os.replace(tmp, args.out)
+    print(f"integral checkpoint written to {args.out}")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="inn-ms", description="Integral Neural Networks for MindSpore")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -55,6 +108,15 @@ def main(argv=None):
     p.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.75, 0.5])
     p.add_argument("--num-classes", type=int, default=10)
     p.set_defaults(func=_resize)
+    p = sub.add_parser("convert", help="convert a discrete network with PyTorch weights to an integral one")
+    p.add_argument("arch", help="zoo name (its discrete build) or module:callable returning a Cell")
+    p.add_argument("--weights", help="PyTorch state_dict: .pth/.pt (needs torch), .safetensors or .npz")
+    p.add_argument("--input-shape", required=True, help="example input shape, e.g. 1,3,32,32")
+    p.add_argument("--out", required=True, help="integral checkpoint to write (.ckpt)")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorms as integral BatchNorms")
+    p.add_argument("--no-permute", action="store_true", help="keep the channel order")
+    p.set_defaults(func=_convert)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -91,6 +91,22 @@ class AxisSampler(SizeKeyed, nn.Cell):
         self.matrix = None
         self.partition_changed()
 
+    def rebind(self, partition):
+        """Sample at ``partition`` from now on (pipeline B swaps a group's
+        uniform partition for a trainable one). The control values stay."""
+        if isinstance(partition, CompositePartition) and len(partition.parts) != len(self.control_sizes):
+            raise ValueError(f"{partition.name}: {len(partition.parts)} blocks but this axis has "
+                             f"{len(self.control_sizes)}")
+        self.trainable = bool(getattr(partition, "trainable", False))
+        if self.trainable:
+            self.partition = partition
+        else:
+            if "partition" in self._cells:
+                del self._cells["partition"]
+            self._partition = [partition]
+        partition.add_listener(self)
+        self.partition_changed()
+
     def get_partition(self):
         return self.partition if self.trainable else self._partition[0]
 

@@ -1,3 +1,5 @@
-"""Conversion of discrete networks to integral form (first piece: weights)."""
+"""Conversion of discrete networks to integral form: PyTorch weights, channel
+groups, BatchNorm folding, TSP channel permutation, integral layers."""
+from inn_ms.convert.convert import check_conversion, clone_network, convert  # noqa: F401
 from inn_ms.convert.weights import (CheckpointError, WeightLoadError, load_torch_weights,  # noqa: F401
                                     match_state_dict, read_state_dict)

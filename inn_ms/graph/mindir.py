@@ -15,13 +15,14 @@ project's unfold + matmul backend would hide the ``Conv2D`` node).
 import logging
 import os
 import tempfile
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor
+
+from inn_ms.keyed import renew_graph_identity
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def trace(network, *example_inputs):
     backends = [(c, c.conv_backend) for _, c in network.cells_and_names() if hasattr(c, "conv_backend")]
     # A fresh identity: MindSpore caches compiled graphs per Cell and phase,
     # and would hand back the graph of an earlier trace after Cells changed.
-    object.__setattr__(network, "_create_time", time.time_ns())
+    renew_graph_identity(network)
     try:
         network.set_train(False)
         for c, _ in backends:

@@ -1,0 +1,102 @@
+"""The paper's two ways to use a converted network (DESIGN.md §5).
+
+* **Pipeline A** — train the integral network with a random width per step
+  (:class:`inn_ms.train.RandomWidthTrainer`), so every width works.
+* **Pipeline B** — fast post-training pruning: fix a target size per group,
+  replace each group's uniform partition by a :class:`TrainablePartition`
+  of that size (nodes start uniform), freeze every weight, and train only
+  the node positions (optionally the biases too) for a few steps. The
+  learnt nodes choose *where* along the channel axis the thinner layer
+  samples the continuous weights.
+"""
+import logging
+
+import numpy as np
+from mindspore import Tensor, nn
+from tqdm.auto import tqdm
+
+from inn_ms.convert.cells import name_parameters_by_path
+from inn_ms.keyed import renew_graph_identity
+from inn_ms.layers.base import IntegralLayer
+from inn_ms.partition import CompositePartition, TrainablePartition
+from inn_ms.sampler import AxisSampler
+from inn_ms.train import RandomWidthTrainer, batches
+
+logger = logging.getLogger(__name__)
+
+
+def make_partitions_trainable(model, sizes):
+    """Swap the partitions of the groups in ``sizes`` (name → target size)
+    for trainable ones of that size, in every layer that samples them.
+    Groups that are part of a concatenation keep their uniform partition
+    (a composite partition has fixed blocks); they are resized instead.
+    Returns the names of the groups made trainable."""
+    groups = model.groups
+    unknown = [g for g in sizes if g not in groups]
+    if unknown:
+        raise ValueError(f"pipeline B: unknown group(s) {unknown}; groups are {list(groups)}")
+    in_composite = set()
+    samplers = [c for _, c in model.network.cells_and_names() if isinstance(c, AxisSampler)]
+    for s in samplers:
+        p = s.get_partition()
+        if isinstance(p, CompositePartition):
+            in_composite |= {id(part) for part in p.parts}
+    swapped, new = [], {}
+    for name, n in sizes.items():
+        old = groups[name]
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= old.max_size:
+            raise ValueError(f"pipeline B: size of group {name!r} must be an int in [2, {old.max_size}], got {n!r}")
+        if id(old) in in_composite or getattr(old, "trainable", False):
+            old.resize(int(n))
+            continue
+        new[id(old)] = TrainablePartition(int(n), quadrature=old.quadrature.name, name=name)
+        swapped.append(name)
+    for s in samplers:
+        p = s.get_partition()
+        if id(p) in new:
+            s.rebind(new[id(p)])
+    for name, p in groups.items():
+        if id(p) in new:
+            model._groups[name] = new[id(p)]
+    model._full_params = None
+    name_parameters_by_path(model.network)
+    renew_graph_identity(model)
+    return swapped
+
+
+def tune_partitions(model, x, y, sizes, epochs=1, batch_size=64, lr=1e-2, train_biases=False, loss_fn=None,
+                    seed=0, progress=False):
+    """Pipeline B on numpy data ``x``, ``y``: trainable partitions of
+    ``sizes`` (see :func:`make_partitions_trainable`), then Adam on the node
+    positions only (plus the layers' biases if ``train_biases``). Every other
+    parameter keeps its value. Returns the mean loss per epoch."""
+    make_partitions_trainable(model, sizes)
+    params = [p for p in model.trainable_params() if p.name.endswith("theta")]
+    if train_biases:
+        params += [layer.bias for _, layer in model.network.cells_and_names()
+                   if isinstance(layer, IntegralLayer) and getattr(layer, "bias", None) is not None]
+    if not params:
+        raise ValueError("pipeline B: no group could be given a trainable partition")
+    frozen = [p for p in model.trainable_params() if all(p is not q for q in params)]
+    for p in frozen:
+        p.requires_grad = False
+    try:
+        opt = nn.Adam(params, learning_rate=lr)
+        loss_fn = loss_fn or nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+        trainer = RandomWidthTrainer(model, loss_fn, opt, width_sampler=None, seed=seed)
+        history = []
+        for epoch in range(epochs):  # at the target sizes throughout (fit() would return to full width)
+            idx_batches = batches(len(x), batch_size, trainer.rng)
+            losses = [trainer.step(Tensor(x[idx]), Tensor(y[idx]))
+                      for idx in tqdm(idx_batches, desc=f"pipeline B {epoch + 1}/{epochs}", disable=not progress,
+                                      leave=False)]
+            history.append(float(np.mean(losses)))
+            logger.info("pipeline B epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
+        trainer.step_cell.set_train(False)
+        return history
+    finally:
+        for p in frozen:
+            p.requires_grad = True
+
+
+__all__ = ["make_partitions_trainable", "tune_partitions"]
