@@ -80,6 +80,11 @@ class UniformPartition(_Listened):
         """Sizes of the blocks this partition is made of (one block here)."""
         return (self._size,)
 
+    @property
+    def full_size(self):
+        """The channel count at full width (normalises quadrature weights)."""
+        return self.max_size
+
     def resize(self, size):
         """Change the number of nodes (the group's channel count)."""
         size = check_size(size, self.name)
@@ -115,7 +120,7 @@ class TrainablePartition(nn.Cell, _Listened):
 
     trainable = True
 
-    def __init__(self, size, quadrature="trapezoid", name="partition", nodes=None):
+    def __init__(self, size, quadrature="trapezoid", name="partition", nodes=None, full_size=None):
         nn.Cell.__init__(self)
         self._init_listeners()
         self.name = name
@@ -137,6 +142,10 @@ class TrainablePartition(nn.Cell, _Listened):
             theta = np.log(np.diff(nodes)).astype(np.float32)
         self.theta = Parameter(Tensor(theta), name="theta")
         self.max_size = size
+        # The group's channel count at full width: quadrature weights are
+        # normalised by it (inn_ms.sampler), so a trainable partition that
+        # samples a group at fewer points keeps the layer's output scale.
+        self.full_size = check_size(full_size if full_size is not None else size, name)
 
     @property
     def size(self):
@@ -203,6 +212,10 @@ class CompositePartition(_Listened):
     @property
     def max_size(self):
         return sum(p.max_size for p in self.parts)
+
+    @property
+    def full_size(self):
+        return self.max_size
 
     def resize(self, size):
         raise ValueError(f"{self.name}: resize the parts of a composite partition, not the whole")

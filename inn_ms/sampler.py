@@ -6,7 +6,8 @@ axis the quadrature weights are folded into the rows, so a layer's weight
 is just ``A_out · λ · B_inᵀ``: two matmuls, nothing else.
 
 Normalisation: the quadrature weights are multiplied by the partition's full
-size ``N`` (they sum to ``N`` instead of 1). At full size each weight is then
+size ``N`` (``partition.full_size``: the group's channel count at full width,
+also for a trainable partition sampling it at fewer points) (they sum to ``N`` instead of 1). At full size each weight is then
 about 1, so control values have the scale of ordinary weights, which is what
 optimisers and initialisers are tuned for (without it the control values are
 ``N`` times larger and Adam's steps ``N`` times too small). At a smaller size
@@ -52,7 +53,7 @@ def fixed_matrix(partition, control_sizes, integrate):
         x = part.nodes()
         k = kernel_matrix(x, m)
         if integrate:
-            k = k * (part.quadrature.weights(x) * part.max_size)[:, None]
+            k = k * (part.quadrature.weights(x) * part.full_size)[:, None]
         blocks.append(k)
     return block_diagonal(blocks)
 
@@ -124,7 +125,7 @@ class AxisSampler(SizeKeyed, nn.Cell):
         if self.trainable:
             x = p.nodes()
             k = kernel_matrix(x, self.control_size)
-            return k * (p.quadrature.weights(x) * p.max_size)[:, None] if self.integrate else k
+            return k * (p.quadrature.weights(x) * p.full_size)[:, None] if self.integrate else k
         return fixed_matrix(p, self.control_sizes, self.integrate)
 
     def size_key(self):
@@ -135,6 +136,6 @@ class AxisSampler(SizeKeyed, nn.Cell):
             x = self.partition()
             k = kernel_matrix(x, self.control_size)
             if self.integrate:
-                k = k * (self.partition.quadrature.weights(x) * self.partition.max_size).reshape(-1, 1)
+                k = k * (self.partition.quadrature.weights(x) * self.partition.full_size).reshape(-1, 1)
             return k
         return self.matrix

@@ -62,7 +62,7 @@ def train_pipeline_a(model, x, y, args):
     opt = nn.Adam(model.trainable_params(), learning_rate=lr)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     sampler = WidthSampler(model, low=args.low, levels=args.levels)
-    trainer = RandomWidthTrainer(model, loss, opt, sampler, seed=args.seed)
+    trainer = RandomWidthTrainer(model, loss, opt, sampler, seed=args.seed, sandwich=args.sandwich)
     return trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, progress=not args.quiet)
 
 
@@ -98,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--low", type=float, default=0.5, help="smallest keep ratio drawn in training")
     ap.add_argument("--levels", type=int, default=11, help="keep ratios drawn in training")
+    ap.add_argument("--sandwich", action="store_true", help="also a full-width step on every batch")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)

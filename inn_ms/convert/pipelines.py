@@ -49,7 +49,8 @@ def make_partitions_trainable(model, sizes):
         if id(old) in in_composite or getattr(old, "trainable", False):
             old.resize(int(n))
             continue
-        new[id(old)] = TrainablePartition(int(n), quadrature=old.quadrature.name, name=name)
+        new[id(old)] = TrainablePartition(int(n), quadrature=old.quadrature.name, name=name,
+                                          full_size=old.full_size)
         swapped.append(name)
     for s in samplers:
         p = s.get_partition()
