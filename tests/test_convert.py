@@ -203,3 +203,19 @@ def test_convert_errors():
     single = nn.Conv2d(3, 4, 3)  # input and output both discrete: nothing to resample
     with pytest.raises(ValueError, match="no channel group"):
         convert(single, (1, 3, 8, 8))
+
+
+def test_permutation_on_trained_weights(rng):
+    """The PyTorch CNN shipped in the zoo (trained): permuting every group
+    leaves its outputs unchanged and lowers each group's total variation by
+    at least 20 % (measured 30-48 %)."""
+    net = create_model("mnist_torch_cnn", integral=False, checkpoint_torch="bundled")
+    x = rng.normal(size=(2, 1, 28, 28)).astype(np.float32)
+    ref = run(net, x)
+    perm = clone_network(net)
+    groups = find_channel_groups(perm, x.shape)
+    report = permute_channels(perm, groups)
+    assert len(report) == 6
+    for name, r in report.items():
+        assert r["tv_after"] <= 0.8 * r["tv_before"], name
+    assert rel_err(run(perm, x), ref) < 1e-5
