@@ -134,9 +134,26 @@ class RandomWidthTrainer:
         loss = self.step_cell(x, y)
         return float(loss.asnumpy())
 
+    def check_schedule(self, steps):
+        """Raise if the optimiser's learning-rate schedule (a list of rates,
+        one per optimiser step) ends before ``steps`` more steps: MindSpore
+        would fail mid-training with an index error in its ``Gather``."""
+        opt = self.step_cell.optimizer
+        if not getattr(opt, "dynamic_lr", False) or getattr(opt, "is_group_lr", False):
+            return
+        lengths = [int(p.shape[0]) for _, p in opt.learning_rate.parameters_and_names() if len(p.shape) == 1]
+        if not lengths:
+            return
+        done = int(opt.global_step.asnumpy().reshape(-1)[0])
+        if done + steps > lengths[0]:
+            raise ValueError(f"the optimiser's learning-rate schedule has {lengths[0]} rates, {done} used; "
+                             f"this fit takes {steps} more optimiser steps ({self.steps_per_batch} per batch"
+                             f"{' with sandwich' if self.steps_per_batch == 2 else ''}): make the schedule longer")
+
     def fit(self, x, y, epochs, batch_size, progress=True):
         """Train on numpy arrays ``x``, ``y``; returns the mean loss per epoch.
         The model is left at full width."""
+        self.check_schedule(epochs * (len(x) // batch_size) * self.steps_per_batch)
         history = []
         try:
             for epoch in range(epochs):

@@ -57,7 +57,8 @@ def evaluate(model, keeps, x, y, seeds=3, baselines=True):
 
 
 def train_pipeline_a(model, x, y, args):
-    steps = len(x) // args.batch_size
+    # One learning rate per optimiser step: a sandwich batch takes two steps.
+    steps = len(x) // args.batch_size * (2 if args.sandwich else 1)
     lr = nn.cosine_decay_lr(args.lr * 0.05, args.lr, steps * args.epochs, steps, args.epochs)
     opt = nn.Adam(model.trainable_params(), learning_rate=lr)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")

@@ -126,3 +126,20 @@ def test_small_main_job_pruning_without_fine_tuning_beats_truncation():
     assert half >= full - 0.06
     assert abs(half_plain - half) < 1e-9
     assert half > truncated + 0.25
+
+
+def test_fit_refuses_a_learning_rate_schedule_too_short(cnn, rng):
+    """A schedule of one rate per step must cover every optimiser step of the
+    fit (two per batch with the sandwich rule); MindSpore itself fails mid-run."""
+    x = rng.normal(size=(8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=8).astype(np.int32)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    lr = nn.cosine_decay_lr(1e-4, 1e-3, 4, 2, 2)  # 4 rates: enough for 2 epochs of 2 batches
+    opt = nn.Adam(cnn.trainable_params(), learning_rate=lr)
+    sandwich = RandomWidthTrainer(cnn, loss, opt, WidthSampler(cnn, low=0.5, levels=2), sandwich=True)
+    before = [p.asnumpy().copy() for p in cnn.trainable_params()]
+    with pytest.raises(ValueError, match="schedule has 4 rates.*8 more optimiser steps"):
+        sandwich.fit(x, y, epochs=2, batch_size=4, progress=False)
+    assert all(np.array_equal(a, p.asnumpy()) for a, p in zip(before, cnn.trainable_params()))
+    plain = RandomWidthTrainer(cnn, loss, opt, WidthSampler(cnn, low=0.5, levels=2))
+    assert len(plain.fit(x, y, epochs=2, batch_size=4, progress=False)) == 2
