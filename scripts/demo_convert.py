@@ -8,8 +8,10 @@
 3. Every group is resampled to 75 % and 50 % of its channels with no
    training, beside the same widths chosen by L1-norm and random channel
    selection (same parameter count).
-4. Pipeline A: a short training of the integral network with a random width
-   per step, then the same widths again.
+4. Pipeline B: for each smaller width, only the partition nodes are trained
+   (weights frozen) for a few steps on part of the training set.
+5. Pipeline A: a short training of the integral network with a random width
+   per step (and the full width on every batch), then the same widths again.
 
 Prints the table, writes it as JSON and a PNG plot of accuracy vs parameters.
 """
@@ -30,6 +32,7 @@ sys.path.insert(0, ROOT)
 
 from inn_ms.baselines import l1_indices, random_indices  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
+from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.layers.plain import with_fast_convolutions  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
@@ -67,6 +70,23 @@ def train_pipeline_a(model, x, y, args):
     return trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, progress=not args.quiet)
 
 
+def pipeline_b(net, keeps, xtr, ytr, xte, yte, args):
+    """Accuracy per keep ratio after tuning only the partition nodes at that
+    width (a fresh conversion each time; None at full width)."""
+    out = []
+    for keep in keeps:
+        if keep == 1.0:
+            out.append(None)
+            continue
+        model = convert(net, (2, 1, 28, 28), verify=False)
+        sizes = dict(model.sizes_for_keep(keep))
+        model.resize(sizes=sizes)
+        tune_partitions(model, xtr[:args.b_samples], ytr[:args.b_samples], sizes, epochs=args.b_epochs,
+                        lr=args.b_lr, batch_size=args.batch_size, progress=not args.quiet)
+        out.append(accuracy(model.discretize(), xte, yte))
+    return out
+
+
 def plot(rows_before, rows_after, full_params, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -76,12 +96,15 @@ def plot(rows_before, rows_after, full_params, path):
     ax.plot(ratio, [100 * r["inn"] for r in rows_before], "o-", label="INN, converted (no training)")
     ax.plot(ratio, [100 * r["l1"] for r in rows_before], "s--", label="L1-norm selection")
     ax.plot(ratio, [100 * r["random"] for r in rows_before], "^--", label="random selection")
+    b = [(r["params"] / full_params, 100 * r["pipeline_b"]) for r in rows_before if r.get("pipeline_b") is not None]
+    if b:
+        ax.plot(*zip(*b), "D-", label="INN, pipeline B (nodes tuned)")
     if rows_after:
         ax.plot([r["params"] / full_params for r in rows_after], [100 * r["inn"] for r in rows_after], "o-",
                 label="INN after pipeline A")
     ax.set_xlabel("parameters (fraction of full network)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("MNIST CNN pruned without fine-tuning")
+    ax.set_title("PyTorch MNIST CNN converted, pruned by resampling")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -94,12 +117,16 @@ def plot(rows_before, rows_after, full_params, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.75, 0.5])
-    ap.add_argument("--epochs", type=int, default=4, help="pipeline A epochs (0: skip)")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--epochs", type=int, default=5, help="pipeline A epochs (0: skip)")
+    ap.add_argument("--lr", type=float, default=3e-4, help="pipeline A peak learning rate (Adam, cosine)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--low", type=float, default=0.5, help="smallest keep ratio drawn in training")
     ap.add_argument("--levels", type=int, default=11, help="keep ratios drawn in training")
-    ap.add_argument("--sandwich", action="store_true", help="also a full-width step on every batch")
+    ap.add_argument("--no-sandwich", dest="sandwich", action="store_false",
+                    help="pipeline A without the full-width step on every batch")
+    ap.add_argument("--b-epochs", type=int, default=2, help="pipeline B epochs (0: skip)")
+    ap.add_argument("--b-samples", type=int, default=1000, help="training digits pipeline B sees")
+    ap.add_argument("--b-lr", type=float, default=3e-3, help="pipeline B learning rate (Adam)")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -132,34 +159,45 @@ def main(argv=None):
     before = evaluate(model, args.keep, xte, yte)
     full_params = before[0]["params"] if before[0]["keep"] == 1.0 else count_parameters(net)
 
+    t_b = 0.0
+    if args.b_epochs > 0:
+        print(f"pipeline B: partition nodes only, {args.b_epochs} epochs on {args.b_samples} digits per width ...")
+        t0 = time.time()
+        for row, acc_b in zip(before, pipeline_b(net, args.keep, xtr, ytr, xte, yte, args)):
+            row["pipeline_b"] = acc_b
+        t_b = time.time() - t0
+
     after, t_train = [], 0.0
     if args.epochs > 0:
         print(f"pipeline A: {args.epochs} epochs with a random keep ratio in [{args.low}, 1] "
-              f"({args.levels} levels) ...")
+              f"({args.levels} levels){', sandwich' if args.sandwich else ''} ...")
         t0 = time.time()
         train_pipeline_a(model, xtr, ytr, args)
         t_train = time.time() - t0
         after = evaluate(model, args.keep, xte, yte, baselines=False)
 
     print(f"\n{'keep':>5} {'channels per group':>26} {'params':>8} {'compr.':>7} {'INN':>7} {'L1':>7} "
-          f"{'random':>7}" + (f" {'INN+A':>7}" if after else ""))
+          f"{'random':>7} {'INN+B':>7}" + (f" {'INN+A':>7}" if after else ""))
     for i, r in enumerate(before):
         widths = ",".join(str(v) for v in r["sizes"].values())
         line = (f"{r['keep']:>5.2f} {widths:>26} {r['params']:>8d} {1 - r['params'] / full_params:>7.1%} "
-                f"{r['inn']:>7.2%} {r['l1']:>7.2%} {r['random']:>7.2%}")
+                f"{r['inn']:>7.2%} {r['l1']:>7.2%} {r['random']:>7.2%} "
+                + (f"{r['pipeline_b']:>7.2%}" if r.get("pipeline_b") is not None else f"{'-':>7}"))
         if after:
             line += f" {after[i]['inn']:>7.2%}"
         print(line)
     print("\nINN: the converted network resampled to that width, no training;"
           "\nL1 / random: the same channel counts kept by L1 norm / at random (mean of 3 draws), no training;"
+          "\nINN+B: pipeline B, only the partition nodes trained at that width (weights frozen);"
           + ("\nINN+A: the integral network after pipeline A (short random-width training)." if after else ""))
 
     out = os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out
     os.makedirs(os.path.dirname(out), exist_ok=True)
     png = os.path.splitext(out)[0] + ".png"
     plot(before, after, full_params, png)
+    print(f"times: convert {t_convert:.1f} s, pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s")
     result = {"args": vars(args), "torch_accuracy": acc_torch, "convert_seconds": t_convert,
-              "train_seconds": t_train, "total_variation": tv, "before": before, "after": after}
+              "pipeline_b_seconds": t_b, "train_seconds": t_train, "total_variation": tv, "before": before, "after": after}
     tmp = out + ".partial"
     with open(tmp, "w") as f:
         json.dump(result, f, indent=2)

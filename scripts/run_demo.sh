@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export GLOG_v=3
-exec .venv/bin/python scripts/demo_mnist.py "$@"
+exec .venv/bin/python scripts/demo_convert.py "$@"

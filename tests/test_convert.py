@@ -219,3 +219,24 @@ def test_permutation_on_trained_weights(rng):
     for name, r in report.items():
         assert r["tv_after"] <= 0.8 * r["tv_before"], name
     assert rel_err(run(perm, x), ref) < 1e-5
+
+
+def test_with_fast_convolutions_is_the_same_function(rng):
+    from inn_ms.layers.plain import Conv2d, with_fast_convolutions
+    net = randomize_bn(FlattenNet(), rng)
+    fast = with_fast_convolutions(net)
+    assert type(fast.conv1) is Conv2d and type(net.conv1) is nn.Conv2d  # the original is untouched
+    assert fast.conv1.weight is not net.conv1.weight
+    x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+    assert rel_err(run(fast, x), run(net, x)) < 1e-5
+    assert len({p.name for p in fast.get_parameters()}) == len(list(fast.get_parameters()))
+
+
+def test_integral_dense_after_flatten_checks_its_input():
+    dense = nn.Dense(10, 3)
+    with pytest.raises(ValueError, match="do not split"):
+        IntegralDense.from_discrete(dense, in_spatial=4)
+    layer = IntegralDense.from_discrete(nn.Dense(12, 3), in_spatial=4)
+    assert layer.in_channels == 3 and tuple(layer.weight.shape) == (3, 3, 4)
+    with pytest.raises(ValueError, match="12"):
+        layer(Tensor(np.zeros((2, 10), np.float32)))
