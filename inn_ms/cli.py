@@ -1,10 +1,10 @@
 """The ``inn-ms`` command line.
 
-Subcommands so far: ``models`` (the zoo), ``info`` (versions, convolution
-backend), ``resize`` (build a zoo network, resample it to keep ratios and
-report channel counts and parameters), ``convert`` (a discrete architecture
-with PyTorch weights → an integral network, saved as a MindSpore
-checkpoint). Pruning to MindIR and export join as those features land.
+Subcommands: ``models`` (the zoo), ``info`` (versions, convolution backend),
+``resize`` (build a zoo network, resample it to keep ratios and report
+channel counts and parameters), ``convert`` (a discrete architecture with
+PyTorch weights → an integral artifact ``.inn`` or a checkpoint), ``prune``
+(an artifact → a MindIR at a keep ratio, per-group sizes or a budget).
 """
 import argparse
 import os
@@ -46,20 +46,6 @@ def _resize(args):
     return 0
 
 
-def build_architecture(spec, num_classes):
-    """A discrete network from a zoo name or ``module:callable``."""
-    if ":" in spec:
-        import importlib
-        module, _, attr = spec.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot import architecture {spec!r}: {e}") from None
-        return fn(num_classes=num_classes) if num_classes is not None else fn()
-    from model_zoo import create_model
-    return create_model(spec, num_classes=num_classes or 10, integral=False)
-
-
 def _shape(text):
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
@@ -73,15 +59,18 @@ def _shape(text):
 def _convert(args):
     os.environ.setdefault("GLOG_v", "3")
     import mindspore as ms
+    from inn_ms.artifact import build_discrete, save_artifact
     from inn_ms.convert import convert, load_torch_weights
     shape = _shape(args.input_shape)
-    if not args.out.endswith(".ckpt"):
-        raise ValueError(f"--out must end with .ckpt, got {args.out!r}")
-    net = build_architecture(args.arch, args.num_classes)
+    if not args.out.endswith((".inn", ".ckpt")):
+        raise ValueError(f"--out must end with .inn (integral artifact) or .ckpt (weights only), got {args.out!r}")
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    net = build_discrete(args.arch, kwargs)
     if args.weights:
         loaded = load_torch_weights(net, args.weights)
         print(f"loaded {len(loaded)} tensors from {args.weights}")
-    model = convert(net, shape, fold_bn=not args.no_fold_bn, permute=not args.no_permute)
+    model = convert(net, shape, fold_bn=not args.no_fold_bn, permute=not args.no_permute, builder=args.arch,
+                    builder_kwargs=kwargs)
     groups = model.conversion["groups"]
     print(f"{'group':<32} {'channels':>8}  total variation before -> after")
     for name, size in model.full_sizes.items():
@@ -91,10 +80,69 @@ def _convert(args):
     discrete = [n for n, g in groups.groups.items() if not g.continuous]
     print(f"{len(model.groups)} continuous groups; discrete: {', '.join(discrete)}; "
           f"{len(model.conversion['folded_bn'])} BatchNorms folded")
+    if args.out.endswith(".inn"):
+        save_artifact(model, args.out)
+        print(f"integral artifact written to {args.out}")
+        return 0
     tmp = args.out[:-len(".ckpt")] + ".partial.ckpt"
     ms.save_checkpoint(model, tmp)
     os.replace(tmp, args.out)
     print(f"integral checkpoint written to {args.out}")
+    return 0
+
+
+def _sizes_arg(text):
+    sizes = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--sizes takes group=size pairs separated by commas, got {text!r}")
+        try:
+            sizes[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"--sizes: size of group {name.strip()!r} must be an int, got {value!r}") from None
+    return sizes
+
+
+def _prune(args):
+    os.environ.setdefault("GLOG_v", "3")
+    import time
+    from inn_ms.artifact import load_artifact, read_manifest
+    from inn_ms.export import export_mindir, prune
+    t0 = time.perf_counter()
+    if not args.out.endswith(".mindir"):
+        raise ValueError(f"--out must end with .mindir, got {args.out!r}")
+    if args.keep is not None and not 0 < args.keep <= 1:
+        raise ValueError(f"keep ratio must be in (0, 1], got {args.keep}")
+    sizes = _sizes_arg(args.sizes) if args.sizes else None
+    manifest = read_manifest(args.artifact)
+    shape = args.input_shape and _shape(args.input_shape)
+    if not shape:
+        recorded = manifest["architecture"].get("input_shape")
+        if not recorded:
+            raise ValueError("--input-shape is needed: the artifact does not record one")
+        shape = tuple(recorded)
+    if sizes:
+        unknown = [g for g in sizes if g not in manifest["groups"]]
+        if unknown:
+            raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
+    model = load_artifact(args.artifact)
+    plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=args.macs,
+                          input_shape=shape, multiple_of=args.multiple_of)
+    export_mindir(plain, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
+    seconds = time.perf_counter() - t0
+    print(f"{'group':<32} {'channels':>8} {'of':>6}")
+    for name, n in report["sizes"].items():
+        print(f"{name:<32} {n:>8} {model.full_sizes[name]:>6}")
+    print(f"parameters {report['params']} of {report['full_params']} "
+          f"({1 - report['params'] / report['full_params']:.1%} fewer)")
+    if report.get("macs") is not None:
+        model.resize(sizes=dict(model.full_sizes))
+        from inn_ms.export import macs_of
+        full_macs = macs_of(model.discretize(), shape)
+        print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer)")
+    print(f"MindIR written to {args.out} ({'dynamic' if not args.static_batch else 'static'} batch, "
+          f"{args.backend} convolution) in {seconds:.2f} s")
     return 0
 
 
@@ -117,6 +165,20 @@ def main(argv=None):
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorms as integral BatchNorms")
     p.add_argument("--no-permute", action="store_true", help="keep the channel order")
     p.set_defaults(func=_convert)
+    p = sub.add_parser("prune", help="resample an integral artifact to a target width and export MindIR")
+    p.add_argument("artifact", help="integral artifact (.inn)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--keep", type=float, help="one keep ratio in (0, 1] for every group")
+    target.add_argument("--sizes", help="group=size pairs, e.g. conv1=16,fc1=64 (others stay full)")
+    target.add_argument("--params", type=int, help="largest width with at most this many parameters")
+    target.add_argument("--macs", type=int, help="largest width with at most this many MACs per sample")
+    p.add_argument("--out", required=True, help="MindIR file to write (.mindir)")
+    p.add_argument("--input-shape", help="input shape (default: the one the artifact records)")
+    p.add_argument("--multiple-of", type=int, default=1, help="round sizes to a multiple (e.g. 16 on Ascend)")
+    p.add_argument("--backend", choices=["native", "matmul"], default="native",
+                   help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch size to the input shape's")
+    p.set_defaults(func=_prune)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -22,6 +22,9 @@ def create_model(name, num_classes=10, integral=True, checkpoint=None, **kwargs)
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {list_models()}")
     model = _REGISTRY[name](num_classes=num_classes, integral=integral, **kwargs)
+    if integral:  # how to build it again: what an integral artifact records
+        from inn_ms.artifact import zoo_architecture
+        model.architecture = zoo_architecture(name, num_classes=num_classes, **kwargs)
     if checkpoint is not None:
         load_checkpoint_checked(model, checkpoint)
     return model

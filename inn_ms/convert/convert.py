@@ -83,7 +83,7 @@ def _integral_layer(cell, use, partitions, quadrature):
 
 
 def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims=None, continuous_dims=None,
-            quadrature="trapezoid", verify=True, tolerance=1e-5, solver=None):
+            quadrature="trapezoid", verify=True, tolerance=1e-5, solver=None, builder=None, builder_kwargs=None):
     """An :class:`~inn_ms.model.IntegralModel` equal to ``network`` at full size.
 
     ``example_input``: a tensor, array or shape the network accepts (its
@@ -95,7 +95,10 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
     :func:`~inn_ms.graph.channels.find_channel_groups`. ``verify``: run both
     networks on ``example_input`` and raise if the outputs differ by more
     than ``tolerance × max |output|``. ``solver``: keyword arguments for
-    :func:`~inn_ms.convert.tsp.solve_path`.
+    :func:`~inn_ms.convert.tsp.solve_path`. ``builder`` (a zoo name or
+    ``module:callable`` that builds ``network``'s architecture, called with
+    ``builder_kwargs``): recorded as ``model.architecture`` so the model can
+    be saved as an integral artifact (:mod:`inn_ms.artifact`).
 
     The returned model carries ``conversion``: the channel groups, the folded
     BatchNorms, and each group's total variation before and after permuting.
@@ -126,6 +129,11 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
     name_parameters_by_path(net)
     model = IntegralModel(net, groups=partitions)
     model.conversion = {"groups": groups, "folded_bn": folded, "permutation": report}
+    if builder is not None:
+        from inn_ms.artifact import converted_architecture
+        model.architecture = converted_architecture(
+            builder, tuple(x.shape), builder_kwargs, fold_bn=fold_bn, quadrature=quadrature,
+            discrete_dims=discrete_dims, continuous_dims=continuous_dims)
     if verify:
         check_conversion(network, model, x, tolerance)
     logger.info("converted: %d continuous groups, %d BatchNorms folded", len(partitions), len(folded))

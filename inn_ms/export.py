@@ -1,0 +1,161 @@
+"""Pruning an integral network to a target width and exporting it as MindIR.
+
+:func:`prune` resamples every channel group (one keep ratio, sizes per
+group, or the widest network within a parameter or MAC budget), builds the
+plain thinner network (real smaller ``nn.Conv2d``/``nn.Dense``) and reports
+widths, parameters, MACs and time. :func:`export_mindir` writes a plain
+network as MindIR with a dynamic batch dimension, atomically;
+:func:`load_mindir` runs it back with ``ms.load`` + ``nn.GraphCell``, which is
+the MindIR runtime on these machines (DESIGN.md §8).
+
+Exported convolutions use MindSpore's own ``Conv2D`` by default
+(``backend="native"``), the portable choice for Ascend and MindSpore Lite;
+``backend="matmul"`` keeps the project's unfold + matmul convolution, many
+times faster on CPU runtimes (inn_ms.functional).
+"""
+import logging
+import os
+import tempfile
+import time
+from collections import OrderedDict
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from inn_ms.model import count_parameters
+
+logger = logging.getLogger(__name__)
+
+
+def _check_shape(input_shape):
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"input shape must have a batch and a channel axis of size >= 1, got {input_shape!r}")
+    return shape
+
+
+def export_mindir(network, path, input_shape, dynamic_batch=True, backend="native"):
+    """Write ``network`` (a plain Cell) to ``path`` (``.mindir``) for inputs of
+    ``input_shape``; with ``dynamic_batch`` the batch axis is free. The file
+    appears only when complete. Returns ``path``."""
+    if not str(path).endswith(".mindir"):
+        raise ValueError(f"a MindIR file's name ends with .mindir, got {path!r}")
+    if backend not in ("native", "matmul"):
+        raise ValueError(f"backend must be 'native' or 'matmul', got {backend!r}")
+    shape = _check_shape(input_shape)
+    spec = Tensor(shape=[None] + list(shape[1:]), dtype=ms.float32) if dynamic_batch \
+        else Tensor(np.zeros(shape, np.float32))
+    cells = [c for _, c in network.cells_and_names() if hasattr(c, "conv_backend")]
+    saved = [c.conv_backend for c in cells]
+    was_training = network.training
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        for c in cells:
+            c.conv_backend = backend
+        network.set_train(False)
+        from inn_ms.keyed import renew_graph_identity
+        renew_graph_identity(network)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            base = os.path.join(tmp, "model")
+            ms.export(network, spec, file_name=base, file_format="MINDIR")
+            os.replace(base + ".mindir", path)
+    finally:
+        for c, b in zip(cells, saved):
+            c.conv_backend = b
+        network.set_train(was_training)
+    return path
+
+
+def load_mindir(path):
+    """A Cell running the MindIR file ``path`` (``ms.load`` + ``nn.GraphCell``)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"no MindIR file at {path!r}")
+    try:
+        return nn.GraphCell(ms.load(path))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"cannot load MindIR {path!r} (corrupt or truncated?): {str(e).splitlines()[0]}") from e
+
+
+def macs_of(network, input_shape):
+    """Multiply–accumulates per sample of a plain network (see :mod:`inn_ms.graph.flops`)."""
+    from inn_ms.graph.flops import count_macs
+    shape = _check_shape(input_shape)
+    return count_macs(network, (1,) + shape[1:])[0]
+
+
+def _within(model, sizes, allowed):
+    for name, n in sizes.items():
+        low, high = allowed.get(name, (1, model.full_sizes[name]))
+        if not low <= n <= high:
+            raise ValueError(f"size {n} of group {name!r} is outside its allowed range [{low}, {high}]")
+
+
+def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_of=1, tolerance=1e-3):
+    """Per-group sizes of the largest single keep ratio whose plain network
+    has at most ``params`` parameters and/or ``macs`` MACs per sample
+    (``input_shape`` needed for MACs). Bisection on the keep ratio."""
+    if params is None and macs is None:
+        raise ValueError("sizes_for_budget: give params= and/or macs=")
+    if macs is not None and input_shape is None:
+        raise ValueError("sizes_for_budget: a MAC budget needs input_shape=")
+    saved = dict(model.sizes)
+
+    def fits(keep):
+        model.resize(keep=keep, multiple_of=multiple_of)
+        plain = model.discretize()
+        ok = params is None or count_parameters(plain) <= params
+        return ok and (macs is None or macs_of(plain, input_shape) <= macs)
+
+    try:
+        if fits(1.0):
+            return model.sizes_for_keep(1.0, multiple_of)
+        low, high = 1e-3, 1.0
+        if not fits(low):
+            raise ValueError(f"no width meets the budget (params <= {params}, MACs <= {macs}): even the "
+                             f"narrowest network is larger")
+        while high - low > tolerance:
+            mid = (low + high) / 2
+            low, high = (mid, high) if fits(mid) else (low, mid)
+        return model.sizes_for_keep(low, multiple_of)
+    finally:
+        model.resize(sizes=saved)
+
+
+def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None, multiple_of=1):
+    """The plain network at a target width and a report.
+
+    Give one of ``keep`` (a ratio in (0, 1]), ``sizes`` (group → size; other
+    groups stay at full size) or a budget (``params`` and/or ``macs``). Sizes
+    are checked against the model's ``allowed_sizes`` (from its artifact)
+    before anything is built. The model is returned to its sizes afterwards.
+    """
+    chosen = [k for k, v in (("keep", keep), ("sizes", sizes), ("budget", params if params is not None else macs))
+              if v is not None]
+    if len(chosen) != 1:
+        raise ValueError(f"prune: give exactly one of keep=, sizes= or a budget (params=/macs=), got {chosen}")
+    t0 = time.perf_counter()
+    if keep is not None:
+        target = model.sizes_for_keep(keep, multiple_of)
+    elif sizes is not None:
+        unknown = [g for g in sizes if g not in model.groups]
+        if unknown:
+            raise ValueError(f"prune: unknown group(s) {unknown}; groups are {list(model.groups)}")
+        target = OrderedDict(model.full_sizes)
+        target.update({g: n for g, n in sizes.items()})
+    else:
+        target = sizes_for_budget(model, params, macs, input_shape, multiple_of)
+    _within(model, target, getattr(model, "allowed_sizes", {}))
+    saved = dict(model.sizes)
+    try:
+        model.resize(sizes=dict(target))
+        plain = model.discretize()
+        compression = model.compression()
+    finally:
+        model.resize(sizes=saved)
+    report = {"sizes": dict(target), "params": compression["params"], "full_params": compression["full_params"],
+              "seconds": time.perf_counter() - t0}
+    if input_shape is not None:
+        report["macs"] = macs_of(plain, input_shape)
+    logger.info("pruned to %s: %d parameters", dict(target), report["params"])
+    return plain, report
