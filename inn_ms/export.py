@@ -77,11 +77,27 @@ def load_mindir(path):
         raise ValueError(f"cannot load MindIR {path!r} (corrupt or truncated?): {str(e).splitlines()[0]}") from e
 
 
-def macs_of(network, input_shape):
-    """Multiply–accumulates per sample of a plain network (see :mod:`inn_ms.graph.flops`)."""
-    from inn_ms.graph.flops import count_macs
+def macs_of(network, input_shape, positions=None):
+    """Multiply–accumulates per sample of a plain network (see
+    :mod:`inn_ms.graph.flops`); ``positions`` from an earlier trace of the
+    same architecture at any width saves tracing again."""
+    from inn_ms.graph.flops import layer_positions, macs_from_weights
     shape = _check_shape(input_shape)
-    return count_macs(network, (1,) + shape[1:])[0]
+    if positions is None:
+        positions = layer_positions(network, (1,) + shape[1:])
+    return macs_from_weights(network, positions)[0]
+
+
+def _positions(model, plain, input_shape):
+    """Per-layer output positions of ``model``'s plain networks for
+    ``input_shape``, traced once per model and shape (they do not depend on
+    the width)."""
+    from inn_ms.graph.flops import layer_positions
+    shape = (1,) + _check_shape(input_shape)[1:]
+    cache = model.__dict__.setdefault("_positions_cache", {})
+    if shape not in cache:
+        cache[shape] = layer_positions(plain, shape)
+    return cache[shape]
 
 
 def _within(model, sizes, allowed):
@@ -105,7 +121,7 @@ def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_o
         model.resize(keep=keep, multiple_of=multiple_of)
         plain = model.discretize()
         ok = params is None or count_parameters(plain) <= params
-        return ok and (macs is None or macs_of(plain, input_shape) <= macs)
+        return ok and (macs is None or macs_of(plain, input_shape, _positions(model, plain, input_shape)) <= macs)
 
     try:
         if fits(1.0):
@@ -150,12 +166,11 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     try:
         model.resize(sizes=dict(target))
         plain = model.discretize()
-        compression = model.compression()
     finally:
         model.resize(sizes=saved)
-    report = {"sizes": dict(target), "params": compression["params"], "full_params": compression["full_params"],
-              "seconds": time.perf_counter() - t0}
+    report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters()}
     if input_shape is not None:
-        report["macs"] = macs_of(plain, input_shape)
+        report["macs"] = macs_of(plain, input_shape, _positions(model, plain, input_shape))
+    report["seconds"] = time.perf_counter() - t0
     logger.info("pruned to %s: %d parameters", dict(target), report["params"])
     return plain, report

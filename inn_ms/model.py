@@ -163,10 +163,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
         finally:
             self.resize(sizes=dict(saved))
 
-    def compression(self):
-        """Parameters of the discretized network now vs at full size (the
-        full-size count is computed once: the architecture does not change)."""
-        now = count_parameters(self.discretize())
+    def full_parameters(self):
+        """Parameters of the discretized network at full size (computed once:
+        the architecture does not change)."""
         if self._full_params is None:
             saved = self.sizes
             try:
@@ -174,7 +173,13 @@ class IntegralModel(SizeKeyed, nn.Cell):
                 self._full_params = count_parameters(self.discretize())
             finally:
                 self.resize(sizes=dict(saved))
-        return {"params": now, "full_params": self._full_params, "ratio": now / self._full_params}
+        return self._full_params
+
+    def compression(self):
+        """Parameters of the discretized network now vs at full size."""
+        now = count_parameters(self.discretize())
+        full = self.full_parameters()
+        return {"params": now, "full_params": full, "ratio": now / full}
 
 
 def _named(cell):

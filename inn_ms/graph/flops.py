@@ -13,32 +13,44 @@ from inn_ms.graph.channels import CONV_OPS, DENSE_OPS
 from inn_ms.graph.mindir import trace
 
 
-def count_macs(network, input_shape):
-    """``(total, per_layer)``: MACs per sample for an input of
-    ``input_shape`` (its batch size is divided out); ``per_layer`` maps the
-    layer owning each weight (its parameter name without the suffix) to its
-    MACs."""
+def layer_positions(network, input_shape):
+    """``{layer: positions per sample}``: for every convolution the number of
+    output pixels, for every dense layer the rows per sample; read once from
+    the traced graph. These do not depend on channel counts, so the MACs of
+    any width follow from its weight shapes (:func:`macs_from_weights`)."""
     shape = tuple(int(v) for v in input_shape)
     graph = trace(network, shape)
-    batch = shape[0]
-    per_layer = OrderedDict()
+    out = OrderedDict()
     for node in graph.nodes:
         if node.op not in CONV_OPS and node.op not in DENSE_OPS:
             continue
         if node.shape is None or isinstance(node.shape, list) or len(node.inputs) < 2:
             continue
-        w = graph.shapes.get(graph.source(node.inputs[1]))
-        if w is None:
-            continue
-        out = int(np.prod(node.shape))
-        if node.op in CONV_OPS:  # each output element: (C_in / groups) · kh · kw products
-            macs = out * int(np.prod(w[1:]))
-        else:  # (rows, out) = (rows, in) · (in, out): each output element takes `in` products
-            x = graph.shapes.get(graph.source(node.inputs[0]))
-            inner = x[-1] if x is not None else (w[1] if len(w) > 1 else w[0])
-            macs = out * int(inner)
         src = graph.source(node.inputs[1])
-        name = graph.params.get(src, src)
-        layer = name.rsplit(".", 1)[0]
-        per_layer[layer] = per_layer.get(layer, 0) + macs // batch
+        if src not in graph.params:
+            continue
+        layer = graph.params[src].rsplit(".", 1)[0]
+        if node.op in CONV_OPS:
+            positions = int(np.prod(node.shape[2:]))
+        else:
+            positions = int(np.prod(node.shape[:-1])) // shape[0]
+        out[layer] = out.get(layer, 0) + positions
+    return out
+
+
+def macs_from_weights(network, positions):
+    """``(total, per_layer)`` MACs per sample: each layer's weight size times
+    its positions (``{layer: positions}`` from :func:`layer_positions`)."""
+    per_layer = OrderedDict()
+    for path, cell in network.cells_and_names():
+        w = getattr(cell, "weight", None)
+        if path in positions and w is not None:
+            per_layer[path] = positions[path] * int(np.prod(w.shape))
     return int(sum(per_layer.values())), per_layer
+
+
+def count_macs(network, input_shape):
+    """``(total, per_layer)``: MACs per sample for an input of
+    ``input_shape`` (its batch size is divided out); ``per_layer`` maps each
+    convolution and dense layer (its Cell path) to its MACs."""
+    return macs_from_weights(network, layer_positions(network, input_shape))
