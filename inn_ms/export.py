@@ -35,10 +35,11 @@ def _check_shape(input_shape):
     return shape
 
 
-def export_mindir(network, path, input_shape, dynamic_batch=True, backend="native"):
+def export_mindir(network, path, input_shape, dynamic_batch=True, backend="native", extra_inputs=()):
     """Write ``network`` (a plain Cell) to ``path`` (``.mindir``) for inputs of
-    ``input_shape``; with ``dynamic_batch`` the batch axis is free. The file
-    appears only when complete. Returns ``path``."""
+    ``input_shape``; with ``dynamic_batch`` the batch axis is free;
+    ``extra_inputs``: example tensors of further inputs (fixed shapes). The
+    file appears only when complete. Returns ``path``."""
     if not str(path).endswith(".mindir"):
         raise ValueError(f"a MindIR file's name ends with .mindir, got {path!r}")
     if backend not in ("native", "matmul"):
@@ -58,7 +59,7 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
         renew_graph_identity(network)
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             base = os.path.join(tmp, "model")
-            ms.export(network, spec, file_name=base, file_format="MINDIR")
+            ms.export(network, spec, *extra_inputs, file_name=base, file_format="MINDIR")
             os.replace(base + ".mindir", path)
     finally:
         for c, b in zip(cells, saved):
