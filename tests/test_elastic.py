@@ -1,0 +1,107 @@
+"""The elastic network and MindIR: channel counts chosen at run time must give
+the outputs of the network pruned to those counts (zoo networks, and a
+converted network with a concatenation, a depthwise convolution, an
+unfolded BatchNorm, a residual add and a flatten)."""
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from inn_ms.convert import convert
+from inn_ms.elastic import elastic_sizes, export_elastic, make_elastic
+from inn_ms.export import export_mindir, load_mindir, prune
+from model_zoo import create_model
+
+
+class Mixed(nn.Cell):
+    """stem → [branch a, depthwise branch b] concatenated → BN (not foldable:
+    it reads a concatenation) → 1×1 conv + residual → flatten → dense."""
+
+    def __init__(self):
+        super().__init__()
+        conv = lambda cin, cout, k, **kw: nn.Conv2d(cin, cout, k, pad_mode="pad", padding=k // 2, has_bias=True, **kw)
+        self.stem = conv(3, 8, 3)
+        self.a = conv(8, 6, 3)
+        self.b = conv(8, 8, 3, group=8)
+        self.bn = nn.BatchNorm2d(14)
+        self.mix = conv(14, 10, 1)
+        self.skip = conv(14, 10, 1)
+        self.pool = nn.AvgPool2d(4, 4)
+        self.fc = nn.Dense(10 * 2 * 2, 5)
+        self.relu = nn.ReLU()
+
+    def construct(self, x):
+        s = self.relu(self.stem(x))
+        y = ops.concat((self.relu(self.a(s)), self.relu(self.b(s))), 1)
+        y = self.relu(self.bn(y))
+        y = self.relu(self.mix(y) + self.skip(y))
+        return self.fc(ops.flatten(self.pool(y)))
+
+
+def mixed_model(rng):
+    net = Mixed()
+    for name, p in net.parameters_and_names():
+        if name.startswith("bn."):
+            lo, hi = (0.5, 1.5) if name.endswith(("gamma", "moving_variance")) else (-0.5, 0.5)
+            p.set_data(Tensor(rng.uniform(lo, hi, p.shape).astype(np.float32)))
+    return convert(net, (2, 3, 8, 8))
+
+
+def pruned_output(model, x, **target):
+    plain, _ = prune(model, **target)
+    plain.set_train(False)
+    return plain(Tensor(x)).asnumpy()
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("which", ["zoo", "mixed"])
+def test_elastic_equals_pruned_at_every_width(mode, rng, which):
+    if which == "zoo":
+        model, x = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32)), rng.normal(size=(3, 1, 28, 28))
+    else:
+        model, x = mixed_model(rng), rng.normal(size=(3, 3, 8, 8))
+        assert list(model.groups) == ["stem", "a", "mix"]  # mix and skip joined by the add; b is depthwise on stem
+    x = x.astype(np.float32)
+    elastic = make_elastic(model)
+    elastic.set_train(False)
+    targets = [{"keep": k} for k in (1.0, 0.8, 0.5, 0.35)]
+    first = list(model.groups)[0]
+    targets.append({"sizes": {first: 3}})
+    for target in targets:
+        sizes = elastic_sizes(model, **target)
+        ref = pruned_output(model, x, **target)
+        assert rel(elastic(Tensor(x), sizes).asnumpy(), ref) < 1e-4, target
+    assert dict(model.sizes) == dict(model.full_sizes)  # the model itself is untouched
+
+
+def test_elastic_mindir_round_trip(tmp_path, rng):
+    model = mixed_model(rng)
+    path = tmp_path / "elastic.mindir"
+    export_elastic(model, str(path), (1, 3, 8, 8), backend="matmul")
+    graph = load_mindir(str(path))
+    for keep, batch in ((1.0, 1), (0.6, 4), (0.4, 2)):
+        x = rng.normal(size=(batch, 3, 8, 8)).astype(np.float32)
+        fixed = tmp_path / f"fixed{keep}.mindir"
+        plain, _ = prune(model, keep=keep)
+        export_mindir(plain, str(fixed), (1, 3, 8, 8), backend="matmul")
+        ref = load_mindir(str(fixed))(Tensor(x)).asnumpy()
+        out = graph(Tensor(x), elastic_sizes(model, keep=keep)).asnumpy()
+        assert out.shape == (batch, 5) and rel(out, ref) < 1e-4, keep
+
+
+def test_elastic_errors(rng):
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    with pytest.raises(ValueError, match="exactly one"):
+        elastic_sizes(model)
+    with pytest.raises(ValueError, match="unknown group"):
+        elastic_sizes(model, sizes={"nope": 3})
+    with pytest.raises(ValueError, match=r"\[2, 8\]"):
+        elastic_sizes(model, sizes={"c1": 1})
+    with pytest.raises(ValueError, match=r"\[2, 8\]"):
+        elastic_sizes(model, sizes={"c1": 9})
+    simpson = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32), quadrature="simpson")
+    with pytest.raises(ValueError, match="trapezoid"):
+        make_elastic(simpson)
