@@ -6,10 +6,12 @@ one channel count per group (in ``model.groups`` order). Exported as MindIR
 (:func:`export_elastic`), it lets a device with nothing but a MindIR
 runtime choose its width per call, with no recompilation and no Python.
 
-How: every layer's sampling matrix is built inside the graph from the size
-tensor: nodes ``i/(n−1)`` for ``i < n``, the Keys kernel evaluated at them,
-trapezoid weights ``h/2, h, …, h, h/2`` (times the group's full size, as in
-:mod:`inn_ms.sampler`), and rows ``i ≥ n`` set to zero. Shapes stay those of
+How: every layer samples its control values inside the graph from the size
+tensor: nodes ``i/(n−1)`` for ``i < n``, the Keys kernel's four taps at each
+node (four gathers and a weighted sum: the kernel matrix is banded, so this
+is ~m/4 times cheaper than a dense ``m``-column matmul), trapezoid weights
+``h/2, h, …, h, h/2`` (times the group's full size, as in
+:mod:`inn_ms.sampler`), and rows ``i ≥ n`` weighted zero. Shapes stay those of
 the full width, so the graph is static (what Ascend compiles best): the
 first ``n`` channels of each group carry exactly the width-``n`` network's
 activations and the others are zero all the way through (a zero channel
@@ -22,7 +24,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from inn_ms.cubic import kernel_matrix
+from inn_ms.cubic import keys_kernel
 from inn_ms.model import _named, _rebuild
 from inn_ms.partition import CompositePartition
 from inn_ms.sampler import AxisSampler
@@ -57,49 +59,74 @@ class ElasticAxis(nn.Cell):
         self.sizes = tuple(part.max_size for part in parts)
         self.trainable = False
         self.ranges = [Tensor(np.arange(full, dtype=np.float32)) for _, full, _ in self.blocks]
+        self.starts = [int(v) for v in np.cumsum([0] + [m for _, _, m in self.blocks])[:-1]]
 
     def get_partition(self):
         raise ValueError("an elastic axis has no fixed partition")
 
-    def _block(self, k, n):
+    def _block_taps(self, k, n):
+        """Column indices ``(N, 4)`` and weights ``(N, 4)`` of block ``k``'s
+        rows at size ``n``: the Keys kernel has four taps per node, clamped
+        at the control grid's edges; rows past ``n`` weigh zero."""
         _, full, m = self.blocks[k]
         i = self.ranges[k]
         n = ops.maximum(n, 2.0)
         step = 1.0 / (n - 1.0)
         x = ops.minimum(i * step, 1.0)
-        mat = kernel_matrix(x, m)
         mask = ops.cast(i < n, ms.float32)
         if self.integrate:
             ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
-            weights = step * (1.0 - 0.5 * ends) * full
-            mask = mask * weights
-        return mat * mask.reshape(-1, 1)
+            mask = mask * step * (1.0 - 0.5 * ends) * full
+        if m == 1:
+            idx = ops.zeros((full, 4), ms.int32)
+            wts = ops.concat([mask.reshape(-1, 1), ops.zeros((full, 3), ms.float32)], 1)
+            return idx, wts
+        pos = x * (m - 1)
+        base = ops.floor(pos)
+        offsets = Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
+        taps = base.reshape(-1, 1) + offsets
+        wts = keys_kernel(pos.reshape(-1, 1) - taps) * mask.reshape(-1, 1)
+        idx = ops.cast(ops.clip_by_value(taps, 0.0, float(m - 1)), ms.int32) + self.starts[k]
+        return idx, wts
 
-    def construct(self):
+    def taps(self):
+        """Indices and weights of every row (blocks stacked, each block's
+        columns offset to its place in the control axis)."""
         sizes = ops.cast(self.state[0].sizes, ms.float32)
-        mats = []
+        idx, wts = [], []
         for k in range(len(self.blocks)):
             g, full, _ = self.blocks[k]
             n = sizes[g] if g is not None else Tensor(float(full), ms.float32)
-            mats.append(self._block(k, n))
-        if len(mats) == 1:
-            return mats[0]
-        rows = []
-        col = 0
+            a, b = self._block_taps(k, n)
+            idx.append(a)
+            wts.append(b)
+        if len(idx) == 1:
+            return idx[0], wts[0]
+        return ops.concat(idx, 0), ops.concat(wts, 0)
+
+    def sample_rows(self, x):
+        """``A · x`` for control rows ``x`` (``m × r``) by four gathers: the
+        kernel matrix is banded, so this costs 4·N·r, not m·N·r."""
+        idx, wts = self.taps()
+        out = None
+        for t in range(4):
+            term = ops.gather(x, idx[:, t], 0) * wts[:, t:t + 1]
+            out = term if out is None else out + term
+        return out
+
+    def sample_columns(self, x):
+        """``A`` along axis 1 of ``x`` (``s × m × r`` → ``s × N × r``)."""
+        idx, wts = self.taps()
+        out = None
+        for t in range(4):
+            term = ops.gather(x, idx[:, t], 1) * wts[:, t].reshape(1, -1, 1)
+            out = term if out is None else out + term
+        return out
+
+    def construct(self):
+        """The dense sampling matrix (for checks; layers use the taps)."""
         total = sum(m for _, _, m in self.blocks)
-        for k in range(len(mats)):
-            m = self.blocks[k][2]
-            left = col
-            right = total - col - m
-            parts = []
-            if left:
-                parts.append(ops.zeros((mats[k].shape[0], left), ms.float32))
-            parts.append(mats[k])
-            if right:
-                parts.append(ops.zeros((mats[k].shape[0], right), ms.float32))
-            rows.append(ops.concat(parts, 1) if len(parts) > 1 else parts[0])
-            col += m
-        return ops.concat(rows, 0)
+        return self.sample_rows(ops.eye(total, total, ms.float32))
 
 
 class ElasticNetwork(nn.Cell):

@@ -20,7 +20,7 @@ computed in the graph from the partition's nodes, so gradients reach them.
 """
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from inn_ms.cubic import kernel_matrix
 from inn_ms.keyed import SizeKeyed
@@ -130,6 +130,14 @@ class AxisSampler(SizeKeyed, nn.Cell):
 
     def size_key(self):
         return self.sizes  # block sizes: a composite can keep its total
+
+    def sample_rows(self, x):
+        """``A · x``: the axis sampled from control rows ``x`` (``m × …``, 2-D)."""
+        return ops.matmul(self.construct(), x)
+
+    def sample_columns(self, x):
+        """``A`` applied along axis 1 of a 3-D ``x`` (``s × m × r`` → ``s × n × r``)."""
+        return ops.matmul(self.construct(), x)
 
     def construct(self, size_key=None):
         if self.trainable:

@@ -62,12 +62,12 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         w = self.weight
         shape = w.shape
         if self.out_axis is not None:
-            a = self.out_axis()
-            w = ops.matmul(a, w.reshape(shape[0], -1)).reshape((a.shape[0],) + shape[1:])
+            rows = self.out_axis.sample_rows(w.reshape(shape[0], -1))
+            w = rows.reshape((rows.shape[0],) + shape[1:])
         if self.in_axis is not None:
-            b = self.in_axis()
             s = w.shape
-            w = ops.matmul(b, w.reshape(s[0], s[1], -1)).reshape((s[0], b.shape[0]) + s[2:])
+            cols = self.in_axis.sample_columns(w.reshape(s[0], s[1], -1))
+            w = cols.reshape((s[0], cols.shape[1]) + s[2:])
         return w
 
     def sample_bias(self):
@@ -75,7 +75,7 @@ class IntegralLayer(SizeKeyed, nn.Cell):
             return None
         if self.out_axis is None:
             return self.bias
-        return ops.matmul(self.out_axis(), self.bias.reshape(-1, 1)).reshape(-1)
+        return self.out_axis.sample_rows(self.bias.reshape(-1, 1)).reshape(-1)
 
     def numpy_bias(self):
         """The sampled bias in float64 numpy, or None."""

@@ -66,9 +66,9 @@ class IntegralBatchNorm2d(IntegralLayer):
         return self.out_axis.size == self.num_features and not self.out_axis.trainable
 
     def construct(self, x, size_key=None):
-        a = self.out_axis()
-        gamma = ops.matmul(a, self.gamma)
-        beta = ops.matmul(a, self.beta)
+        axis = self.out_axis
+        gamma = axis.sample_rows(self.gamma.reshape(-1, 1)).reshape(-1)
+        beta = axis.sample_rows(self.beta.reshape(-1, 1)).reshape(-1)
         if self.training:
             mean = x.mean((0, 2, 3))
             centred = x - mean.reshape(1, -1, 1, 1)
@@ -80,8 +80,8 @@ class IntegralBatchNorm2d(IntegralLayer):
                 ops.assign(self.moving_variance,
                            self.momentum * self.moving_variance + (1 - self.momentum) * unbiased)
         else:
-            mean = ops.matmul(a, self.moving_mean)
-            var = ops.maximum(ops.matmul(a, self.moving_variance), 0.0)
+            mean = axis.sample_rows(self.moving_mean.reshape(-1, 1)).reshape(-1)
+            var = ops.maximum(axis.sample_rows(self.moving_variance.reshape(-1, 1)).reshape(-1), 0.0)
             centred = x - mean.reshape(1, -1, 1, 1)
         scale = gamma / ops.sqrt(var + self.eps)
         return centred * scale.reshape(1, -1, 1, 1) + beta.reshape(1, -1, 1, 1)

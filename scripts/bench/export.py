@@ -10,6 +10,8 @@ and the latency of the exported widths against their MAC ratio.
 3. Each exported MindIR is loaded with ``ms.load`` + ``nn.GraphCell`` and its
    median latency measured, interleaved across widths in rounds so machine
    noise hits every width alike; printed with its MAC ratio to full width.
+4. The elastic MindIR (width a run-time input, one file) is timed at each
+   width beside the fixed one in the same rounds (target: elastic <= 2x).
 """
 import argparse
 import os
@@ -27,6 +29,7 @@ from mindspore import Tensor
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from inn_ms.convert import convert  # noqa: E402
+from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
 from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
 
 
@@ -64,26 +67,45 @@ def main(argv=None):
         print(f"  keep {keep:.2f}: {statistics.median(times):.2f} s  ({report['params']} parameters, "
               f"{report['macs'] / 1e6:.0f} M MACs per image)")
 
+    t0 = time.perf_counter()
+    elastic_path = export_elastic(model, os.path.join(folder, "resnet18_elastic.mindir"), shape,
+                                  backend=args.backend)
+    print(f"  elastic (any width): {time.perf_counter() - t0:.2f} s")
+
     x = Tensor(np.random.default_rng(0).normal(size=(args.batch,) + shape[1:]).astype(np.float32))
     graphs = {keep: load_mindir(path) for keep, (path, _) in exported.items()}
-    for g in graphs.values():
-        g(x).asnumpy()  # warm-up
+    elastic = load_mindir(elastic_path)
+    sizes = {keep: elastic_sizes(model, keep=keep) for keep in graphs}
+    for keep, g in graphs.items():  # warm-up, and the elastic output checked against the fixed one
+        ref = g(x).asnumpy()
+        out = elastic(x, sizes[keep]).asnumpy()
+        err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+        print(f"  keep {keep:.2f}: elastic vs fixed MindIR output, max relative difference {err:.1e}")
     samples = {keep: [] for keep in graphs}
+    elastic_samples = {keep: [] for keep in graphs}
     for _ in range(args.rounds):
         for keep, g in graphs.items():
             for _ in range(args.runs):
                 t0 = time.perf_counter()
                 g(x).asnumpy()
                 samples[keep].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                elastic(x, sizes[keep]).asnumpy()
+                elastic_samples[keep].append(time.perf_counter() - t0)
     full_keep = max(graphs)
     full_lat = statistics.median(samples[full_keep])
     full_macs = exported[full_keep][1]["macs"]
     print(f"\nMindIR latency, batch {args.batch}, {args.size}x{args.size}, ms.load + nn.GraphCell, "
           f"median of {args.rounds * args.runs} interleaved runs:")
+    worst = 0.0
     for keep in graphs:
         lat = statistics.median(samples[keep])
-        print(f"  keep {keep:.2f}: {lat * 1e3:8.1f} ms   latency ratio {lat / full_lat:.2f}   "
-              f"MAC ratio {exported[keep][1]['macs'] / full_macs:.2f}")
+        el = statistics.median(elastic_samples[keep])
+        worst = max(worst, el / lat)
+        print(f"  keep {keep:.2f}: fixed {lat * 1e3:8.1f} ms   latency ratio {lat / full_lat:.2f}   "
+              f"MAC ratio {exported[keep][1]['macs'] / full_macs:.2f}   elastic {el * 1e3:8.1f} ms "
+              f"({el / lat:.2f}x fixed)")
+    print(f"elastic / fixed latency, worst width: {worst:.2f}x (target <= 2x): {'MET' if worst <= 2 else 'NOT MET'}")
     print(f"\nfiles in {folder}")
 
 
