@@ -4,7 +4,8 @@ Subcommands: ``models`` (the zoo), ``info`` (versions, convolution backend),
 ``resize`` (build a zoo network, resample it to keep ratios and report
 channel counts and parameters), ``convert`` (a discrete architecture with
 PyTorch weights → an integral artifact ``.inn`` or a checkpoint), ``prune``
-(an artifact → a MindIR at a keep ratio, per-group sizes or a budget).
+(an artifact → a MindIR at a keep ratio, per-group sizes or a budget),
+``elastic`` (an artifact → one MindIR whose channel counts are an input).
 """
 import argparse
 import os
@@ -146,6 +147,31 @@ def _prune(args):
     return 0
 
 
+def _elastic(args):
+    os.environ.setdefault("GLOG_v", "3")
+    import time
+    from inn_ms.artifact import load_artifact, read_manifest
+    from inn_ms.elastic import export_elastic
+    t0 = time.perf_counter()
+    if not args.out.endswith(".mindir"):
+        raise ValueError(f"--out must end with .mindir, got {args.out!r}")
+    manifest = read_manifest(args.artifact)
+    shape = args.input_shape and _shape(args.input_shape)
+    if not shape:
+        recorded = manifest["architecture"].get("input_shape")
+        if not recorded:
+            raise ValueError("--input-shape is needed: the artifact does not record one")
+        shape = tuple(recorded)
+    model = load_artifact(args.artifact)
+    export_elastic(model, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
+    print(f"elastic MindIR written to {args.out} in {time.perf_counter() - t0:.2f} s; inputs: x, and sizes "
+          f"(int32, one channel count per group, in this order):")
+    for name, full in model.full_sizes.items():
+        low, high = model.allowed_sizes.get(name, (2, full))
+        print(f"  {name:<32} {max(low, 2)}..{high}")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="inn-ms", description="Integral Neural Networks for MindSpore")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -179,6 +205,14 @@ def main(argv=None):
                    help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size to the input shape's")
     p.set_defaults(func=_prune)
+    p = sub.add_parser("elastic", help="export an artifact as one MindIR whose channel counts are a run-time input")
+    p.add_argument("artifact", help="integral artifact (.inn)")
+    p.add_argument("--out", required=True, help="MindIR file to write (.mindir)")
+    p.add_argument("--input-shape", help="input shape (default: the one the artifact records)")
+    p.add_argument("--backend", choices=["native", "matmul"], default="native",
+                   help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch size to the input shape's")
+    p.set_defaults(func=_elastic)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

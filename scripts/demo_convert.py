@@ -14,7 +14,8 @@
    per step (and the full width on every batch), then the same widths again.
 6. The trained integral network is saved as an artifact (``.inn``), every
    width is exported as a MindIR with a dynamic batch, loaded back with
-   ``ms.load`` + ``nn.GraphCell`` and evaluated beside the in-memory network.
+   ``ms.load`` + ``nn.GraphCell`` and evaluated beside the in-memory network;
+   so is one elastic MindIR whose channel counts are a run-time input.
 
 Prints the table, writes it as JSON and a PNG plot of accuracy vs parameters.
 """
@@ -28,13 +29,14 @@ os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn
+from mindspore import Tensor, nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
 from inn_ms.baselines import l1_indices, random_indices  # noqa: E402
+from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
 from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
 from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
@@ -98,6 +100,9 @@ def export_widths(model, keeps, x, y, folder, backend):
     artifact = os.path.join(folder, "mnist_inn.inn")
     save_artifact(model, artifact)
     device = load_artifact(artifact)
+    elastic_path = os.path.join(folder, "mnist_inn_elastic.mindir")
+    export_elastic(device, elastic_path, (1, 1, 28, 28), backend=backend)
+    elastic = load_mindir(elastic_path)
     rows = []
     for keep in keeps:
         t0 = time.perf_counter()
@@ -108,8 +113,14 @@ def export_widths(model, keeps, x, y, folder, backend):
         graph = load_mindir(path)
         rows.append({"keep": keep, "path": path, "export_seconds": seconds, "macs": report["macs"],
                      "memory_acc": accuracy(plain, x, y), "mindir_acc": accuracy(graph, x, y),
+                     "elastic_acc": elastic_accuracy(elastic, elastic_sizes(device, keep=keep), x, y),
                      "bytes": os.path.getsize(path)})
-    return artifact, rows
+    return artifact, elastic_path, rows
+
+
+def elastic_accuracy(graph, sizes, x, y, batch_size=250):
+    logits = [graph(Tensor(x[i:i + batch_size]), sizes).asnumpy() for i in range(0, len(x), batch_size)]
+    return float(np.mean(np.concatenate(logits).argmax(1) == y))
 
 
 def plot(rows_before, rows_after, full_params, path):
@@ -220,13 +231,16 @@ def main(argv=None):
 
     out = os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    artifact, exported = export_widths(model, args.keep, xte, yte, os.path.dirname(out), args.mindir_backend)
-    print(f"\nintegral artifact {artifact} ({os.path.getsize(artifact) / 1e3:.0f} KB); MindIR exports "
-          f"({args.mindir_backend} convolution, dynamic batch), run with ms.load + nn.GraphCell:")
-    print(f"{'keep':>5} {'MACs':>10} {'export s':>9} {'KB':>6} {'in memory':>10} {'MindIR':>8}  file")
+    artifact, elastic_path, exported = export_widths(model, args.keep, xte, yte, os.path.dirname(out),
+                                                     args.mindir_backend)
+    print(f"\nintegral artifact {os.path.relpath(artifact, ROOT)} ({os.path.getsize(artifact) / 1e3:.0f} KB); "
+          f"MindIR exports ({args.mindir_backend} convolution, dynamic batch), run with ms.load + nn.GraphCell;"
+          f"\nelastic: the one MindIR {os.path.relpath(elastic_path, ROOT)}, channel counts given at run time:")
+    print(f"{'keep':>5} {'MACs':>10} {'export s':>9} {'KB':>6} {'in memory':>10} {'MindIR':>8} {'elastic':>8}  file")
     for r in exported:
         print(f"{r['keep']:>5.2f} {r['macs']:>10d} {r['export_seconds']:>9.2f} {r['bytes'] / 1e3:>6.0f} "
-              f"{r['memory_acc']:>10.2%} {r['mindir_acc']:>8.2%}  {os.path.relpath(r['path'], ROOT)}")
+              f"{r['memory_acc']:>10.2%} {r['mindir_acc']:>8.2%} {r['elastic_acc']:>8.2%}  "
+              f"{os.path.relpath(r['path'], ROOT)}")
     png = os.path.splitext(out)[0] + ".png"
     plot(before, after, full_params, png)
     print(f"times: convert {t_convert:.1f} s, pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s")

@@ -105,3 +105,24 @@ def test_elastic_errors(rng):
     simpson = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32), quadrature="simpson")
     with pytest.raises(ValueError, match="trapezoid"):
         make_elastic(simpson)
+
+
+def test_cli_elastic(tmp_path, capsys, rng):
+    from inn_ms.artifact import load_artifact, save_artifact
+    from inn_ms.cli import main
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    artifact = tmp_path / "m.inn"
+    save_artifact(model, str(artifact))
+    out = tmp_path / "e.mindir"
+    assert main(["elastic", str(artifact), "--out", str(out), "--input-shape", "1,1,28,28",
+                 "--backend", "matmul"]) == 0
+    text = capsys.readouterr().out
+    assert "c1" in text and "2..8" in text
+    x = rng.normal(size=(2, 1, 28, 28)).astype(np.float32)
+    loaded = load_artifact(str(artifact))
+    ref = pruned_output(loaded, x, keep=0.5)
+    assert rel(load_mindir(str(out))(Tensor(x), elastic_sizes(loaded, keep=0.5)).asnumpy(), ref) < 1e-4
+    assert main(["elastic", str(artifact), "--out", str(tmp_path / "e.onnx"), "--input-shape", "1,1,28,28"]) == 2
+    assert main(["elastic", str(artifact), "--out", str(tmp_path / "f.mindir")]) == 2  # zoo artifacts record no shape
+    assert "--input-shape is needed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.mindir", "m.inn"]
