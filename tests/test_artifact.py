@@ -127,3 +127,18 @@ def test_bad_files_are_refused_clearly(tmp_path):
         load_artifact(str(p))
     with pytest.raises(ArtifactError, match="no integral artifact"):
         load_artifact(str(tmp_path / "missing.inn"))
+
+
+def test_round_trip_after_training_renamed_parameters(tmp_path, x, rng):
+    """Attaching a model to a train step renames its Parameters in MindSpore;
+    the artifact keys weights by their path, so it still loads."""
+    from mindspore import nn
+    from inn_ms.train import RandomWidthTrainer
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    opt = nn.SGD(model.trainable_params(), learning_rate=0.1)
+    trainer = RandomWidthTrainer(model, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), opt)
+    trainer.fit(x, rng.integers(0, 10, size=len(x)).astype(np.int32), epochs=1, batch_size=3, progress=False)
+    path = tmp_path / "trained.inn"
+    save_artifact(model, str(path))
+    loaded = load_artifact(str(path))
+    np.testing.assert_array_equal(outputs(loaded, x), outputs(model, x))
