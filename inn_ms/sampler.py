@@ -19,7 +19,6 @@ changes and enters the graph as a constant. For a trainable partition it is
 computed in the graph from the partition's nodes, so gradients reach them.
 """
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from inn_ms.cubic import kernel_matrix

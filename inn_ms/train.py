@@ -12,7 +12,6 @@ import math
 from collections import OrderedDict
 
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 from tqdm.auto import tqdm
 

@@ -4,7 +4,7 @@ discretizing the result."""
 import numpy as np
 import pytest
 import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 mindcv = pytest.importorskip("mindcv")
 

@@ -2,7 +2,6 @@
 networks, checked against real PyTorch modules."""
 import numpy as np
 import pytest
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 torch = pytest.importorskip("torch")

@@ -4,7 +4,6 @@ converted network with a concatenation, a depthwise convolution, an
 unfolded BatchNorm, a residual add and a flatten)."""
 import numpy as np
 import pytest
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from inn_ms.convert import convert

@@ -7,7 +7,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from inn_ms.data import mnist_subset
-from inn_ms.train import RandomWidthTrainer, TrainStep, WidthSampler, accuracy, batches
+from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy, batches
 from model_zoo import create_model
 
 

@@ -165,7 +165,6 @@ class _Analysis:
         self.val = {}
         self.owner = _cell_index(network)
         self.layers = OrderedDict()  # path → (kind, out_segs, in_segs)
-        self.order = []  # paths in order of first use
         self.value_layer = {}  # value name → path of the conv/dense that made it
         self.users = graph.users()
         self.bn_after = OrderedDict()

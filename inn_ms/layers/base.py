@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import mindspore as ms
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Parameter, Tensor, nn
 from mindspore.common.initializer import Uniform, initializer
 
 from inn_ms.keyed import SizeKeyed

@@ -1,8 +1,7 @@
 """Integral 2-D convolution: continuous output and input channel axes,
 discrete spatial kernel."""
 import numpy as np
-import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from inn_ms.functional import conv2d, conv_backend
 from inn_ms.layers.plain import Conv2d

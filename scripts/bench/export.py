@@ -23,7 +23,6 @@ import time
 os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
