@@ -128,7 +128,8 @@ def _prune(args):
         if unknown:
             raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
     model = load_artifact(args.artifact)
-    plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=args.macs,
+    macs = args.macs if args.flops is None else args.flops // 2
+    plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=macs,
                           input_shape=shape, multiple_of=args.multiple_of)
     export_mindir(plain, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
     seconds = time.perf_counter() - t0
@@ -141,7 +142,8 @@ def _prune(args):
         model.resize(sizes=dict(model.full_sizes))
         from inn_ms.export import macs_of
         full_macs = macs_of(model.discretize(), shape)
-        print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer)")
+        print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer; "
+              f"FLOPs {2 * report['macs']})")
     print(f"MindIR written to {args.out} ({'dynamic' if not args.static_batch else 'static'} batch, "
           f"{args.backend} convolution) in {seconds:.2f} s")
     return 0
@@ -198,6 +200,8 @@ def main(argv=None):
     target.add_argument("--sizes", help="group=size pairs, e.g. conv1=16,fc1=64 (others stay full)")
     target.add_argument("--params", type=int, help="largest width with at most this many parameters")
     target.add_argument("--macs", type=int, help="largest width with at most this many MACs per sample")
+    target.add_argument("--flops", type=int, help="largest width with at most this many FLOPs per sample "
+                                                  "(2 per multiply-accumulate)")
     p.add_argument("--out", required=True, help="MindIR file to write (.mindir)")
     p.add_argument("--input-shape", help="input shape (default: the one the artifact records)")
     p.add_argument("--multiple-of", type=int, default=1, help="round sizes to a multiple (e.g. 16 on Ascend)")

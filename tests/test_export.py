@@ -116,7 +116,12 @@ def test_cli_prune_writes_a_mindir_and_errors_write_nothing(tmp_path, capsys, rn
                  "--input-shape", "1,1,28,28"]) == 2
     assert main(["prune", str(tmp_path / "missing.inn"), "--keep", "0.5", "--out", str(tmp_path / "y.mindir"),
                  "--input-shape", "1,1,28,28"]) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.inn", "p.mindir"]
+    flops_out = tmp_path / "f.mindir"
+    assert main(["prune", str(artifact), "--flops", str(2 * 300000), "--out", str(flops_out),
+                 "--input-shape", "1,1,28,28"]) == 0
+    macs_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("MACs")][0]
+    assert int(macs_line.split()[3]) <= 300000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.mindir", "m.inn", "p.mindir"]
 
 
 def test_load_mindir_refuses_bad_files(tmp_path):
