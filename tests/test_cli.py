@@ -57,7 +57,7 @@ def test_convert_writes_an_integral_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["convert", "mnist_torch_cnn", "--input-shape", "2,1,x", "--out", "m.ckpt"], "input shape"),
-    (["convert", "mnist_torch_cnn", "--input-shape", "2,1,28,28", "--out", "m.bin"], "must end with .ckpt"),
+    (["convert", "mnist_torch_cnn", "--input-shape", "2,1,28,28", "--out", "m.bin"], "must end with .inn"),
     (["convert", "no.such.module:fn", "--input-shape", "2,1,28,28", "--out", "m.ckpt"], "cannot import"),
     (["convert", "mnist_torch_cnn", "--weights", "missing.safetensors", "--input-shape", "2,1,28,28",
       "--out", "m.ckpt"], "no checkpoint file")])
@@ -66,3 +66,16 @@ def test_convert_errors_write_nothing(tmp_path, monkeypatch, capsys, argv, messa
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_convert_writes_an_artifact(tmp_path, capsys):
+    from inn_ms.artifact import load_artifact, read_manifest
+    from model_zoo.mnist_torch_cnn import bundled_checkpoint
+
+    out = tmp_path / "inn.inn"
+    assert main(["convert", "mnist_torch_cnn", "--weights", bundled_checkpoint(), "--input-shape", "2,1,28,28",
+                 "--out", str(out)]) == 0
+    assert "integral artifact written" in capsys.readouterr().out
+    arch = read_manifest(str(out))["architecture"]
+    assert arch["kind"] == "converted" and arch["builder"] == "mnist_torch_cnn"
+    assert list(load_artifact(str(out)).full_sizes.values()) == [32, 32, 64, 64, 128, 128]
