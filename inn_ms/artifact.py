@@ -24,6 +24,7 @@ import tempfile
 import zipfile
 
 import inn_ms
+from inn_ms.convert.weights import network_parameters
 from inn_ms.layers.base import IntegralLayer
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def save_artifact(model, path, architecture=None, allowed_sizes=None):
         ckpt = os.path.join(tmp, "weights.ckpt")
         # Keyed by path in the Cell tree: a Parameter's own name changes when
         # its Cell is attached to another parent (a train step, a loss cell).
-        ms.save_checkpoint([{"name": path, "data": p} for path, p in _by_path(model).items()], ckpt)
+        ms.save_checkpoint([{"name": path, "data": p} for path, p in network_parameters(model).items()], ckpt)
         with open(ckpt, "rb") as f:
             weights = f.read()
         manifest["weights_sha256"] = hashlib.sha256(weights).hexdigest()
@@ -143,16 +144,6 @@ def save_artifact(model, path, architecture=None, allowed_sizes=None):
         os.replace(partial, path)
     logger.info("saved integral artifact %s (%d groups)", path, len(manifest["groups"]))
     return manifest
-
-
-def _by_path(model):
-    """Parameters by their path in the Cell tree, each shared one once."""
-    out, seen = {}, set()
-    for path, p in model.parameters_and_names():
-        if id(p) not in seen:
-            seen.add(id(p))
-            out[path] = p
-    return out
 
 
 def read_manifest(path):
@@ -220,7 +211,7 @@ def load_artifact(path):
             values = ms.load_checkpoint(ckpt)
         except (RuntimeError, ValueError) as e:
             raise ArtifactError(f"{path!r}: unreadable weights: {e}") from e
-    params = _by_path(model)
+    params = network_parameters(model)
     missing = [n for n in params if n not in values]
     mismatched = [f"{n}: artifact {tuple(values[n].shape)} vs network {tuple(p.shape)}"
                   for n, p in params.items() if n in values and tuple(values[n].shape) != tuple(p.shape)]

@@ -105,6 +105,16 @@ def _sizes_arg(text):
     return sizes
 
 
+def _artifact_input_shape(args, manifest):
+    """``--input-shape``, or else the shape the artifact's conversion recorded."""
+    if args.input_shape:
+        return _shape(args.input_shape)
+    recorded = manifest["architecture"].get("input_shape")
+    if not recorded:
+        raise ValueError("--input-shape is needed: the artifact does not record one")
+    return tuple(recorded)
+
+
 def _prune(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
@@ -117,12 +127,7 @@ def _prune(args):
         raise ValueError(f"keep ratio must be in (0, 1], got {args.keep}")
     sizes = _sizes_arg(args.sizes) if args.sizes else None
     manifest = read_manifest(args.artifact)
-    shape = args.input_shape and _shape(args.input_shape)
-    if not shape:
-        recorded = manifest["architecture"].get("input_shape")
-        if not recorded:
-            raise ValueError("--input-shape is needed: the artifact does not record one")
-        shape = tuple(recorded)
+    shape = _artifact_input_shape(args, manifest)
     if sizes:
         unknown = [g for g in sizes if g not in manifest["groups"]]
         if unknown:
@@ -158,12 +163,7 @@ def _elastic(args):
     if not args.out.endswith(".mindir"):
         raise ValueError(f"--out must end with .mindir, got {args.out!r}")
     manifest = read_manifest(args.artifact)
-    shape = args.input_shape and _shape(args.input_shape)
-    if not shape:
-        recorded = manifest["architecture"].get("input_shape")
-        if not recorded:
-            raise ValueError("--input-shape is needed: the artifact does not record one")
-        shape = tuple(recorded)
+    shape = _artifact_input_shape(args, manifest)
     model = load_artifact(args.artifact)
     export_elastic(model, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
     print(f"elastic MindIR written to {args.out} in {time.perf_counter() - t0:.2f} s; inputs: x, and sizes "
