@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 
 import inn_ms
-from inn_ms.convert.weights import network_parameters
+from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 from inn_ms.layers.base import IntegralLayer
 
 logger = logging.getLogger(__name__)
@@ -212,12 +212,10 @@ def load_artifact(path):
         except (RuntimeError, ValueError) as e:
             raise ArtifactError(f"{path!r}: unreadable weights: {e}") from e
     params = network_parameters(model)
-    missing = [n for n in params if n not in values]
-    mismatched = [f"{n}: artifact {tuple(values[n].shape)} vs network {tuple(p.shape)}"
-                  for n, p in params.items() if n in values and tuple(values[n].shape) != tuple(p.shape)]
+    missing, mismatched = checkpoint_misfit(params, values)
     if missing or mismatched:
         raise ArtifactError(f"{path!r}: the weights do not fit the rebuilt network; missing {missing}; "
-                            f"shape mismatch {mismatched}")
+                            f"shape mismatch (artifact vs network) {mismatched}")
     for n, p in params.items():
         p.set_data(values[n])
     model.resize(sizes={n: int(g["size"]) for n, g in groups.items()})

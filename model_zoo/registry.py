@@ -35,12 +35,11 @@ def load_checkpoint_checked(model, path):
     parameter is present with the right shape (MindSpore's own loader stops
     half-way on a shape mismatch). Extra entries (optimiser state) are ignored."""
     import mindspore as ms
+    from inn_ms.convert.weights import checkpoint_misfit
     ckpt = ms.load_checkpoint(path)
     params = {p.name: p for p in model.get_parameters()}
-    missing = [n for n in params if n not in ckpt]
-    mismatched = [f"{n}: checkpoint {tuple(ckpt[n].shape)} vs model {tuple(p.shape)}"
-                  for n, p in params.items() if n in ckpt and tuple(ckpt[n].shape) != tuple(p.shape)]
+    missing, mismatched = checkpoint_misfit(params, ckpt)
     if missing or mismatched:
         raise ValueError(f"checkpoint {path} does not fit the model, nothing loaded; "
-                         f"missing: {missing}; shape mismatch: {mismatched}")
+                         f"missing: {missing}; shape mismatch (checkpoint vs model): {mismatched}")
     ms.load_param_into_net(model, {n: ckpt[n] for n in params}, strict_load=True)

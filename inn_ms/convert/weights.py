@@ -105,6 +105,16 @@ def network_parameters(network):
     return out
 
 
+def checkpoint_misfit(params, values):
+    """``(missing, mismatched)``: names in ``params`` (name → Parameter) absent
+    from ``values`` (name → tensor), and ``"name: values … vs params …"``
+    for the ones whose shapes differ. Both empty: ``values`` fits."""
+    missing = [n for n in params if n not in values]
+    mismatched = [f"{n}: {tuple(values[n].shape)} vs {tuple(p.shape)}"
+                  for n, p in params.items() if n in values and tuple(values[n].shape) != tuple(p.shape)]
+    return missing, mismatched
+
+
 def _by_module(names):
     """``OrderedDict`` module path → list of parameter suffixes, in order."""
     out = OrderedDict()
