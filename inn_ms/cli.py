@@ -165,8 +165,11 @@ def _elastic(args):
     manifest = read_manifest(args.artifact)
     shape = _artifact_input_shape(args, manifest)
     model = load_artifact(args.artifact)
-    export_elastic(model, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
-    print(f"elastic MindIR written to {args.out} in {time.perf_counter() - t0:.2f} s; inputs: x, and sizes "
+    export_elastic(model, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend,
+                   buckets=args.buckets)
+    print(f"elastic MindIR written to {args.out} in {time.perf_counter() - t0:.2f} s "
+          f"(branches at {', '.join(f'{f:g}' for f in sorted(set(args.buckets) | {1.0}))} of full width); "
+          f"inputs: x, and sizes "
           f"(int32, one channel count per group, in this order):")
     for name, full in model.full_sizes.items():
         low, high = model.allowed_sizes.get(name, (2, full))
@@ -216,6 +219,9 @@ def main(argv=None):
     p.add_argument("--backend", choices=["native", "matmul"], default="native",
                    help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size to the input shape's")
+    p.add_argument("--buckets", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
+                   help="fractions of full width with a static-shape branch each; a call runs the "
+                        "narrowest one holding its sizes (more: less wasted compute, larger file)")
     p.set_defaults(func=_elastic)
     args = ap.parse_args(argv)
     try:

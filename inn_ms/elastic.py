@@ -11,20 +11,35 @@ tensor: nodes ``i/(n−1)`` for ``i < n``, the Keys kernel's four taps at each
 node (four gathers and a weighted sum: the kernel matrix is banded, so this
 is ~m/4 times cheaper than a dense ``m``-column matmul), trapezoid weights
 ``h/2, h, …, h, h/2`` (times the group's full size, as in
-:mod:`inn_ms.sampler`), and rows ``i ≥ n`` weighted zero. Shapes stay those of
-the full width, so the graph is static (what Ascend compiles best): the
-first ``n`` channels of each group carry exactly the width-``n`` network's
+:mod:`inn_ms.sampler`), and rows ``i ≥ n`` weighted zero.
+
+Sampling is not repeated on every call: each convolution and dense layer
+keeps its sampled weight and bias in buffers, and the graph resamples (a
+branch on ``sizes != last sizes``) only when the sizes change. A device that
+picks its width once and then runs many inputs pays for the sampling once;
+without the cache it cost about twice the convolutions themselves
+(ResNet-18, 112², batch 4). The MindIR holds the buffers too, so it is about
+twice the size of a fixed export.
+
+Shapes stay those of the full width, so the graph is static: the first
+``n`` channels of each group carry exactly the width-``n`` network's
 activations and the others are zero all the way through (a zero channel
 stays zero through ReLU, pooling and adds, and zero weight columns ignore
 it). The output therefore equals the network pruned to those sizes; the
-compute is that of the full width, so for speed on a device export the
-width you need as a fixed MindIR (:func:`inn_ms.export.export_mindir`).
+compute is that of the full width. Slicing to run-time channel counts
+instead (dynamic shapes, which MindSpore supports and exports) was measured
+slower on this CPU: a 6-layer 128-channel 3×3 stack ran 2.2× (full) to 3.5×
+(half width) slower than static shapes of the same size, more than the
+masked compute costs. For the smallest latency at one known width export it
+as a fixed MindIR (:func:`inn_ms.export.export_mindir`).
 """
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.cubic import keys_kernel
+from inn_ms.layers.conv import IntegralConv2d
+from inn_ms.layers.dense import IntegralDense
 from inn_ms.model import _named, _rebuild
 from inn_ms.partition import CompositePartition
 from inn_ms.sampler import AxisSampler
@@ -43,7 +58,7 @@ class ElasticAxis(nn.Cell):
     """Builds one axis's sampling matrix at the run-time sizes of its
     group(s): full-size rows, rows past the current size zero."""
 
-    def __init__(self, sampler, group_index, state):
+    def __init__(self, sampler, group_index, state, rows=None):
         super().__init__()
         p = sampler.get_partition()
         parts = p.parts if isinstance(p, CompositePartition) else [p]
@@ -53,12 +68,15 @@ class ElasticAxis(nn.Cell):
                                  f"{'trainable' if getattr(part, 'trainable', False) else part.quadrature.name}")
         self.blocks = [(group_index.get(id(part)), part.max_size, m)
                        for part, m in zip(parts, sampler.control_sizes)]
+        rows = rows or {}
+        # Rows made per block: the group's rows in this bucket (sizes never exceed them).
+        self.rows = [full if g is None else rows.get(g, full) for g, full, _ in self.blocks]
         self.integrate = sampler.integrate
         self.state = [state]  # a list: the shared state is not a sub-cell of every axis
-        self.size = p.max_size
-        self.sizes = tuple(part.max_size for part in parts)
+        self.size = sum(self.rows)
+        self.sizes = tuple(self.rows)
         self.trainable = False
-        self.ranges = [Tensor(np.arange(full, dtype=np.float32)) for _, full, _ in self.blocks]
+        self.ranges = [Tensor(np.arange(r, dtype=np.float32)) for r in self.rows]
         self.starts = [int(v) for v in np.cumsum([0] + [m for _, _, m in self.blocks])[:-1]]
 
     def get_partition(self):
@@ -78,8 +96,9 @@ class ElasticAxis(nn.Cell):
             ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
             mask = mask * step * (1.0 - 0.5 * ends) * full
         if m == 1:
-            idx = ops.zeros((full, 4), ms.int32)
-            wts = ops.concat([mask.reshape(-1, 1), ops.zeros((full, 3), ms.float32)], 1)
+            rows = self.rows[k]
+            idx = ops.zeros((rows, 4), ms.int32)
+            wts = ops.concat([mask.reshape(-1, 1), ops.zeros((rows, 3), ms.float32)], 1)
             return idx, wts
         pos = x * (m - 1)
         base = ops.floor(pos)
@@ -129,37 +148,141 @@ class ElasticAxis(nn.Cell):
         return self.sample_rows(ops.eye(total, total, ms.float32))
 
 
-class ElasticNetwork(nn.Cell):
-    """``net(x, sizes)``: the integral network at run-time channel counts."""
+class SampledCache(nn.Cell):
+    """An integral convolution or dense layer whose sampled weight and bias
+    are kept in buffers: :meth:`refresh` resamples them (at the sizes in the
+    shared state), ``construct`` runs the layer on the buffers."""
 
-    def __init__(self, network, state, group_names, full_sizes):
+    def __init__(self, layer, weight_shape, bias_shape):
+        super().__init__()
+        self.layer = layer
+        self.sampled_weight = Parameter(Tensor(np.zeros(weight_shape, np.float32)), name="sampled_weight",
+                                requires_grad=False)
+        self.has_bias = bias_shape is not None
+        self.sampled_bias = None if bias_shape is None else Parameter(
+            Tensor(np.zeros(bias_shape, np.float32)), name="sampled_bias", requires_grad=False)
+
+    def refresh(self):
+        ops.assign(self.sampled_weight, self.layer.sample_weight())
+        if self.has_bias:
+            ops.assign(self.sampled_bias, self.layer.sample_bias())
+        return self.sampled_weight
+
+    def construct(self, x, size_key=None):
+        return self.layer.forward_sampled(x, self.sampled_weight, self.sampled_bias)
+
+
+class ElasticBucket(nn.Cell):
+    """The network with static shapes of ``rows`` channels per group, for
+    any sizes up to those: its own size state and sampled-weight caches,
+    refreshed when the sizes differ from the last call's."""
+
+    def __init__(self, network, state, caches, rows):
         super().__init__()
         self.network = network
         self.state = state
-        self.group_names = list(group_names)
-        self.full_sizes = list(full_sizes)
+        self.caches = list(caches)  # a plain list: the caches are sub-cells of ``network`` already
+        self.rows = Tensor(np.array(rows, np.int32))
+
+    def fits(self, sizes):
+        return (sizes <= self.rows).all()
 
     def construct(self, x, sizes):
-        ops.assign(self.state.sizes, sizes)
+        if (sizes != self.state.sizes).any():
+            ops.assign(self.state.sizes, sizes)
+            for cache in self.caches:
+                cache.refresh()
         return self.network(x)
 
 
-def make_elastic(model):
-    """An :class:`ElasticNetwork` with its own copy of ``model``'s weights."""
+class ElasticNetwork(nn.Cell):
+    """``net(x, sizes)``: the integral network at run-time channel counts,
+    run by the narrowest bucket whose widths hold ``sizes``."""
+
+    def __init__(self, network, buckets, group_names, full_sizes, fractions):
+        super().__init__()
+        # The control weights, which every bucket shares; held here first so
+        # their names are the integral model's ("network.conv1.weight").
+        self.network = network
+        self.buckets = nn.CellList(buckets)
+        self.group_names = list(group_names)
+        self.full_sizes = list(full_sizes)
+        self.fractions = tuple(fractions)
+
+    def invalidate(self):
+        """Make the next call resample every layer (needed after loading or
+        changing the control weights of this network in place). PyNative
+        only: in graph mode MindSpore 2.10 does not see ``set_data`` on a
+        Parameter read inside a branch (measured), so build a new elastic
+        network from the changed model instead."""
+        for bucket in self.buckets:
+            bucket.state.sizes.set_data(Tensor(np.zeros(len(self.group_names), np.int32)))
+
+    def construct(self, x, sizes):
+        for k in range(len(self.buckets) - 1):
+            if self.buckets[k].fits(sizes):
+                return self.buckets[k](x, sizes)
+        return self.buckets[-1](x, sizes)
+
+
+def bucket_rows(model, fraction):
+    """Channels per group of the bucket at ``fraction`` of full width:
+    ``ceil(fraction · full)``, at least 2 (so it holds ``keep=fraction``)."""
+    return [min(p.max_size, max(2, int(np.ceil(fraction * p.max_size - 1e-9)))) for p in model.groups.values()]
+
+
+def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
+    """An :class:`ElasticNetwork` with its own copy of ``model``'s weights.
+
+    ``buckets``: fractions of full width, one static-shape branch each; a
+    call runs the narrowest branch that holds its sizes, so its compute is
+    at most that of the next bucket up (the ``1.0`` bucket is always
+    there). More buckets: less compute wasted, a larger graph and MindIR
+    (each branch keeps sampled weights of its own width; the control
+    weights are shared)."""
+    fractions = sorted({float(f) for f in buckets} | {1.0})
+    if not all(0 < f <= 1 for f in fractions):
+        raise ValueError(f"make_elastic: bucket fractions must be in (0, 1], got {buckets!r}")
     group_index = {id(p): k for k, p in enumerate(model.groups.values())}
-    state = _SizeState(len(group_index))
     saved = dict(model.sizes)
     try:
         model.resize(sizes=dict(model.full_sizes))
-
-        def replace(cell):
-            return ElasticAxis(cell, group_index, state) if isinstance(cell, AxisSampler) else None
-
-        network = _rebuild(model.network, replace)
+        base = _rebuild(model.network, lambda c: None)  # the elastic network's own control weights
+        branches = [_bucket(base, group_index, bucket_rows(model, f)) for f in fractions]
     finally:
         model.resize(sizes=saved)
-    net = ElasticNetwork(network, state, model.groups.keys(), model.full_sizes.values())
+    net = ElasticNetwork(base, branches, model.groups.keys(), model.full_sizes.values(), fractions)
     return _named(net)
+
+
+def _bucket(base, group_index, rows):
+    """One :class:`ElasticBucket` of ``base`` (a full-size copy of the
+    network, whose Parameters it shares) with ``rows`` channels per group."""
+    state = _SizeState(len(group_index))
+    by_group = dict(enumerate(rows))
+    caches = []
+
+    def axes_only(cell):
+        if isinstance(cell, AxisSampler):
+            return ElasticAxis(cell, group_index, state, by_group)
+        return None
+
+    def replace(cell):
+        if isinstance(cell, (IntegralConv2d, IntegralDense)):
+            layer = _rebuild(cell, axes_only, share_parameters=True)
+            shape = list(cell.weight.shape)  # control shape; continuous axes become this bucket's rows
+            if layer.out_axis is not None:
+                shape[0] = layer.out_axis.size
+            if layer.in_axis is not None:
+                shape[1] = layer.in_axis.size
+            bias = None if cell.bias is None else (shape[0],)
+            cache = SampledCache(layer, tuple(shape), bias)
+            caches.append(cache)
+            return cache
+        return axes_only(cell)
+
+    network = _rebuild(base, replace, share_parameters=True)
+    return ElasticBucket(network, state, caches, rows)
 
 
 def elastic_sizes(model, keep=None, sizes=None):
@@ -182,10 +305,12 @@ def elastic_sizes(model, keep=None, sizes=None):
     return Tensor(np.array([target[g] for g in model.groups], np.int32))
 
 
-def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native"):
+def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native",
+                   buckets=(0.25, 0.5, 0.75, 1.0)):
     """Export the elastic network of ``model`` as MindIR with inputs
-    ``(x, sizes)``; see :func:`inn_ms.export.export_mindir` for the options."""
+    ``(x, sizes)``; see :func:`inn_ms.export.export_mindir` for the options
+    and :func:`make_elastic` for ``buckets``."""
     from inn_ms.export import export_mindir
-    net = make_elastic(model)
+    net = make_elastic(model, buckets=buckets)
     return export_mindir(net, path, input_shape, dynamic_batch=dynamic_batch, backend=backend,
                          extra_inputs=(elastic_sizes(model, keep=1.0),))

@@ -188,18 +188,20 @@ def _named(cell):
     return cell
 
 
-def _rebuild(cell, replace):
+def _rebuild(cell, replace, share_parameters=False):
     """Copy of the Cell tree in which ``replace(cell)``, where not None,
-    stands for a Cell; every other Cell is copied with its own parameters."""
+    stands for a Cell; every other Cell is copied with its own parameters
+    (or with the same Parameter objects, ``share_parameters=True``)."""
     new = replace(cell) if not isinstance(cell, IntegralModel) else None
     if new is not None:
         return new
     new = copy.copy(cell)
     # Cell.__setstate__ adopts the original's __dict__ object: give the copy its own.
     new.__dict__ = dict(cell.__dict__)
-    object.__setattr__(new, "_cells", OrderedDict((k, _rebuild(c, replace)) for k, c in cell._cells.items()))
+    object.__setattr__(new, "_cells", OrderedDict((k, _rebuild(c, replace, share_parameters))
+                                                  for k, c in cell._cells.items()))
     object.__setattr__(new, "_params", OrderedDict(
-        (k, None if p is None else p.clone()) for k, p in cell._params.items()))
+        (k, p if p is None or share_parameters else p.clone()) for k, p in cell._params.items()))
     if isinstance(cell, (nn.SequentialCell, nn.CellList)):  # containers keep a list beside the dict
         object.__setattr__(new, "cell_list", list(new._cells.values()))
     # A fresh identity for MindSpore's compile caches (shallow copy shares them).

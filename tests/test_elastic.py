@@ -7,7 +7,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from inn_ms.convert import convert
-from inn_ms.elastic import elastic_sizes, export_elastic, make_elastic
+from inn_ms.elastic import bucket_rows, elastic_sizes, export_elastic, make_elastic
 from inn_ms.export import export_mindir, load_mindir, prune
 from model_zoo import create_model
 
@@ -79,7 +79,7 @@ def test_elastic_equals_pruned_at_every_width(mode, rng, which):
 def test_elastic_mindir_round_trip(tmp_path, rng):
     model = mixed_model(rng)
     path = tmp_path / "elastic.mindir"
-    export_elastic(model, str(path), (1, 3, 8, 8), backend="matmul")
+    export_elastic(model, str(path), (1, 3, 8, 8), backend="matmul", buckets=(0.5, 1.0))
     graph = load_mindir(str(path))
     for keep, batch in ((1.0, 1), (0.6, 4), (0.4, 2)):
         x = rng.normal(size=(batch, 3, 8, 8)).astype(np.float32)
@@ -101,6 +101,10 @@ def test_elastic_errors(rng):
         elastic_sizes(model, sizes={"c1": 1})
     with pytest.raises(ValueError, match=r"\[2, 8\]"):
         elastic_sizes(model, sizes={"c1": 9})
+    with pytest.raises(ValueError, match="bucket fractions"):
+        make_elastic(model, buckets=(0.0, 1.0))
+    with pytest.raises(ValueError, match="bucket fractions"):
+        make_elastic(model, buckets=(1.5,))
     simpson = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32), quadrature="simpson")
     with pytest.raises(ValueError, match="trapezoid"):
         make_elastic(simpson)
@@ -114,14 +118,63 @@ def test_cli_elastic(tmp_path, capsys, rng):
     save_artifact(model, str(artifact))
     out = tmp_path / "e.mindir"
     assert main(["elastic", str(artifact), "--out", str(out), "--input-shape", "1,1,28,28",
-                 "--backend", "matmul"]) == 0
+                 "--backend", "matmul", "--buckets", "0.5"]) == 0
     text = capsys.readouterr().out
-    assert "c1" in text and "2..8" in text
+    assert "c1" in text and "2..8" in text and "branches at 0.5, 1 of full width" in text
     x = rng.normal(size=(2, 1, 28, 28)).astype(np.float32)
     loaded = load_artifact(str(artifact))
     ref = pruned_output(loaded, x, keep=0.5)
     assert rel(load_mindir(str(out))(Tensor(x), elastic_sizes(loaded, keep=0.5)).asnumpy(), ref) < 1e-4
     assert main(["elastic", str(artifact), "--out", str(tmp_path / "e.onnx"), "--input-shape", "1,1,28,28"]) == 2
     assert main(["elastic", str(artifact), "--out", str(tmp_path / "f.mindir")]) == 2  # zoo artifacts record no shape
+    assert main(["elastic", str(artifact), "--out", str(tmp_path / "g.mindir"), "--input-shape", "1,1,28,28",
+                 "--buckets", "0"]) == 2
+    assert not (tmp_path / "g.mindir").exists()
     assert "--input-shape is needed" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.mindir", "m.inn"]
+
+
+def test_elastic_resamples_only_when_sizes_change(rng):
+    """The sampled weights are kept between calls: changing the control
+    weights shows only after the sizes change or after invalidate().
+    (PyNative only: in graph mode MindSpore 2.10 does not see set_data on a
+    Parameter read inside a branch, so weights are fixed once it has run.)"""
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    elastic = make_elastic(model, buckets=(1.0,))
+    elastic.set_train(False)
+    x = Tensor(rng.normal(size=(2, 1, 28, 28)).astype(np.float32))
+    half, full = elastic_sizes(model, keep=0.5), elastic_sizes(model, keep=1.0)
+    first = elastic(x, half).asnumpy()
+    control = dict(elastic.parameters_and_names())["network.conv1.weight"]
+    original = control.data.asnumpy().copy()
+    control.set_data(Tensor(original * 2.0))
+    assert np.array_equal(elastic(x, half).asnumpy(), first)  # same sizes: the cached samples
+    elastic(x, full)
+    assert rel(elastic(x, half).asnumpy(), first) > 1e-3  # new sizes: resampled from the new weights
+    control.set_data(Tensor(original))
+    assert rel(elastic(x, half).asnumpy(), first) > 1e-3  # still the samples of the doubled weights
+    elastic.invalidate()
+    assert rel(elastic(x, half).asnumpy(), first) < 1e-6
+
+
+def test_elastic_repeated_and_returning_sizes(mode, rng):
+    """Calls at one size, another, then the first again (the cache path and
+    the resampling path alternate) each equal the pruned network."""
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    elastic = make_elastic(model, buckets=(0.5, 1.0))
+    elastic.set_train(False)
+    x = rng.normal(size=(2, 1, 28, 28)).astype(np.float32)
+    refs = {k: pruned_output(model, x, keep=k) for k in (0.5, 1.0)}
+    for keep in (0.5, 0.5, 1.0, 1.0, 0.5):
+        assert rel(elastic(Tensor(x), elastic_sizes(model, keep=keep)).asnumpy(), refs[keep]) < 1e-4, keep
+
+
+def test_bucket_rows_hold_their_keep_ratio():
+    """A bucket at fraction f has room for the sizes elastic_sizes(keep=f)
+    asks for, so keep=f runs in that bucket and not a wider one."""
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    assert bucket_rows(model, 1.0) == [8, 16, 16, 16, 32]
+    assert bucket_rows(model, 0.25) == [2, 4, 4, 4, 8]
+    assert bucket_rows(model, 0.3) == [3, 5, 5, 5, 10]
+    for f in (0.25, 0.3, 0.5, 0.77, 1.0):
+        assert (elastic_sizes(model, keep=f).asnumpy() <= np.array(bucket_rows(model, f))).all(), f

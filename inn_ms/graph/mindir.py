@@ -198,3 +198,28 @@ def trace(network, *example_inputs):
             graph.params[v.name] = pn
     graph.inputs = [v for v in graph.inputs if v not in graph.params]
     return graph
+
+
+_DTYPES = {"FLOAT": ms.float32, "FLOAT16": ms.float16, "DOUBLE": ms.float64, "INT32": ms.int32,
+           "INT64": ms.int64, "INT8": ms.int8, "UINT8": ms.uint8, "BOOL": ms.bool_}
+
+
+def input_specs(path):
+    """The inputs of the MindIR file ``path`` as ``(shape, dtype)`` pairs,
+    ``-1`` for a free axis (read from the protobuf, no compilation)."""
+    from mindspore.train import mind_ir_pb2
+
+    model = mind_ir_pb2.ModelProto()
+    with open(path, "rb") as f:
+        model.ParseFromString(f.read())
+    specs = []
+    for v in model.graph.input:
+        if not len(v.tensor):
+            continue
+        t = v.tensor[0]
+        name = mind_ir_pb2.TensorProto.DataType.Name(t.data_type)
+        if name not in _DTYPES:
+            raise ValueError(f"{path}: input {v.name!r} has unsupported type {name}")
+        specs.append((tuple(int(d) for d in t.dims), _DTYPES[name]))
+    return specs
+

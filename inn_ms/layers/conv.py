@@ -118,8 +118,12 @@ class IntegralConv2d(IntegralLayer):
         return self.current_out_channels if self.depthwise else self.groups
 
     def construct(self, x, size_key=None):
-        w = self.sample_weight()
-        b = self.sample_bias()
+        return self.forward_sampled(x, self.sample_weight(), self.sample_bias())
+
+    def forward_sampled(self, x, w, b):
+        """The convolution with an already sampled weight ``w`` and bias ``b``
+        (what ``construct`` runs after sampling; the elastic network calls it
+        with samples it keeps between calls)."""
         groups = self.out_axis.size if self.depthwise and self.out_axis is not None else self.groups
         return conv2d(x, w, b, self.stride, self.pad_mode, self._padding4, self.dilation, groups,
                       self.conv_backend)

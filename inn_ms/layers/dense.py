@@ -50,10 +50,14 @@ class IntegralDense(IntegralLayer):
         return channel_count(self.out_axis, self.out_channels)
 
     def construct(self, x, size_key=None):
-        w = self.sample_weight()
+        return self.forward_sampled(x, self.sample_weight(), self.sample_bias())
+
+    def forward_sampled(self, x, w, b):
+        """The layer with an already sampled weight ``w`` and bias ``b`` (see
+        :meth:`IntegralConv2d.forward_sampled`)."""
         if self.in_spatial > 1:
             w = w.reshape(w.shape[0], -1)
-        return ops.dense(x, w, self.sample_bias())
+        return ops.dense(x, w, b)
 
     def __call__(self, x, *args, **kwargs):
         _check_input(x, 2, self.current_in_channels * self.in_spatial, type(self).__name__)
