@@ -97,6 +97,14 @@ class MindIRGraph:
             self._by_shape[key] = self._first if not self._by_shape else nn.GraphCell(ms.load(self.path))
         return self._by_shape[key]
 
+    def set_train(self, mode=True):
+        """Like ``Cell.set_train``, so code written for Cells runs a MindIR
+        too; a MindIR graph is fixed as exported (inference), so this
+        changes nothing and refuses ``mode=True``."""
+        if mode:
+            raise ValueError(f"{self.path}: a loaded MindIR runs as exported (inference); it cannot train")
+        return self
+
     def __call__(self, *inputs):
         if len(inputs) != len(self.input_specs):
             raise ValueError(f"{self.path}: the MindIR takes {len(self.input_specs)} input(s), got {len(inputs)}")

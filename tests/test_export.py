@@ -40,6 +40,24 @@ def test_pruned_mindir_matches_the_network_at_several_batch_sizes(tmp_path, rng,
     assert [p.name for p in tmp_path.iterdir()] == ["p.mindir"]
 
 
+def test_loaded_mindir_runs_where_a_cell_does(tmp_path, rng):
+    """``predict``/``accuracy`` (written for Cells: set_train, batches with a
+    smaller last one) run a loaded MindIR and give the network's results."""
+    from inn_ms.train import accuracy, predict
+    plain, _ = prune(small(), keep=0.5, input_shape=(1, 1, 28, 28))
+    path = tmp_path / "p.mindir"
+    export_mindir(plain, str(path), (1, 1, 28, 28), backend="matmul")
+    graph = load_mindir(str(path))
+    x = rng.normal(size=(10, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=10)
+    np.testing.assert_allclose(predict(graph, x, batch_size=4), predict(plain, x, batch_size=4), rtol=1e-5, atol=1e-5)
+    assert accuracy(graph, x, y, batch_size=4) == accuracy(plain, x, y, batch_size=4)
+    with pytest.raises(ValueError, match="inference"):
+        graph.set_train(True)
+    with pytest.raises(ValueError, match="takes 1 input"):
+        graph(Tensor(x), Tensor(x))
+
+
 def test_count_macs_matches_the_formula():
     net = create_model("mnist_cnn", integral=False, widths=(8, 16, 16, 16, 32))
     total, per_layer = count_macs(net, (2, 1, 28, 28))
