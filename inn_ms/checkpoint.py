@@ -4,8 +4,8 @@ A checkpoint is one MindSpore ``.ckpt`` holding the model's parameters under
 their Cell paths (``network.conv1.weight``: loadable as plain weights), the
 optimiser's own state under ``optimizer.`` (moments, step counter; not the
 learning-rate table, which the config rebuilds), and the position reached:
-``epoch`` (completed epochs), ``step`` (batches done in all) and
-``epoch_step`` (batches done in the current epoch). Random widths and data
+``epoch`` (completed epochs), ``step`` (batches done in all),
+``epoch_step`` (batches done in the current epoch) and ``global_batch``. Random widths and data
 order are functions of the seed and the step (:mod:`inn_ms.runner`), so no
 random-generator state needs saving.
 
@@ -25,7 +25,7 @@ from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt_e(\d+)_s(\d+)\.ckpt$")
-_POSITION = ("epoch", "step", "epoch_step")
+_POSITION = ("epoch", "step", "epoch_step", "global_batch")
 _SKIP = ("learning_rate",)
 
 
@@ -44,15 +44,16 @@ def _entries(model, optimizer):
     return out
 
 
-def save_checkpoint(path, model, optimizer=None, epoch=0, step=0, epoch_step=0, keep=None):
+def save_checkpoint(path, model, optimizer=None, epoch=0, step=0, epoch_step=0, global_batch=0, keep=None):
     """Write a checkpoint atomically; with ``keep``, remove all but the
-    ``keep`` newest checkpoints of its folder afterwards."""
+    ``keep`` newest checkpoints of its folder afterwards. ``global_batch``:
+    samples per step over all ranks (a resumed run must use the same)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     entries = [{"name": n, "data": p} for n, p in _entries(model, optimizer).items()]
     tmp = path[:-len(".ckpt")] + ".tmp.ckpt" if path.endswith(".ckpt") else path + ".tmp.ckpt"
     ms.save_checkpoint(entries, tmp, append_dict={"epoch": int(epoch), "step": int(step),
-                                                  "epoch_step": int(epoch_step)})
+                                                  "epoch_step": int(epoch_step), "global_batch": int(global_batch)})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -88,7 +89,7 @@ def latest_checkpoint(folder, clean=True):
 def load_checkpoint(path, model, optimizer=None):
     """Load a checkpoint into ``model`` (and ``optimizer``'s state if given)
     after checking every entry fits; returns the position
-    ``{"epoch", "step", "epoch_step"}`` (zeros for a weights-only file)."""
+    ``{"epoch", "step", "epoch_step", "global_batch"}`` (zeros for a weights-only file)."""
     try:
         values = ms.load_checkpoint(path)
     except Exception as e:  # MindSpore raises ValueError/RuntimeError for damaged files

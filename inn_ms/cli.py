@@ -204,7 +204,7 @@ def _eval(args):
     import json
     from inn_ms.checkpoint import load_checkpoint
     from inn_ms.config import load_config
-    from inn_ms.datasets import build_sources
+    from inn_ms.datasets import build_source
     from inn_ms.runner import build_model, evaluate, plot_accuracy, setup_device
     overrides = list(args.set) + ["distributed=false"]
     cfg = load_config(args.config, overrides)
@@ -214,7 +214,7 @@ def _eval(args):
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint!r} not found")
     setup_device(cfg)
-    _, source = build_sources(cfg["data"])
+    source = build_source(cfg["data"], train=False)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
         model = load_artifact(args.checkpoint)

@@ -169,27 +169,30 @@ def _digits(n_train, n_test, image_size):
     return (x[tr], y[tr]), (x[te], y[te])
 
 
-def build_sources(data):
-    """``(train, eval)`` :class:`Source` objects from a config's ``data`` section."""
+def build_source(data, train):
+    """The training (``train=True``) or evaluation :class:`Source` of a
+    config's ``data`` section."""
     name = data["name"]
     if name == "mnist_subset":
         from inn_ms.data import mnist_subset
-        xtr, ytr, xte, yte = mnist_subset(data["n_train"] or 4000, data["n_test"] or 1000)
         if data["image_size"] and data["image_size"] != 28:
             raise ValueError("mnist_subset: images are 28x28; leave data.image_size null")
-        return ArraySource(name, xtr, ytr, 10), ArraySource(name, xte, yte, 10)
+        xtr, ytr, xte, yte = mnist_subset(data["n_train"] or 4000, data["n_test"] or 1000)
+        return ArraySource(name, xtr, ytr, 10) if train else ArraySource(name, xte, yte, 10)
     if name == "digits":
         (xtr, ytr), (xte, yte) = _digits(data["n_train"], data["n_test"], data["image_size"])
-        return ArraySource(name, xtr, ytr, 10), ArraySource(name, xte, yte, 10)
+        return ArraySource(name, xtr, ytr, 10) if train else ArraySource(name, xte, yte, 10)
     if name == "cifar10":
-        return (Cifar10Source(data["root"], True, data["image_size"], data["n_train"]),
-                Cifar10Source(data["root"], False, data["image_size"], data["n_test"]))
+        return Cifar10Source(data["root"], train, data["image_size"], data["n_train" if train else "n_test"])
     if name == "imagefolder":
-        train_dir = data["train_dir"] or os.path.join(data["root"], "train")
-        val_dir = data["val_dir"] or os.path.join(data["root"], "val")
-        return (ImageFolderSource(train_dir, True, data["image_size"], data["n_train"]),
-                ImageFolderSource(val_dir, False, data["image_size"], data["n_test"]))
+        folder = data["train_dir" if train else "val_dir"] or os.path.join(data["root"], "train" if train else "val")
+        return ImageFolderSource(folder, train, data["image_size"], data["n_train" if train else "n_test"])
     raise ValueError(f"unknown data set {name!r}")
+
+
+def build_sources(data):
+    """``(train, eval)`` sources of a config's ``data`` section."""
+    return build_source(data, True), build_source(data, False)
 
 
 def epoch_order(size, seed, epoch):

@@ -16,7 +16,9 @@ import logging
 import math
 import os
 
+import mindspore as ms
 import numpy as np
+from mindspore import nn, ops
 
 from inn_ms.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoints, load_checkpoint, \
     save_checkpoint
@@ -111,6 +113,17 @@ def build_optimizer(opt, params, rates):
     return nn.SGD(params, learning_rate=rates, momentum=opt["momentum"], weight_decay=wd, nesterov=opt["nesterov"])
 
 
+class Float32Loss(nn.Cell):
+    """A loss computed in float32 on logits that mixed precision may leave float16."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def construct(self, logits, labels):
+        return self.loss(ops.cast(logits, ms.float32), labels)
+
+
 def width_rng(seed, step):
     """The generator that draws the widths of global batch ``step``."""
     return np.random.default_rng([int(seed), 1, int(step)])
@@ -193,7 +206,10 @@ def train(cfg, resume="auto", progress=True):
     amp = cfg["device"]["amp_level"]
     loss_scale = cfg["device"]["loss_scale"] or (1024.0 if amp in ("O2", "O3") else 1.0)
     if amp != "O0":
+        # Casts the network's Cells in place (MindSpore 2.10 also returns a wrapper, which we do not
+        # use: the IntegralModel keeps its own network); logits may come out float16.
         ms.amp.auto_mixed_precision(model.network, amp)
+        loss_fn = Float32Loss(loss_fn)
     trainer = RandomWidthTrainer(model, loss_fn, optimizer, sampler, seed=seed, sandwich=t["sandwich"],
                                  loss_scale=loss_scale)
 
@@ -203,10 +219,14 @@ def train(cfg, resume="auto", progress=True):
     elif resume is None and writer:
         for old in list_checkpoints(out):
             os.remove(old)
-    position = {"epoch": 0, "step": 0, "epoch_step": 0}
+    position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0}
     history = []
     if resume:
         position = load_checkpoint(resume, model, optimizer)
+        if position["global_batch"] not in (0, global_batch):
+            raise ValueError(f"checkpoint {resume} was written with {position['global_batch']} samples per step "
+                             f"(all ranks), this run has {global_batch}: resume with the same batch size and "
+                             f"number of ranks, or start afresh (--no-resume)")
         logger.info("resumed from %s: epoch %d, step %d", resume, position["epoch"], position["step"])
         hist_path = os.path.join(out, "history.json")
         if os.path.isfile(hist_path):
@@ -227,7 +247,7 @@ def train(cfg, resume="auto", progress=True):
     def save(epoch, epoch_step):
         if writer:
             save_checkpoint(os.path.join(out, checkpoint_name(epoch, step)), model, optimizer, epoch=epoch,
-                            step=step, epoch_step=epoch_step, keep=t["keep_checkpoints"])
+                            step=step, epoch_step=epoch_step, global_batch=global_batch, keep=t["keep_checkpoints"])
 
     try:
         for epoch in range(position["epoch"], t["epochs"]):

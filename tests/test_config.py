@@ -61,7 +61,7 @@ def test_defaults_filled():
     ({"train": {"widths": {"low": 0.9, "high": 0.5}}}, ["train.widths.low", "train.widths.high"]),
     ({"train": {"widths": {"level": 3}}}, ["train.widths.level", "did you mean 'levels'"]),
     ({"device": {"target": "TPU"}}, ["device.target", "Ascend"]),
-    ({"device": {"amp_level": "O2"}}, ["device.amp_level", "CPU"]),
+    ({"device": {"amp_level": "O4"}}, ["device.amp_level", "O3"]),
     ({"data": {"name": "cifar10"}}, ["data.root", "cifar10"]),
     ({"model": {"convert": {"fold_bn": True}}}, ["model.convert.input_shape"]),
     ({"model": {"name": None}}, ["model.name"]),

@@ -50,7 +50,8 @@ def _run(cmd):
 
 def _weights(path):
     import mindspore as ms
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()}
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
+            if k not in ("epoch", "step", "epoch_step", "global_batch")}
 
 
 def test_lr_schedules():
@@ -72,7 +73,8 @@ def test_checkpoint_files(tmp_path):
     ms.set_seed(0)
     model = create_model("mnist_cnn", widths=(4, 4, 4, 4, 8))
     opt = nn.Adam(model.trainable_params(), learning_rate=0.01)
-    path = save_checkpoint(str(tmp_path / checkpoint_name(1, 7)), model, opt, epoch=1, step=7, epoch_step=3)
+    path = save_checkpoint(str(tmp_path / checkpoint_name(1, 7)), model, opt, epoch=1, step=7, epoch_step=3,
+                           global_batch=32)
     entries = _weights(path)
     assert "network.conv1.weight" in entries and "optimizer.moment1.network.conv1.weight" in entries
     assert "optimizer.global_step" in entries and "optimizer.learning_rate" not in entries
@@ -80,13 +82,20 @@ def test_checkpoint_files(tmp_path):
     (tmp_path / "ckpt_e0001_s00000009.tmp.ckpt").write_bytes(b"\x00" * 10)
     assert latest_checkpoint(str(tmp_path)) == path
     assert not (tmp_path / "ckpt_e0001_s00000009.tmp.ckpt").exists()
-    save_checkpoint(str(tmp_path / checkpoint_name(2, 10)), model, opt, epoch=2, step=10, keep=1)
+    save_checkpoint(str(tmp_path / checkpoint_name(2, 10)), model, opt, epoch=2, step=10, global_batch=32, keep=1)
     assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == ["ckpt_e0002_s00000010.ckpt"]
 
     other = create_model("mnist_cnn", widths=(4, 4, 4, 4, 8))
     before = other.network.conv1.weight.asnumpy().copy() if hasattr(other.network.conv1, "weight") else None
     pos = load_checkpoint(str(tmp_path / checkpoint_name(2, 10)), other)
-    assert pos == {"epoch": 2, "step": 10, "epoch_step": 0}
+    assert pos == {"epoch": 2, "step": 10, "epoch_step": 0, "global_batch": 32}
+    opt2 = nn.Adam(other.trainable_params(), learning_rate=0.01)
+    opt.moment1[0].set_data(opt.moment1[0] + 1.5)  # not the freshly initialised state
+    save_checkpoint(str(tmp_path / "with_moments.ckpt"), model, opt)
+    load_checkpoint(str(tmp_path / "with_moments.ckpt"), other, opt2)
+    for p, q in zip(opt.moment1, opt2.moment1):
+        np.testing.assert_array_equal(p.asnumpy(), q.asnumpy(), err_msg=p.name)
+    assert float(np.abs(opt2.moment1[0].asnumpy()).min()) >= 1.5
     for (n, p), (_, q) in zip(model.parameters_and_names(), other.parameters_and_names()):
         np.testing.assert_array_equal(p.asnumpy(), q.asnumpy(), err_msg=n)
     assert before is None or not np.array_equal(before, other.network.conv1.weight.asnumpy())
@@ -174,3 +183,18 @@ def test_eval_table_plot_and_artifact(uninterrupted, tmp_path):
     table2 = json.loads((tmp_path / "eval_inn.json").read_text())["rows"]
     assert [(r["top1"], r["top5"], r["params"]) for r in table2] == [(r["top1"], r["top5"], r["params"]) for r in table]
     assert "top-1" in log2
+
+
+def test_mixed_precision_and_max_steps(uninterrupted, tmp_path):
+    """O2 (float16 except BatchNorm, loss scale 1024) runs on CPU too: 4 steps
+    (max_steps, mid-epoch) land near the float32 run's weights after step 4."""
+    straight, _ = uninterrupted
+    out = tmp_path / "amp"
+    log = _run(_train_cmd(out, "device.amp_level=O2", "train.max_steps=4"))
+    assert "trained mnist_cnn to step 4" in log
+    assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 0.5
+    half, full = _weights(str(out / "final.ckpt")), _weights(str(straight / checkpoint_name(0, 4)))
+    assert all(half[k].dtype == np.float32 for k in half)  # master weights stay float32
+    moved = max(float(np.abs(full[k] - half[k]).max() / np.abs(full[k]).max()) for k in half)
+    print(f"O2 vs float32 after 4 steps: max relative weight difference {moved:.3g}")
+    assert 0 < moved < 0.05, moved
