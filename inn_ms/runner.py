@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 def setup_device(cfg):
     """Device, execution mode, convolution backend and, for distributed runs,
     the communication group and data-parallel context. Returns ``(rank, world)``."""
-    import mindspore as ms
     from inn_ms.functional import set_conv_backend
     dev = cfg["device"]
     ms.set_context(device_target=dev["target"], mode=ms.GRAPH_MODE if dev["mode"] == "graph" else ms.PYNATIVE_MODE)
@@ -40,8 +39,8 @@ def setup_device(cfg):
         return 0, 1
     from mindspore.communication import get_group_size, get_rank, init
     if "MS_WORKER_NUM" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
-        raise RuntimeError("distributed: true needs a launcher: start the script with msrun "
-                           "(scripts/run_distribute_train.sh N CONFIG)")
+        raise ValueError("distributed: true needs a launcher: start the script with msrun "
+                         "(scripts/run_distribute_train.sh N CONFIG), or --set distributed=false")
     init()
     rank, world = get_rank(), get_group_size()
     ms.reset_auto_parallel_context()
@@ -97,7 +96,6 @@ def build_optimizer(opt, params, rates):
     """The optimiser of ``opt`` (a config's ``train.optimizer``) over
     ``params``; weight decay only on tensors of two or more dimensions (not
     on biases or BatchNorm)."""
-    from mindspore import nn
     wd = opt["weight_decay"]
     if wd > 0:
         params = [{"params": [p for p in params if len(p.shape) > 1], "weight_decay": wd},
@@ -177,8 +175,7 @@ def train(cfg, resume="auto", progress=True):
     ``final.ckpt`` (model weights) and ``model.inn`` (the integral artifact);
     other ranks write ``final_rank<r>.ckpt``.
     """
-    import mindspore as ms
-    from mindspore import Tensor, nn
+    from mindspore import Tensor
     from tqdm.auto import tqdm
     from inn_ms.train import RandomWidthTrainer, WidthSampler
 

@@ -71,3 +71,13 @@ def test_two_workers_equal_one_process_on_the_combined_batch(tmp_path):
         create_model("mnist_cnn", **cfg["model"]["kwargs"])).items()}
     moved = max(float(np.abs(initial[k] - one[k]).max() / np.abs(one[k]).max()) for k in one)
     assert moved > 1e-2, moved
+
+
+def test_distributed_without_a_launcher_is_refused(monkeypatch, tmp_path, capsys):
+    from inn_ms.cli import main
+    for var in ("MS_WORKER_NUM", "RANK_TABLE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["train", "--config", CONFIG, "--set", "distributed=true", "--set", f"output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "msrun" in err and "distributed=false" in err
+    assert not list(tmp_path.iterdir())
