@@ -13,6 +13,8 @@ from collections import OrderedDict
 
 import numpy as np
 from mindspore import Tensor, nn, ops
+from mindspore import float32 as ms_float32
+from mindspore.amp import all_finite as amp_all_finite
 from tqdm.auto import tqdm
 
 from inn_ms.keyed import SizeKeyed
@@ -74,24 +76,61 @@ class WidthSampler:
         return [self.model.sizes_for_keep(float(r), self.multiple_of) for r in self.ratios]
 
 
-class TrainStep(SizeKeyed, nn.Cell):
-    """One optimiser step of ``model`` at its current sizes (one graph per width)."""
+def _data_parallel_reducer(weights):
+    """A gradient all-reduce when MindSpore's parallel context is data
+    parallel (set up by :func:`inn_ms.runner.setup_device` under msrun),
+    else None. Averages if the context says ``gradients_mean``."""
+    from mindspore import context
+    from mindspore.context import ParallelMode
+    if context.get_auto_parallel_context("parallel_mode") not in (ParallelMode.DATA_PARALLEL,
+                                                                   ParallelMode.HYBRID_PARALLEL):
+        return None
+    from mindspore.communication import get_group_size
+    return nn.DistributedGradReducer(weights, context.get_auto_parallel_context("gradients_mean"),
+                                     get_group_size())
 
-    def __init__(self, model, loss_fn, optimizer):
+
+class TrainStep(SizeKeyed, nn.Cell):
+    """One optimiser step of ``model`` at its current sizes (one graph per width).
+
+    ``loss_scale`` > 1 (float16 training): the loss is multiplied by it before
+    differentiation, the gradients divided after, and a step whose gradients
+    are not finite is skipped. In a data-parallel context the gradients are
+    all-reduced across ranks before the update.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, loss_scale=1.0):
         super().__init__()
         self.model = model
         self.net_with_loss = nn.WithLossCell(model.network, loss_fn)
         self.optimizer = optimizer
         self.weights = optimizer.parameters
-        self.grad = ops.GradOperation(get_by_list=True)
+        self.scaled = float(loss_scale) != 1.0
+        self.loss_scale = float(loss_scale)
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=self.scaled)
+        self.inv_scale = Tensor(1.0 / self.loss_scale, ms_float32)
+        self.hyper_map = ops.HyperMap()
+        self.reducer = _data_parallel_reducer(self.weights)
+        self.distributed = self.reducer is not None
 
     def size_key(self):
         return self.model.size_key()
 
     def construct(self, x, y, size_key=None):
         loss = self.net_with_loss(x, y)
-        grads = self.grad(self.net_with_loss, self.weights)(x, y)
-        self.optimizer(grads)
+        if self.scaled:
+            sens = ops.fill(loss.dtype, loss.shape, self.loss_scale)
+            grads = self.grad(self.net_with_loss, self.weights)(x, y, sens)
+            grads = self.hyper_map(ops.Partial()(ops.mul, self.inv_scale), grads)
+        else:
+            grads = self.grad(self.net_with_loss, self.weights)(x, y)
+        if self.distributed:
+            grads = self.reducer(grads)
+        if self.scaled:
+            if amp_all_finite(grads):
+                self.optimizer(grads)
+        else:
+            self.optimizer(grads)
         return loss
 
 
@@ -111,10 +150,10 @@ class RandomWidthTrainer:
     width is trained on every batch.
     """
 
-    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0, sandwich=False):
+    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0, sandwich=False, loss_scale=1.0):
         self.model = model
         self.sandwich = bool(sandwich)
-        self.step_cell = TrainStep(model, loss_fn, optimizer)
+        self.step_cell = TrainStep(model, loss_fn, optimizer, loss_scale=loss_scale)
         self.width_sampler = width_sampler
         self.rng = np.random.default_rng(seed)
 

@@ -38,11 +38,11 @@ def train(model, x, y, args, random_widths):
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(ROOT, "ascend_configs", "mnist_cnn_cpu.yaml")
+DEFAULT_CONFIG = os.path.join(ROOT, "scripts", "demo_mnist.yaml")
 
 
 def config_defaults(path):
-    """Command-line defaults from a YAML config (``ascend_configs/``)."""
+    """Command-line defaults from the demo's YAML settings (``scripts/demo_mnist.yaml``)."""
     with open(path) as f:
         cfg = yaml.safe_load(f)
     t, d = cfg["train"], cfg["data"]

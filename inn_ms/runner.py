@@ -1,0 +1,328 @@
+"""Config-driven training and evaluation runs (what ``scripts/train.py``,
+``scripts/eval.py`` and ``inn-ms train|eval`` call).
+
+A run is reproducible from its config and seed alone: initial weights come
+from ``ms.set_seed(seed)``, the sample order of epoch ``e`` from
+``(seed, e)`` and the widths of batch ``s`` from ``(seed, s)``. So a run
+resumed from a checkpoint (weights, optimiser state, position) continues
+exactly where it stopped, and every data-parallel rank draws the same widths
+without talking to the others. Under ``msrun`` with ``distributed: true``
+each rank reads its own slice of every global batch (``batch_size`` samples
+per rank) and the gradients are averaged across ranks, so the update equals
+a single process's on the whole global batch.
+"""
+import json
+import logging
+import math
+import os
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from inn_ms.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoints, load_checkpoint, \
+    save_checkpoint
+from inn_ms.config import dump_config
+from inn_ms.datasets import build_sources, epoch_order, shard
+
+logger = logging.getLogger(__name__)
+
+
+def setup_device(cfg):
+    """Device, execution mode, convolution backend and, for distributed runs,
+    the communication group and data-parallel context. Returns ``(rank, world)``."""
+    from inn_ms.functional import set_conv_backend
+    dev = cfg["device"]
+    ms.set_context(device_target=dev["target"], mode=ms.GRAPH_MODE if dev["mode"] == "graph" else ms.PYNATIVE_MODE)
+    set_conv_backend(dev["conv_backend"])
+    if not cfg["distributed"]:
+        return 0, 1
+    from mindspore.communication import get_group_size, get_rank, init
+    if "MS_WORKER_NUM" not in os.environ and "RANK_TABLE_FILE" not in os.environ:
+        raise ValueError("distributed: true needs a launcher: start the script with msrun "
+                         "(scripts/run_distribute_train.sh N CONFIG), or --set distributed=false")
+    init()
+    rank, world = get_rank(), get_group_size()
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world)
+    logger.info("rank %d of %d", rank, world)
+    return rank, world
+
+
+def build_model(cfg):
+    """The integral model a config describes: the zoo network built integral,
+    or built discrete and converted (``model.convert``); then
+    ``model.checkpoint`` loaded if given."""
+    from model_zoo import create_model
+    m = cfg["model"]
+    kwargs = dict(m["kwargs"])
+    if m["convert"] is None:
+        model = create_model(m["name"], num_classes=m["num_classes"], integral=True, **kwargs)
+    else:
+        from inn_ms.convert import convert
+        c = m["convert"]
+        arch_kwargs = dict(kwargs, num_classes=m["num_classes"])
+        net = create_model(m["name"], integral=False, **arch_kwargs)
+        model = convert(net, tuple(c["input_shape"]), fold_bn=c["fold_bn"], permute=c["permute"],
+                        quadrature=c["quadrature"], builder=m["name"], builder_kwargs=arch_kwargs)
+    if m["checkpoint"]:
+        load_checkpoint(m["checkpoint"], model)
+    return model
+
+
+def lr_schedule(sched, lr, epochs, steps_per_epoch):
+    """One learning rate per optimiser step: linear warm-up from ``min_lr``,
+    then constant, cosine down to ``min_lr``, or step decay by ``gamma`` at
+    the ``milestones`` (epochs)."""
+    total = epochs * steps_per_epoch
+    warm = min(total, int(round(sched["warmup_epochs"] * steps_per_epoch)))
+    low = sched["min_lr"]
+    rates = np.empty(total, np.float32)
+    for i in range(total):
+        if i < warm:
+            rates[i] = low + (lr - low) * (i + 1) / warm
+        elif sched["name"] == "constant":
+            rates[i] = lr
+        elif sched["name"] == "cosine":
+            t = (i - warm) / max(1, total - warm)
+            rates[i] = low + 0.5 * (lr - low) * (1 + math.cos(math.pi * t))
+        else:
+            epoch = i // steps_per_epoch
+            rates[i] = lr * sched["gamma"] ** sum(epoch >= m for m in sched["milestones"])
+    return rates.tolist()
+
+
+def build_optimizer(opt, params, rates):
+    """The optimiser of ``opt`` (a config's ``train.optimizer``) over
+    ``params``; weight decay only on tensors of two or more dimensions (not
+    on biases or BatchNorm)."""
+    wd = opt["weight_decay"]
+    if wd > 0:
+        params = [{"params": [p for p in params if len(p.shape) > 1], "weight_decay": wd},
+                  {"params": [p for p in params if len(p.shape) <= 1], "weight_decay": 0.0}]
+    name = opt["name"]
+    if name == "adam":
+        return nn.Adam(params, learning_rate=rates, weight_decay=wd)
+    if name == "adamw":
+        return nn.AdamWeightDecay(params, learning_rate=rates, weight_decay=wd)
+    if name == "momentum":
+        return nn.Momentum(params, learning_rate=rates, momentum=opt["momentum"], weight_decay=wd,
+                           use_nesterov=opt["nesterov"])
+    return nn.SGD(params, learning_rate=rates, momentum=opt["momentum"], weight_decay=wd, nesterov=opt["nesterov"])
+
+
+class Float32Loss(nn.Cell):
+    """A loss computed in float32 on logits that mixed precision may leave float16."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def construct(self, logits, labels):
+        return self.loss(ops.cast(logits, ms.float32), labels)
+
+
+def width_rng(seed, step):
+    """The generator that draws the widths of global batch ``step``."""
+    return np.random.default_rng([int(seed), 1, int(step)])
+
+
+def evaluate(model, source, widths=(1.0,), batch_size=256, multiple_of=1, progress=False):
+    """Top-1 and top-5 accuracy of ``model`` on ``source`` at every keep
+    ratio in ``widths``, with the parameter count of the discretized network.
+    The model is left at full width."""
+    from mindspore import Tensor
+    from tqdm.auto import tqdm
+    from inn_ms.model import count_parameters
+    rows = []
+    full = model.full_parameters()
+    try:
+        for keep in widths:
+            model.resize(keep=keep, multiple_of=multiple_of)
+            model.set_train(False)
+            top1 = top5 = n = 0
+            for x, y in tqdm(source.batches(range(source.size), batch_size, drop_remainder=False),
+                             desc=f"eval keep {keep:g}", disable=not progress, leave=False):
+                logits = model(Tensor(x)).asnumpy()
+                k = min(5, logits.shape[1])
+                best = np.argsort(-logits, axis=1)[:, :k]
+                top1 += int((best[:, 0] == y).sum())
+                top5 += int((best == y[:, None]).any(axis=1).sum())
+                n += len(y)
+            params = count_parameters(model.discretize())
+            rows.append({"keep": float(keep), "sizes": dict(model.sizes), "params": params,
+                         "compression": 1 - params / full, "top1": top1 / n, "top5": top5 / n, "samples": n})
+    finally:
+        model.resize(sizes=dict(model.full_sizes))
+    return rows
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def train(cfg, resume="auto", progress=True):
+    """Train the model of ``cfg`` with random widths; returns a summary.
+
+    ``resume``: ``"auto"`` continues from the newest checkpoint in
+    ``output_dir`` if there is one, a path continues from that checkpoint,
+    None starts afresh (existing checkpoints in ``output_dir`` are removed).
+    Writes to ``output_dir`` (rank 0): ``config.yaml``, a checkpoint per
+    epoch (and every ``train.save_every_steps`` batches), ``history.json``,
+    ``final.ckpt`` (model weights) and ``model.inn`` (the integral artifact);
+    other ranks write ``final_rank<r>.ckpt``.
+    """
+    from mindspore import Tensor
+    from tqdm.auto import tqdm
+    from inn_ms.train import RandomWidthTrainer, WidthSampler
+
+    rank, world = setup_device(cfg)
+    t = cfg["train"]
+    seed = t["seed"]
+    out = cfg["output_dir"]
+    ms.set_seed(seed)
+    train_src, eval_src = build_sources(cfg["data"])
+    model = build_model(cfg)
+    if train_src.num_classes > cfg["model"]["num_classes"]:
+        raise ValueError(f"data set {train_src.name} has {train_src.num_classes} classes, "
+                         f"model.num_classes is {cfg['model']['num_classes']}")
+    global_batch = t["batch_size"] * world
+    steps_per_epoch = train_src.size // global_batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"{train_src.size} training samples make no batch of {global_batch} "
+                         f"({t['batch_size']} per rank x {world} ranks)")
+    sampler = WidthSampler(model, **t["widths"]) if t["widths"] is not None else None
+    per_batch = 2 if t["sandwich"] and sampler is not None else 1
+    opt_cfg = t["optimizer"]
+    rates = lr_schedule(t["lr_schedule"], opt_cfg["lr"], t["epochs"], steps_per_epoch * per_batch)
+    optimizer = build_optimizer(opt_cfg, model.trainable_params(), rates)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=t["label_smoothing"])
+    amp = cfg["device"]["amp_level"]
+    loss_scale = cfg["device"]["loss_scale"] or (1024.0 if amp in ("O2", "O3") else 1.0)
+    if amp != "O0":
+        # Casts the network's Cells in place (MindSpore 2.10 also returns a wrapper, which we do not
+        # use: the IntegralModel keeps its own network); logits may come out float16.
+        ms.amp.auto_mixed_precision(model.network, amp)
+        loss_fn = Float32Loss(loss_fn)
+    trainer = RandomWidthTrainer(model, loss_fn, optimizer, sampler, seed=seed, sandwich=t["sandwich"],
+                                 loss_scale=loss_scale)
+
+    writer = rank == 0
+    if resume == "auto":
+        resume = latest_checkpoint(out, clean=writer)
+    elif resume is None and writer:
+        for old in list_checkpoints(out):
+            os.remove(old)
+    position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0}
+    history = []
+    if resume:
+        position = load_checkpoint(resume, model, optimizer)
+        if position["global_batch"] not in (0, global_batch):
+            raise ValueError(f"checkpoint {resume} was written with {position['global_batch']} samples per step "
+                             f"(all ranks), this run has {global_batch}: resume with the same batch size and "
+                             f"number of ranks, or start afresh (--no-resume)")
+        logger.info("resumed from %s: epoch %d, step %d", resume, position["epoch"], position["step"])
+        hist_path = os.path.join(out, "history.json")
+        if os.path.isfile(hist_path):
+            with open(hist_path) as f:
+                history = [h for h in json.load(f) if h["step"] <= position["step"]]
+    if writer:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.yaml.tmp"), "w") as f:
+            f.write(dump_config(cfg))
+        os.replace(os.path.join(out, "config.yaml.tmp"), os.path.join(out, "config.yaml"))
+
+    total = t["epochs"] * steps_per_epoch if t["max_steps"] is None else min(t["max_steps"],
+                                                                              t["epochs"] * steps_per_epoch)
+    step, full_sizes = position["step"], dict(model.full_sizes)
+    save_every = t["save_every_steps"]
+    losses_this_run = []
+
+    def save(epoch, epoch_step):
+        if writer:
+            save_checkpoint(os.path.join(out, checkpoint_name(epoch, step)), model, optimizer, epoch=epoch,
+                            step=step, epoch_step=epoch_step, global_batch=global_batch, keep=t["keep_checkpoints"])
+
+    try:
+        for epoch in range(position["epoch"], t["epochs"]):
+            if step >= total:
+                break
+            start = position["epoch_step"] if epoch == position["epoch"] else 0
+            order = epoch_order(train_src.size, seed, epoch)
+            stop = min(steps_per_epoch, start + total - step)
+            mine = np.concatenate([shard(order[b * global_batch:(b + 1) * global_batch], rank, world)
+                                   for b in range(start, stop)])
+            batches = train_src.batches(mine, t["batch_size"], augment=cfg["data"]["augment"],
+                                        seed=seed * 100003 + epoch * 1009 + start, workers=cfg["data"]["num_workers"])
+            bar = tqdm(batches, total=stop - start, desc=f"epoch {epoch + 1}/{t['epochs']}",
+                       disable=not (progress and writer), leave=False)
+            losses = []
+            epoch_step = start
+            for x, y in bar:
+                xb, yb = Tensor(x), Tensor(y)
+                sizes = sampler.sample(width_rng(seed, step)) if sampler is not None else None
+                if per_batch == 2:
+                    trainer.step(xb, yb, sizes=full_sizes)
+                losses.append(trainer.step(xb, yb, sizes=sizes))
+                step += 1
+                epoch_step += 1
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                if save_every and step % save_every == 0 and epoch_step < steps_per_epoch:
+                    save(epoch, epoch_step)
+            losses_this_run += losses
+            done = epoch_step == steps_per_epoch
+            model.resize(sizes=full_sizes)
+            record = {"epoch": epoch + 1 if done else epoch + epoch_step / steps_per_epoch, "step": step,
+                      "loss": float(np.mean(losses)) if losses else None}
+            if writer:
+                acc = evaluate(model, eval_src, (1.0,), cfg["eval"]["batch_size"])[0]
+                record.update(top1=acc["top1"], top5=acc["top5"])
+                logger.info("epoch %s/%d step %d: loss %.4f, full-width top-1 %.2f%%, top-5 %.2f%%",
+                            f"{record['epoch']:g}", t["epochs"], step, record["loss"], 100 * acc["top1"],
+                            100 * acc["top5"])
+                history.append(record)
+            save(epoch + 1 if done else epoch, 0 if done else epoch_step)
+            if writer:
+                _write_json(os.path.join(out, "history.json"), history)
+    finally:
+        model.resize(sizes=full_sizes)
+        trainer.step_cell.set_train(False)
+
+    if writer:
+        final = os.path.join(out, "final.ckpt")
+        save_checkpoint(final, model)
+        from inn_ms.artifact import save_artifact
+        save_artifact(model, os.path.join(out, "model.inn"))
+    else:
+        final = os.path.join(out, f"final_rank{rank}.ckpt")
+        save_checkpoint(final, model)
+    return {"rank": rank, "world": world, "step": step, "steps_per_epoch": steps_per_epoch,
+            "history": history, "final": final, "losses": losses_this_run, "resumed_from": resume}
+
+
+def plot_accuracy(rows, path, title=""):
+    """PNG of top-1/top-5 accuracy against compression (fraction of
+    parameters removed), one point per evaluated width; written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    comp = [100 * r["compression"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(comp, [100 * r["top1"] for r in rows], "o-", label="top-1")
+    ax.plot(comp, [100 * r["top5"] for r in rows], "s--", label="top-5")
+    for r, c in zip(rows, comp):
+        ax.annotate(f"{r['keep']:g}", (c, 100 * r["top1"]), textcoords="offset points", xytext=(3, -10), fontsize=8)
+    ax.set_xlabel("parameters removed (%)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "accuracy vs compression (labels: keep ratio)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
