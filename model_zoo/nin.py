@@ -3,7 +3,9 @@ blocks (a spatial convolution followed by two 1×1 convolutions), max and
 average pooling between them, and global average pooling of the last
 block's per-class maps instead of a dense classifier.
 
-No BatchNorm: the published network has none. Global pooling makes any input
+No BatchNorm: the published network has none. Pooling is 3×3 stride 2
+padded "same" (MindSpore's convention, which the converter's group finder
+reads as channel-wise). Global pooling makes any input
 size work (32×32 is the design size). Channel groups: each hidden
 convolution's output, named ``b{block}c{layer}`` (``b1c1`` … ``b3c2``); the
 input pixels and the last 1×1 convolution's class maps stay discrete.
@@ -41,9 +43,9 @@ class NIN(nn.Cell):
                 layers.append(nn.ReLU())
                 cin, gin = width, gout
             if b == 1:
-                layers += [nn.MaxPool2d(3, 2, pad_mode="pad", padding=1), nn.Dropout(p=dropout)]
+                layers += [nn.MaxPool2d(3, 2, pad_mode="same"), nn.Dropout(p=dropout)]
             elif b == 2:
-                layers += [nn.AvgPool2d(3, 2, pad_mode="pad", padding=1), nn.Dropout(p=dropout)]
+                layers += [nn.AvgPool2d(3, 2, pad_mode="same"), nn.Dropout(p=dropout)]
         self.features = nn.SequentialCell(layers)
 
     def construct(self, x):

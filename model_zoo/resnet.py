@@ -20,7 +20,10 @@ ResNet-50 1 + 4 + 2·16 = 37. Input pixels and class scores stay discrete.
 
 ``stem``: ``"cifar"`` (default; a 3×3 stride-1 convolution and no max
 pooling, for 32×32 inputs) or ``"imagenet"`` (the published 7×7 stride-2
-convolution and 3×3 max pooling). Downsampling in a bottleneck is on its
+convolution and 3×3 stride-2 max pooling, padded "same" as MindSpore and
+mindcv do: the converter's graph-based group finder reads that pooling as
+channel-wise, which it does not for explicitly padded pooling; the shapes are
+PyTorch's). Downsampling in a bottleneck is on its
 3×3 convolution (the common "v1.5" placement). ``width``: a multiplier
 of every stage's width (1.0: the published network).
 
@@ -112,7 +115,7 @@ class ResNet(nn.Cell):
         stem_group = "layer1" if block.expansion == 1 else "stem"
         if stem == "imagenet":
             self.stem = f.conv(in_channels, c0, 7, stride=2, padding=3, has_bias=False, out_group=stem_group)
-            self.pool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1)
+            self.pool = nn.MaxPool2d(3, 2, pad_mode="same")
         else:
             self.stem = f.conv(in_channels, c0, 3, padding=1, has_bias=False, out_group=stem_group)
             self.pool = None
