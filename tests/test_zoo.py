@@ -23,6 +23,10 @@ SMALL = {name: {"width": 0.125 if name.startswith("resnet50") else 0.25} for nam
 for _name in ("resnet18", "resnet18_separable", "resnet50", "resnet50_separable", "mobilenet_v2"):
     SMALL[_name]["stem"] = "imagenet"
 CLASSES = 7
+# Every entry, plus VGG's options: BatchNorm on the conv groups, and the
+# ImageNet head (a dense layer on flattened 7×7 maps, continuous channels).
+CASES = [(name, SMALL[name]) for name in ZOO] + [("vgg11", {"width": 0.25, "batch_norm": True}),
+                                                 ("vgg11", {"width": 0.0625, "stem": "imagenet"})]
 
 
 def rel_err(a, b):
@@ -53,10 +57,10 @@ def test_all_entries_registered():
     assert set(ZOO) <= set(list_models())
 
 
-@pytest.mark.parametrize("name", ZOO)
-def test_entry_integral_and_discrete(name, rng):
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in CASES])
+def test_entry_integral_and_discrete(name, options, rng):
     x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
-    model = randomize_bn(create_model(name, num_classes=CLASSES, integral=True, **SMALL[name]), rng)
+    model = randomize_bn(create_model(name, num_classes=CLASSES, integral=True, **options), rng)
     assert isinstance(model, IntegralModel)
     y = run(model, x)
     assert y.shape == (2, CLASSES)
@@ -66,7 +70,7 @@ def test_entry_integral_and_discrete(name, rng):
     assert rel_err(y, run(plain, x)) <= 1e-5
 
     # The discrete variant is the same architecture: same parameters, same shapes.
-    discrete = create_model(name, num_classes=CLASSES, integral=False, **SMALL[name])
+    discrete = create_model(name, num_classes=CLASSES, integral=False, **options)
     assert not isinstance(discrete, IntegralModel)
     assert shapes(discrete) == shapes(plain)
     assert run(discrete, x).shape == (2, CLASSES)
