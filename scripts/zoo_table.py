@@ -20,10 +20,10 @@ import time
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from inn_ms.export import prune  # noqa: E402
-from model_zoo import create_model  # noqa: E402
+from inn_ms.export import prune
+from model_zoo import create_model
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_zoo", "README.md")
