@@ -12,7 +12,7 @@ from collections import OrderedDict
 from mindspore import nn
 from mindspore.common.initializer import HeUniform, Uniform
 
-from inn_ms.layers import IntegralConv2d, IntegralDense
+from inn_ms.layers import IntegralBatchNorm2d, IntegralConv2d, IntegralDense
 from inn_ms.layers.plain import Conv2d
 from inn_ms.partition import UniformPartition
 
@@ -38,9 +38,15 @@ class DiscreteFactory:
         return Conv2d(cin, cout, k, stride=stride, pad_mode="pad", padding=pad, group=groups, has_bias=has_bias,
                       weight_init=HeUniform(negative_slope=0), bias_init=_bias_init(cin // groups * _area(k)))
 
-    def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None):
-        return nn.Dense(cin, cout, has_bias=has_bias, weight_init=HeUniform(negative_slope=0),
-                        bias_init=_bias_init(cin))
+    def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None, in_spatial=1):
+        return nn.Dense(cin * in_spatial, cout, has_bias=has_bias, weight_init=HeUniform(negative_slope=0),
+                        bias_init=_bias_init(cin * in_spatial))
+
+    def bn(self, channels, group=None):
+        return _plain_bn(channels)
+
+    def separable(self, cin, cout, k, stride=1, padding=0, has_bias=True, in_group=None, out_group=None):
+        return _separable(self, cin, cout, k, stride, padding, has_bias, in_group, out_group)
 
 
 class IntegralFactory:
@@ -84,10 +90,49 @@ class IntegralFactory:
                               in_partition=self.group(in_group, cin), out_partition=self.group(out_group, cout),
                               quadrature=self.quadrature, control=control)
 
-    def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None):
+    def dense(self, cin, cout, has_bias=True, in_group=None, out_group=None, in_spatial=1):
         return IntegralDense(cin, cout, has_bias=has_bias, in_partition=self.group(in_group, cin),
                              out_partition=self.group(out_group, cout), quadrature=self.quadrature,
-                             control=self._control(out_group, in_group, cout, cin))
+                             control=self._control(out_group, in_group, cout, cin), in_spatial=in_spatial)
+
+    def bn(self, channels, group=None):
+        """BatchNorm on a channel group: its per-channel parameters are sampled
+        at the group's partition, so it follows the convolution it normalises."""
+        if group is None:
+            return _plain_bn(channels)
+        return IntegralBatchNorm2d(channels, partition=self.group(group, channels), eps=1e-5, momentum=0.9,
+                                   quadrature=self.quadrature)
+
+    def separable(self, cin, cout, k, stride=1, padding=0, has_bias=True, in_group=None, out_group=None):
+        return _separable(self, cin, cout, k, stride, padding, has_bias, in_group, out_group)
+
+
+def _plain_bn(channels):
+    # MindSpore momentum 0.9 is PyTorch's 0.1; eps as PyTorch's default.
+    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
+
+
+class SeparableConv(nn.Cell):
+    """A ``k×k`` depthwise convolution on the input channels followed by a
+    1×1 convolution to the output channels (Lin et al.'s separable integral
+    operator when its two layers are integral: the depthwise kernel lives on
+    the input group, the pointwise one integrates over it). Nothing sits
+    between the two: the pair replaces one ``k×k`` convolution."""
+
+    def __init__(self, depthwise, pointwise):
+        super().__init__()
+        self.depthwise = depthwise
+        self.pointwise = pointwise
+
+    def construct(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+def _separable(f, cin, cout, k, stride, padding, has_bias, in_group, out_group):
+    depthwise = f.conv(cin, cin, k, stride=stride, padding=padding, groups=cin, has_bias=False,
+                       in_group=in_group, out_group=in_group)
+    pointwise = f.conv(cin, cout, 1, has_bias=has_bias, in_group=in_group, out_group=out_group)
+    return SeparableConv(depthwise, pointwise)
 
 
 def finish(net, factory):
@@ -103,3 +148,22 @@ def finish(net, factory):
 
 def make_factory(integral, quadrature="trapezoid", control_ratio=1.0):
     return IntegralFactory(quadrature, control_ratio) if integral else DiscreteFactory()
+
+
+STEMS = ("cifar", "imagenet")
+
+
+def check_stem(stem, model):
+    """Validate a zoo entry's ``stem`` option: ``'cifar'`` (32×32 inputs,
+    no early downsampling) or ``'imagenet'`` (224×224, the published stem)."""
+    if stem not in STEMS:
+        raise ValueError(f"{model}: stem must be one of {STEMS}, got {stem!r}")
+    return stem
+
+
+def scaled(channels, width, model):
+    """``channels`` times the width multiplier ``width`` (rounded, at least 1):
+    the same architecture thinner or wider, for quick experiments and tests."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"{model}: width must be a number > 0, got {width!r}")
+    return max(1, round(channels * width))

@@ -18,9 +18,19 @@ def list_models():
 def create_model(name, num_classes=10, integral=True, checkpoint=None, **kwargs):
     """Build a zoo network; ``integral=True`` returns an
     :class:`inn_ms.model.IntegralModel`, ``False`` the plain network.
-    ``checkpoint``: a MindSpore ``.ckpt`` to load into it."""
+    ``checkpoint``: a MindSpore ``.ckpt`` to load into it.
+
+    ``"mindcv:<name>"`` builds mindcv's network instead (never downloaded),
+    loads ``checkpoint`` (a mindcv checkpoint) into the plain network and,
+    with ``integral=True``, converts it for ``input_shape=(1, 3, H, W)``
+    (see :mod:`model_zoo.mindcv_bridge`)."""
+    if isinstance(name, str) and name.startswith("mindcv:"):
+        from model_zoo.mindcv_bridge import create
+        return create(name[len("mindcv:"):], num_classes=num_classes, integral=integral, checkpoint=checkpoint,
+                      **kwargs)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
+        raise ValueError(f"unknown model {name!r}; available: {list_models()}, or 'mindcv:<name>' for "
+                         f"a mindcv network")
     model = _REGISTRY[name](num_classes=num_classes, integral=integral, **kwargs)
     if integral:  # how to build it again: what an integral artifact records
         from inn_ms.artifact import zoo_architecture
