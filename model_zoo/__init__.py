@@ -1,5 +1,5 @@
 """Network definitions (discrete and integral) and a registry."""
 from model_zoo.registry import create_model, list_models, register_model
-from model_zoo import mnist_cnn, mnist_torch_cnn, resnet_small  # noqa: F401  (register the models)
+from model_zoo import edsr, mnist_cnn, mnist_torch_cnn, resnet_small, srcnn  # noqa: F401  (register the models)
 
 __all__ = ["create_model", "list_models", "register_model"]
