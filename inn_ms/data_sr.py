@@ -46,6 +46,9 @@ def rgb_to_y(image):
         x = x.astype(np.float64)
     else:
         x = x.astype(np.float64)
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"rgb_to_y: a float image must be in [0, 1], got values in "
+                             f"[{x.min():.3g}, {x.max():.3g}] (pass uint8 for 0..255)")
     if x.ndim == 2:
         x = np.stack([x, x, x], axis=-1)
     if x.ndim != 3 or x.shape[-1] not in (3, 4):

@@ -118,6 +118,8 @@ def test_luminance_is_bt601_as_skimage():
     np.testing.assert_allclose(rgb_to_y(im) * 255, rgb2ycbcr(im)[..., 0], atol=1e-9)
     grey = skimage.data.camera().astype(np.float64)
     np.testing.assert_allclose(rgb_to_y(grey / 255), (16 + 219 * grey / 255) / 255, atol=1e-12)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        rgb_to_y(grey)
 
 
 @pytest.mark.parametrize("shape", [(20, 25), (23, 31), (120, 150)])
