@@ -246,7 +246,7 @@ def main(argv=None):
     p = sub.add_parser("resize", help="resample a zoo network to keep ratios and count parameters")
     p.add_argument("model")
     p.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.75, 0.5])
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=int, default=None)
     p.set_defaults(func=_resize)
     p = sub.add_parser("convert", help="convert a discrete network with PyTorch weights to an integral one")
     p.add_argument("arch", help="zoo name (its discrete build) or module:callable returning a Cell")

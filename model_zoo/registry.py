@@ -1,5 +1,11 @@
 """Model registry in the mindcv style: ``create_model(name, ...)`` and
-``list_models()``. Entries register themselves with :func:`register_model`."""
+``list_models()``. Entries register themselves with :func:`register_model`.
+
+An entry whose function has no ``num_classes`` argument (the
+super-resolution networks) has no classes: ``create_model`` refuses a
+``num_classes`` for it instead of silently ignoring it, and does not record
+one in the artifact's architecture."""
+import inspect
 
 _REGISTRY = {}
 
@@ -15,10 +21,21 @@ def list_models():
     return sorted(_REGISTRY)
 
 
-def create_model(name, num_classes=10, integral=True, checkpoint=None, **kwargs):
+def has_classes(name):
+    """Whether zoo network ``name`` takes ``num_classes`` (classifiers do,
+    super-resolution networks do not)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {list_models()}, or 'mindcv:<name>' for "
+                         f"a mindcv network")
+    return "num_classes" in inspect.signature(_REGISTRY[name]).parameters
+
+
+def create_model(name, num_classes=None, integral=True, checkpoint=None, **kwargs):
     """Build a zoo network; ``integral=True`` returns an
     :class:`inn_ms.model.IntegralModel`, ``False`` the plain network.
-    ``checkpoint``: a MindSpore ``.ckpt`` to load into it.
+    ``num_classes``: classifiers only (default 10); a network without classes
+    (super resolution) refuses it. ``checkpoint``: a MindSpore ``.ckpt`` to
+    load into it.
 
     ``"mindcv:<name>"`` builds mindcv's network instead (never downloaded),
     loads ``checkpoint`` (a mindcv checkpoint) into the plain network and,
@@ -26,15 +43,17 @@ def create_model(name, num_classes=10, integral=True, checkpoint=None, **kwargs)
     (see :mod:`model_zoo.mindcv_bridge`)."""
     if isinstance(name, str) and name.startswith("mindcv:"):
         from model_zoo.mindcv_bridge import create
-        return create(name[len("mindcv:"):], num_classes=num_classes, integral=integral, checkpoint=checkpoint,
-                      **kwargs)
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}, or 'mindcv:<name>' for "
-                         f"a mindcv network")
-    model = _REGISTRY[name](num_classes=num_classes, integral=integral, **kwargs)
+        return create(name[len("mindcv:"):], num_classes=10 if num_classes is None else num_classes,
+                      integral=integral, checkpoint=checkpoint, **kwargs)
+    if has_classes(name):
+        kwargs = {"num_classes": 10 if num_classes is None else num_classes, **kwargs}
+    elif num_classes is not None:
+        raise ValueError(f"model {name!r} has no classes (it maps images to images), so num_classes "
+                         f"does not apply; got num_classes={num_classes!r}")
+    model = _REGISTRY[name](integral=integral, **kwargs)
     if integral:  # how to build it again: what an integral artifact records
         from inn_ms.artifact import zoo_architecture
-        model.architecture = zoo_architecture(name, num_classes=num_classes, **kwargs)
+        model.architecture = zoo_architecture(name, **kwargs)
     if checkpoint is not None:
         load_checkpoint_checked(model, checkpoint)
     return model

@@ -1,0 +1,363 @@
+"""Super-resolution data: offline photos, bicubic degradation, patches, a
+paired LR/HR folder dataset, and the usual metrics (PSNR, SSIM on Y).
+
+Conventions of the SR literature (SRCNN, EDSR and their benchmarks):
+
+* images are compared on luminance, ITU-R BT.601 ``Y = 16 + 65.481 R +
+  128.553 G + 24.966 B`` (R, G, B in [0, 1]; Y in [16, 235]), here divided by
+  255 so that Y is in [16/255, 235/255];
+* the high-resolution (HR) image is cropped to a multiple of the scale, the
+  low-resolution (LR) one is its bicubic downscaling (Keys a = −0.5 with the
+  kernel stretched by the scale as an antialiasing filter, mirror-reflected
+  borders: the behaviour of MATLAB's ``imresize``, which the benchmarks use);
+* metrics ignore a border of ``scale`` pixels.
+
+The photo set is ``skimage.data``'s bundled photos (no downloads), split
+into *different* images for training and testing.
+"""
+import logging
+import os
+
+import numpy as np
+
+from inn_ms.cubic import keys_kernel
+
+logger = logging.getLogger(__name__)
+
+IMRESIZE_A = -0.5  # MATLAB's imresize bicubic (Keys a = -0.5)
+
+# skimage.data photos shipped inside the scikit-image wheel. "cat" is the
+# same photo as "chelsea", so it is in neither list.
+TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "brick", "grass", "gravel", "moon",
+                "immunohistochemistry", "stereo_motorcycle", "page", "text", "clock")
+TEST_PHOTOS = ("camera", "chelsea", "coins")
+
+
+# -- colour -----------------------------------------------------------------
+
+def rgb_to_y(image):
+    """BT.601 luminance of an ``(H, W, 3)`` RGB image (uint8, or float in
+    [0, 1]) as float64 in [16/255, 235/255]. A 2-D (grey) image counts as
+    R = G = B; an alpha channel is dropped."""
+    x = np.asarray(image)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float64) / 255.0
+    elif x.dtype == bool:
+        x = x.astype(np.float64)
+    else:
+        x = x.astype(np.float64)
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"rgb_to_y: a float image must be in [0, 1], got values in "
+                             f"[{x.min():.3g}, {x.max():.3g}] (pass uint8 for 0..255)")
+    if x.ndim == 2:
+        x = np.stack([x, x, x], axis=-1)
+    if x.ndim != 3 or x.shape[-1] not in (3, 4):
+        raise ValueError(f"rgb_to_y: expected an (H, W) or (H, W, 3|4) image, got shape {x.shape}")
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    return (16.0 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+
+# -- bicubic resizing -------------------------------------------------------
+
+def resize_matrix(n_in, n_out, a=IMRESIZE_A, antialias=True):
+    """The ``n_out × n_in`` matrix resizing one axis with the cubic kernel.
+
+    Output pixel ``i`` is centred at input coordinate ``(i + 0.5)·n_in/n_out
+    − 0.5``. When shrinking (and ``antialias``), the kernel is stretched by
+    ``n_in/n_out`` so that it low-pass filters. Taps past the edges are
+    mirrored (symmetric reflection), and each row is normalised to sum 1.
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"resize_matrix: sizes must be >= 1, got {n_in} -> {n_out}")
+    ratio = n_in / n_out
+    stretch = ratio if (antialias and ratio > 1) else 1.0
+    centre = (np.arange(n_out) + 0.5) * ratio - 0.5
+    reach = int(np.ceil(2 * stretch)) + 1
+    taps = np.floor(centre)[:, None] + np.arange(-reach + 1, reach + 1)[None, :]
+    w = keys_kernel((centre[:, None] - taps) / stretch, a) / stretch
+    w /= w.sum(axis=1, keepdims=True)
+    # symmetric reflection: -1 -> 0, -2 -> 1, n -> n-1, n+1 -> n-2
+    period = 2 * n_in
+    idx = np.mod(taps.astype(np.int64), period)
+    idx = np.where(idx >= n_in, period - 1 - idx, idx)
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.repeat(np.arange(n_out), taps.shape[1]), idx.ravel()), w.ravel())
+    return m
+
+
+def imresize(image, shape, a=IMRESIZE_A, antialias=True):
+    """Bicubic resize of a 2-D image to ``shape = (H, W)`` (float64)."""
+    x = np.asarray(image, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"imresize: expected a 2-D image, got shape {x.shape}")
+    rows = resize_matrix(x.shape[0], int(shape[0]), a, antialias)
+    cols = resize_matrix(x.shape[1], int(shape[1]), a, antialias)
+    return rows @ x @ cols.T
+
+
+def modcrop(image, scale):
+    """Crop a 2-D image so that both sides are multiples of ``scale``."""
+    h, w = image.shape[:2]
+    return image[:h - h % scale, :w - w % scale]
+
+
+def degrade(hr, scale):
+    """``(lr, lr_up)`` of a 2-D HR image whose sides are multiples of
+    ``scale``: the bicubic downscaling and its bicubic upscaling back to the
+    HR size (SRCNN's input), both clipped to [0, 1]."""
+    _check_scale(scale)
+    h, w = hr.shape
+    if h % scale or w % scale:
+        raise ValueError(f"degrade: HR size {hr.shape} is not a multiple of scale {scale}; use modcrop")
+    lr = np.clip(imresize(hr, (h // scale, w // scale)), 0.0, 1.0)
+    up = np.clip(imresize(lr, (h, w)), 0.0, 1.0)
+    return lr, up
+
+
+def _check_scale(scale):
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
+        raise ValueError(f"scale must be an int >= 2, got {scale!r}")
+
+
+# -- the offline photo set --------------------------------------------------
+
+def load_photo(name):
+    """The Y channel (float64, [16/255, 235/255]) of ``skimage.data.<name>()``."""
+    import skimage.data
+    fn = getattr(skimage.data, name, None)
+    if fn is None or not callable(fn):
+        raise ValueError(f"skimage.data has no image {name!r}")
+    image = fn()
+    if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+        image = image[0]
+    return rgb_to_y(image)
+
+
+def photo_pairs(names, scale, max_side=None):
+    """``[(name, hr, lr, lr_up)]`` for the named photos: Y channel, HR
+    optionally centre-cropped to at most ``max_side`` pixels a side, then
+    cropped to a multiple of ``scale``; LR by bicubic degradation."""
+    out = []
+    for name in names:
+        hr = load_photo(name)
+        if max_side is not None:
+            h, w = hr.shape
+            top, left = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+            hr = hr[top:top + max_side, left:left + max_side]
+        hr = modcrop(hr, scale)
+        lr, up = degrade(hr, scale)
+        out.append((name, hr, lr, up))
+    return out
+
+
+def sr_photos(scale=3, train=TRAIN_PHOTOS, test=TEST_PHOTOS, max_side=None):
+    """Training and test photo pairs (see :func:`photo_pairs`); refuses a
+    photo in both lists."""
+    both = sorted(set(train) & set(test))
+    if both:
+        raise ValueError(f"sr_photos: photos {both} are in both the training and the test set")
+    return photo_pairs(train, scale, max_side), photo_pairs(test, scale, max_side)
+
+
+def random_patches(pairs, n, size, scale, rng, upscaled=True, augment=True):
+    """``n`` random aligned patches from ``pairs`` (as made by
+    :func:`photo_pairs`), as float32 ``(n, 1, ·, ·)`` arrays ``(x, y)``.
+
+    ``upscaled=True`` (SRCNN): ``x`` is the bicubic-upscaled LR patch and
+    ``y`` the HR patch, both ``size × size``. ``False`` (EDSR): ``x`` is the
+    LR patch ``size × size`` and ``y`` the HR patch ``size·scale`` a side.
+    Photos are drawn in proportion to their area; ``augment`` applies a
+    random flip and rotation by a multiple of 90° to each pair.
+    """
+    if n < 1 or size < 1:
+        raise ValueError(f"random_patches: n and size must be >= 1, got {n}, {size}")
+    lr_size = size if not upscaled else -(-size // scale)
+    usable = [p for p in pairs if min(p[2].shape) >= lr_size]
+    if not usable:
+        raise ValueError(f"random_patches: no photo is large enough for {size}-pixel patches")
+    areas = np.array([p[1].size for p in usable], np.float64)
+    which = rng.choice(len(usable), size=n, p=areas / areas.sum())
+    xs, ys = [], []
+    for k in which:
+        _, hr, lr, up = usable[k]
+        if upscaled:
+            i, j = rng.integers(0, hr.shape[0] - size + 1), rng.integers(0, hr.shape[1] - size + 1)
+            x, y = up[i:i + size, j:j + size], hr[i:i + size, j:j + size]
+        else:
+            i, j = rng.integers(0, lr.shape[0] - size + 1), rng.integers(0, lr.shape[1] - size + 1)
+            x = lr[i:i + size, j:j + size]
+            y = hr[i * scale:(i + size) * scale, j * scale:(j + size) * scale]
+        if augment:
+            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+            x, y = np.rot90(x, turns), np.rot90(y, turns)
+            if flip:
+                x, y = x[:, ::-1], y[:, ::-1]
+        xs.append(x)
+        ys.append(y)
+    return (np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32))
+
+
+# -- metrics ------------------------------------------------------------------
+
+def _crop(a, border):
+    return a[border:a.shape[0] - border, border:a.shape[1] - border] if border else a
+
+
+def psnr(pred, target, border=0, data_range=1.0):
+    """Peak signal-to-noise ratio in dB of 2-D images, ignoring ``border``
+    pixels on each side (the SR convention: border = scale)."""
+    p, t = _crop(np.asarray(pred, np.float64), border), _crop(np.asarray(target, np.float64), border)
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"psnr: need two 2-D images of one shape, got {p.shape} and {t.shape}")
+    mse = np.mean((p - t) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
+
+
+def ssim(pred, target, border=0, data_range=1.0, sigma=1.5):
+    """Structural similarity (Wang et al., 2004) of 2-D images: Gaussian
+    window (σ = 1.5, 11×11), K1 = 0.01, K2 = 0.03, population statistics,
+    averaged over the pixels whose window fits inside the (border-cropped)
+    image."""
+    from scipy.ndimage import gaussian_filter
+
+    p, t = _crop(np.asarray(pred, np.float64), border), _crop(np.asarray(target, np.float64), border)
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"ssim: need two 2-D images of one shape, got {p.shape} and {t.shape}")
+    radius = int(3.5 * sigma + 0.5)
+    if min(p.shape) < 2 * radius + 1:
+        raise ValueError(f"ssim: images of {p.shape} are smaller than the {2 * radius + 1}-pixel window")
+    blur = lambda a: gaussian_filter(a, sigma, truncate=3.5)  # noqa: E731
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mp, mt = blur(p), blur(t)
+    vp, vt, cov = blur(p * p) - mp * mp, blur(t * t) - mt * mt, blur(p * t) - mp * mt
+    s = ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp * mp + mt * mt + c1) * (vp + vt + c2))
+    return float(_crop(s, radius).mean())
+
+
+# -- running a network on whole images -------------------------------------
+
+def super_resolve(net, image, tile=96, margin=8, out_scale=1):
+    """Run ``net`` (a Cell mapping ``(1, 1, h, w)`` to ``(1, 1, h·out_scale,
+    w·out_scale)``) on a 2-D image in overlapping tiles, and return the
+    2-D float64 result clipped to [0, 1].
+
+    Tiles keep memory small (unfold + matmul convolutions of whole photos
+    need gigabytes). With ``margin`` at least the network's receptive-field
+    radius (in input pixels), the result equals running the whole image at
+    once: tiles overlap by ``margin`` and only their centres are kept.
+    """
+    from mindspore import Tensor
+
+    x = np.asarray(image, np.float32)
+    h, w = x.shape
+    out = np.zeros((h * out_scale, w * out_scale))
+    s = out_scale
+    for i in range(0, h, tile):
+        for j in range(0, w, tile):
+            i0, j0 = max(0, i - margin), max(0, j - margin)
+            i1, j1 = min(h, i + tile + margin), min(w, j + tile + margin)
+            y = net(Tensor(x[None, None, i0:i1, j0:j1])).asnumpy()[0, 0]
+            ti, tj = min(tile, h - i), min(tile, w - j)
+            out[i * s:(i + ti) * s, j * s:(j + tj) * s] = \
+                y[(i - i0) * s:(i - i0 + ti) * s, (j - j0) * s:(j - j0 + tj) * s]
+    return np.clip(out, 0.0, 1.0)
+
+
+# -- users' own data: paired folders ----------------------------------------
+
+IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def paired_files(lr_dir, hr_dir):
+    """Sorted ``[(lr_path, hr_path)]`` of the images with the same file name
+    in both folders; refuses folders whose names do not match one to one."""
+    def images(d):
+        if not os.path.isdir(d):
+            raise ValueError(f"paired folders: {d!r} is not a directory")
+        return {f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTENSIONS)}
+
+    lr, hr = images(lr_dir), images(hr_dir)
+    if lr != hr:
+        raise ValueError(f"paired folders: file names differ; only in {lr_dir}: {sorted(lr - hr)[:10]}, "
+                         f"only in {hr_dir}: {sorted(hr - lr)[:10]}")
+    if not lr:
+        raise ValueError(f"paired folders: no images ({', '.join(IMAGE_EXTENSIONS)}) in {lr_dir}")
+    return [(os.path.join(lr_dir, f), os.path.join(hr_dir, f)) for f in sorted(lr)]
+
+
+def read_y(path):
+    """The Y channel of an image file (see :func:`rgb_to_y`)."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+        return rgb_to_y(np.asarray(im))
+
+
+class PairedFolder:
+    """Random-access source of ``(x, y)`` float32 Y pairs ``(1, ·, ·)`` from
+    two folders of matching file names (see :func:`paired_dataset`)."""
+
+    def __init__(self, lr_dir, hr_dir, scale, patch_size=None, upscaled=True, seed=0):
+        _check_scale(scale)
+        self.files = paired_files(lr_dir, hr_dir)
+        self.scale, self.patch_size, self.upscaled = scale, patch_size, upscaled
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        lr_path, hr_path = self.files[index]
+        lr, hr = read_y(lr_path), read_y(hr_path)
+        s = self.scale
+        if hr.shape != (lr.shape[0] * s, lr.shape[1] * s):
+            raise ValueError(f"paired folders: {hr_path} is {hr.shape[1]}x{hr.shape[0]}, expected {s} x "
+                             f"the LR image {lr_path} ({lr.shape[1]}x{lr.shape[0]})")
+        x = imresize(lr, hr.shape) if self.upscaled else lr
+        f = 1 if self.upscaled else s  # HR pixels per x pixel
+        if self.patch_size is not None:
+            p = self.patch_size
+            if min(x.shape) < p:
+                raise ValueError(f"paired folders: {lr_path} is smaller than the {p}-pixel patch")
+            i, j = self.rng.integers(0, x.shape[0] - p + 1), self.rng.integers(0, x.shape[1] - p + 1)
+            x, hr = x[i:i + p, j:j + p], hr[i * f:(i + p) * f, j * f:(j + p) * f]
+        return np.clip(x, 0, 1)[None].astype(np.float32), hr[None].astype(np.float32)
+
+
+def paired_dataset(lr_dir, hr_dir, scale, patch_size=None, upscaled=True, batch_size=1, shuffle=True, seed=0,
+                   num_parallel_workers=1):
+    """A ``mindspore.dataset`` of ``(x, y)`` Y-channel pairs from two folders
+    with matching file names: ``lr_dir`` holds the low-resolution images,
+    ``hr_dir`` the high-resolution ones, exactly ``scale`` times larger.
+
+    ``upscaled=True`` (SRCNN): ``x`` is the bicubic upscaling of the LR
+    image to the HR size; ``False`` (EDSR): ``x`` is the LR image itself.
+    ``patch_size``: random aligned crops of that many ``x`` pixels a side
+    (needed to batch images of different sizes). Columns ``"x"``, ``"y"``,
+    float32 ``(1, H, W)`` per sample."""
+    import mindspore.dataset as ds
+
+    source = PairedFolder(lr_dir, hr_dir, scale, patch_size, upscaled, seed)
+    if batch_size > 1 and patch_size is None:
+        raise ValueError("paired_dataset: batching images of different sizes needs patch_size")
+    data = ds.GeneratorDataset(source, column_names=["x", "y"], shuffle=shuffle,
+                               num_parallel_workers=num_parallel_workers)
+    return data.batch(batch_size, drop_remainder=batch_size > 1)
+
+
+def evaluate(pairs, scale, net=None, upscaled=True, tile=96, margin=8):
+    """Mean PSNR (dB) and SSIM on Y over photo ``pairs`` (as made by
+    :func:`photo_pairs`), border ``scale``: of ``net`` (SRCNN-style input
+    with ``upscaled=True``, LR input otherwise) or, with ``net=None``, of the
+    bicubic upscaling itself. Returns ``{"psnr", "ssim", "per_image"}``."""
+    rows = []
+    for name, hr, lr, up in pairs:
+        if net is None:
+            pred = up
+        elif upscaled:
+            pred = super_resolve(net, up, tile, margin)
+        else:
+            pred = super_resolve(net, lr, tile, margin, out_scale=scale)
+        rows.append((name, psnr(pred, hr, scale), ssim(pred, hr, scale)))
+    return {"psnr": float(np.mean([r[1] for r in rows])), "ssim": float(np.mean([r[2] for r in rows])),
+            "per_image": {r[0]: {"psnr": r[1], "ssim": r[2]} for r in rows}}

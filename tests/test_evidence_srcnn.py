@@ -1,0 +1,44 @@
+"""A small version of the super-resolution evidence
+(scripts/evidence_srcnn.py): an integral SRCNN ×3 trained briefly with
+random widths beats bicubic upscaling on held-out photos, and resampled to
+60 % of its channels with no fine-tuning it stays within 0.5 dB of its full
+width (the issue's target)."""
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+
+from inn_ms.data_sr import evaluate, photo_pairs, random_patches, sr_photos
+from inn_ms.train import RandomWidthTrainer, WidthSampler
+from model_zoo import create_model
+
+SCALE = 3
+STEPS, BATCH, PATCH = 300, 16, 21
+
+
+def test_integral_srcnn_beats_bicubic_and_prunes_to_60_percent():
+    ms.set_context(mode=ms.GRAPH_MODE)
+    train, _ = sr_photos(SCALE)
+    test = photo_pairs(("camera", "chelsea", "coins"), SCALE, max_side=150)  # held out, centre crops
+    rng = np.random.default_rng(0)
+    x, y = random_patches(train, STEPS * BATCH, PATCH, SCALE, rng)
+    model = create_model("srcnn", residual=True)
+    opt = nn.Adam(model.trainable_params(), learning_rate=nn.cosine_decay_lr(2e-4, 2e-3, STEPS, 1, 1))
+    # widths 50 %, 75 %, 100 %: 60 % is never trained
+    trainer = RandomWidthTrainer(model, nn.MSELoss(), opt, WidthSampler(model, low=0.5, levels=3), seed=0)
+    trainer.fit(x, y, epochs=1, batch_size=BATCH, progress=False)
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    bicubic = evaluate(test, SCALE)
+    full = evaluate(test, SCALE, model.discretize())
+    model.resize(keep=0.6)
+    assert dict(model.sizes) == {"c1": 38, "c2": 19}
+    pruned = evaluate(test, SCALE, model.discretize())
+    gains = (full["psnr"] - bicubic["psnr"], pruned["psnr"] - full["psnr"])
+    # Measured with seeds 0 / 1 / 2 (data, init and widths): full width
+    # +0.17 / +0.23 / +0.18 dB over bicubic (27.47 dB); 60 % width +0.01 /
+    # -0.18 / -0.05 dB from full. The margin 0.05 dB is a third of the
+    # smallest gain; the 0.5 dB tolerance is the issue's target, ~3x the
+    # largest drop measured.
+    assert gains[0] > 0.05, (bicubic, full)
+    assert full["ssim"] > bicubic["ssim"]
+    assert abs(gains[1]) < 0.5, (full, pruned)
