@@ -98,7 +98,9 @@ def measure(name, options, shape):
 
 
 def millions(v):
-    return f"{v / 1e6:,.2f} M"
+    """Millions with two decimals; thousands below 100 k (SRCNN's few
+    thousand parameters would read 0.00 M)."""
+    return f"{v / 1e6:,.2f} M" if v >= 1e5 else f"{v / 1e3:,.1f} k"
 
 
 def markdown(rows):
