@@ -163,7 +163,8 @@ SCHEMA = {
         "n_test": _Field(_int(1, optional=True), None, "use only the first n evaluation samples"),
         "image_size": _Field(_int(1, optional=True), None, "side of the network input (null: the data set's)"),
         "augment": _Field(_bool, True, "random crop and flip for training (cifar10, imagefolder)"),
-        "num_workers": _Field(_int(1), 1, "parallel workers of the data pipeline"),
+        "num_workers": _Field(_int(1), 1, "parallel workers of the data pipeline (super resolution: threads "
+                                          "reading the samples of a batch)"),
         "scale": _Field(_int(2, optional=True), None, "super resolution: upscaling factor (null: the model's "
                                                       "model.kwargs.scale, e.g. edsr)"),
         "patch_size": _Field(_int(1, optional=True), None, "super resolution: training patch side in network-input "

@@ -381,15 +381,27 @@ class PatchSource:
         x, y = random_patch(hr, lr, up, self.patch_size, self.scale, rng, self.upscaled, augment)
         return np.clip(x, 0, 1)[None].astype(np.float32), np.ascontiguousarray(y)[None].astype(np.float32)
 
-    def batches(self, indices, batch_size, epoch=0, seed=0, augment=True):
+    def batches(self, indices, batch_size, epoch=0, seed=0, augment=True, workers=1):
         """Float32 ``(x, y)`` batches ``(B, 1, ·, ·)`` of the samples
-        ``indices`` in that order (an incomplete last batch is dropped)."""
+        ``indices`` in that order (an incomplete last batch is dropped);
+        ``workers`` threads read and crop the samples of a batch (image
+        decoding releases the GIL). Samples do not depend on ``workers``."""
         indices = [int(i) for i in indices]
         if indices and not 0 <= min(indices) <= max(indices) < self.size:
             raise ValueError(f"{self.name}: sample indices must be in [0, {self.size})")
-        for b in range(len(indices) // batch_size):
-            pairs = [self.sample(i, epoch, seed, augment) for i in indices[b * batch_size:(b + 1) * batch_size]]
-            yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        pool = None
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(workers)
+        try:
+            for b in range(len(indices) // batch_size):
+                chunk = indices[b * batch_size:(b + 1) * batch_size]
+                fn = lambda i: self.sample(i, epoch, seed, augment)  # noqa: E731
+                pairs = list(pool.map(fn, chunk)) if pool is not None else [fn(i) for i in chunk]
+                yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
 
 def photo_patch_source(pairs, size, patch_size, scale, upscaled=True):

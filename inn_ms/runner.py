@@ -249,7 +249,8 @@ def train(cfg, resume="auto", progress=True):
     ``output_dir`` if there is one, a path continues from that checkpoint,
     None starts afresh (existing checkpoints in ``output_dir`` are removed).
     Writes to ``output_dir`` (rank 0): ``config.yaml``, a checkpoint per
-    epoch (and every ``train.save_every_steps`` batches), ``history.json``,
+    epoch (and every ``train.save_every_steps`` batches), ``history.json``
+    (per epoch: loss and full-width top-1/top-5, or PSNR/SSIM),
     ``final.ckpt`` (model weights) and ``model.inn`` (the integral artifact);
     other ranks write ``final_rank<r>.ckpt``.
     """
@@ -343,7 +344,7 @@ def train(cfg, resume="auto", progress=True):
                                    for b in range(start, stop)])
             if sr:
                 batches = train_src.batches(mine, t["batch_size"], epoch=epoch, seed=seed,
-                                            augment=cfg["data"]["augment"])
+                                            augment=cfg["data"]["augment"], workers=cfg["data"]["num_workers"])
             else:
                 batches = train_src.batches(mine, t["batch_size"], augment=cfg["data"]["augment"],
                                             seed=seed * 100003 + epoch * 1009 + start,

@@ -161,6 +161,10 @@ def test_patch_source_is_a_function_of_seed_epoch_and_index(tmp_path):
     batches = list(src.batches([5, 0, 3, 1], 2, epoch=1, seed=7, augment=False))
     assert len(batches) == 2 and batches[1][0].shape == (2, 1, 5, 5)
     np.testing.assert_array_equal(batches[1][0][0], x)
+    threaded = list(src.batches([5, 0, 3, 1], 2, epoch=1, seed=7, augment=True, workers=3))
+    for (xa, ya), (xb, yb) in zip(threaded, src.batches([5, 0, 3, 1], 2, epoch=1, seed=7, augment=True)):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
     pairs = data_sr.build_source(cfg["data"], upscaled=False, train=False)
     assert [p[0] for p in pairs] == ["a.png", "b.png"] and pairs[1][2].shape == (12, 15) and pairs[1][3] is None
 
