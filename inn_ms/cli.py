@@ -7,8 +7,9 @@ PyTorch weights → an integral artifact ``.inn`` or a checkpoint), ``prune``
 (an artifact → a MindIR at a keep ratio, per-group sizes or a budget),
 ``elastic`` (an artifact → one MindIR whose channel counts are an input),
 ``train`` (a YAML config → random-width training with checkpoints and
-resume; data parallel under msrun) and ``eval`` (a checkpoint → top-1/top-5
-at several widths, a table and a plot).
+resume; data parallel under msrun) and ``eval`` (a checkpoint → top-1/top-5,
+or PSNR/SSIM beside bicubic for super resolution, at several widths, a
+table and a plot).
 """
 import argparse
 import os
@@ -192,7 +193,8 @@ def _train(args):
     result = train(cfg, resume=resume, progress=not args.quiet)
     if result["rank"] == 0:
         last = result["history"][-1] if result["history"] else {}
-        top1 = f", full-width top-1 {100 * last['top1']:.2f}%" if "top1" in last else ""
+        top1 = f", full-width top-1 {100 * last['top1']:.2f}%" if "top1" in last else \
+            f", full-width PSNR {last['psnr']:.2f} dB" if "psnr" in last else ""
         print(f"trained {cfg['model']['name']} to step {result['step']} "
               f"({result['steps_per_epoch']} steps per epoch, {result['world']} rank(s)){top1}")
         print(f"weights {result['final']}, artifact {os.path.join(cfg['output_dir'], 'model.inn')}")
@@ -205,31 +207,48 @@ def _eval(args):
     from inn_ms.checkpoint import load_checkpoint
     from inn_ms.config import load_config
     from inn_ms.datasets import build_source
-    from inn_ms.runner import build_model, evaluate, plot_accuracy, setup_device
+    from inn_ms.runner import build_model, evaluate, evaluate_sr, plot_accuracy, plot_psnr, setup_device, sr_table, \
+        upscaled_input
     overrides = list(args.set) + ["distributed=false"]
     cfg = load_config(args.config, overrides)
+    args.widths = args.widths or cfg["eval"]["widths"]
     for keep in args.widths:
         if not 0 < keep <= 1:
             raise ValueError(f"--widths: keep ratios must be in (0, 1], got {keep}")
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint!r} not found")
     setup_device(cfg)
-    source = build_source(cfg["data"], train=False)
+    sr = cfg["task"] == "super_resolution"
+    if sr:
+        from inn_ms.data_sr import build_source as build_sr_source
+        source = build_sr_source(cfg["data"], upscaled_input(cfg), train=False)
+    else:
+        source = build_source(cfg["data"], train=False)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
         model = load_artifact(args.checkpoint)
     else:
         model = build_model(cfg)
         load_checkpoint(args.checkpoint, model)
-    rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], args.multiple_of, progress=not args.quiet)
-    print(f"{cfg['model']['name']} on {source.name} ({rows[0]['samples']} samples), {args.checkpoint}")
-    print(f"{'keep':>6} {'params':>10} {'compr.':>7} {'top-1':>8} {'top-5':>8}  channels per group")
-    for r in rows:
-        print(f"{r['keep']:>6.2f} {r['params']:>10d} {r['compression']:>7.1%} {r['top1']:>8.2%} {r['top5']:>8.2%}  "
-              f"{','.join(str(v) for v in r['sizes'].values())}")
     out = args.out or os.path.join(cfg["output_dir"], "eval")
     os.makedirs(os.path.dirname(os.path.abspath(out + ".png")), exist_ok=True)
-    plot_accuracy(rows, out + ".png", title=f"{cfg['model']['name']}: accuracy vs compression")
+    if sr:
+        d, e = cfg["data"], cfg["eval"]
+        rows = evaluate_sr(model, source, d["scale"], args.widths, upscaled_input(cfg), e["tile"], e["tile_margin"],
+                           args.multiple_of, progress=not args.quiet)
+        print(f"{cfg['model']['name']} x{d['scale']} on {d['name']} ({len(source)} images, Y channel, border "
+              f"{d['scale']} px; PSNR dB / SSIM), {args.checkpoint}")
+        print("\n".join(sr_table(rows, per_image=len(source) <= 4)))
+        plot_psnr(rows, out + ".png", title=f"{cfg['model']['name']} x{d['scale']}: PSNR vs compression")
+    else:
+        rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], args.multiple_of,
+                        progress=not args.quiet)
+        print(f"{cfg['model']['name']} on {source.name} ({rows[0]['samples']} samples), {args.checkpoint}")
+        print(f"{'keep':>6} {'params':>10} {'compr.':>7} {'top-1':>8} {'top-5':>8}  channels per group")
+        for r in rows:
+            print(f"{r['keep']:>6.2f} {r['params']:>10d} {r['compression']:>7.1%} {r['top1']:>8.2%} "
+                  f"{r['top5']:>8.2%}  {','.join(str(v) for v in r['sizes'].values())}")
+        plot_accuracy(rows, out + ".png", title=f"{cfg['model']['name']}: accuracy vs compression")
     tmp = out + ".json.tmp"
     with open(tmp, "w") as f:
         json.dump({"config": args.config, "checkpoint": args.checkpoint, "rows": rows}, f, indent=2)
@@ -292,10 +311,10 @@ def main(argv=None):
     p.add_argument("--no-resume", action="store_true", help="start afresh, removing checkpoints in output_dir")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
-    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint at several widths, table and plot")
+    p = sub.add_parser("eval", help="top-1/top-5 (or PSNR/SSIM) of a checkpoint at several widths, table and plot")
     p.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
     p.add_argument("--checkpoint", required=True, help="training checkpoint, final.ckpt or model.inn")
-    p.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.75, 0.5], help="keep ratios")
+    p.add_argument("--widths", type=float, nargs="+", default=None, help="keep ratios (default: eval.widths)")
     p.add_argument("--multiple-of", type=int, default=1, help="round channel counts to a multiple")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", help="path stem of the plot (.png) and table (.json); default output_dir/eval")

@@ -8,6 +8,14 @@ distribution), and where outputs go. :func:`load_config` reads a file,
 applies ``key.sub=value`` overrides (values parsed as YAML, so ``3`` is an
 int and ``[1, 0.5]`` a list), fills defaults and checks every key, so a
 typo or a bad value fails before anything is built, with the key named.
+
+The task — ``classification`` or ``super_resolution`` — follows from the zoo
+entry (``model_zoo.registry.has_classes``: a network without ``num_classes``
+maps images to images); the optional top-level ``task`` key states it (it
+must agree with the zoo entry) and is what decides for a model name not in
+the zoo (default there: from ``data.name``). Keys of the other task's data
+sets, ``num_classes`` for a super-resolution network or a loss of the other
+task are refused naming the key.
 """
 import copy
 import difflib
@@ -107,7 +115,13 @@ def _list(item, min_len=0):
 
 
 DEVICES = ("CPU", "GPU", "Ascend")
-DATASETS = ("mnist_subset", "digits", "cifar10", "imagefolder")
+CLASSIFICATION_DATASETS = ("mnist_subset", "digits", "cifar10", "imagefolder")
+SR_DATASETS = ("skimage_photos", "paired")
+DATASETS = CLASSIFICATION_DATASETS + SR_DATASETS
+TASKS = ("classification", "super_resolution")
+# data keys that only one task reads (the other refuses them when set)
+_CLASSIFICATION_DATA_KEYS = ("root", "train_dir", "val_dir", "image_size")
+_SR_DATA_KEYS = ("scale", "patch_size", "lr_dir", "hr_dir", "val_lr_dir", "val_hr_dir", "max_side")
 
 _WIDTHS = {
     "low": _Field(_float(0, 1, low_open=True), 0.5, "smallest keep ratio (or per-group fraction) drawn"),
@@ -119,9 +133,11 @@ _WIDTHS = {
 }
 
 SCHEMA = {
+    "task": _Field(_choice("auto", *TASKS), "auto", "auto: from the zoo entry (or, for a name not in the zoo, "
+                                                    "from data.name)"),
     "model": {
         "name": _Field(_str(), doc="zoo name (model_zoo.list_models())"),
-        "num_classes": _Field(_int(1), 10),
+        "num_classes": _Field(_int(1, optional=True), None, "classifiers only (null: 10)"),
         "kwargs": _Field(_mapping, {}, "keyword arguments of the zoo builder"),
         "convert": _Field(None, None, "null: build the integral zoo network; a mapping: build the discrete "
                                       "network and convert it"),
@@ -147,7 +163,17 @@ SCHEMA = {
         "n_test": _Field(_int(1, optional=True), None, "use only the first n evaluation samples"),
         "image_size": _Field(_int(1, optional=True), None, "side of the network input (null: the data set's)"),
         "augment": _Field(_bool, True, "random crop and flip for training (cifar10, imagefolder)"),
-        "num_workers": _Field(_int(1), 1, "parallel workers of the data pipeline"),
+        "num_workers": _Field(_int(1), 1, "parallel workers of the data pipeline (super resolution: threads "
+                                          "reading the samples of a batch)"),
+        "scale": _Field(_int(2, optional=True), None, "super resolution: upscaling factor (null: the model's "
+                                                      "model.kwargs.scale, e.g. edsr)"),
+        "patch_size": _Field(_int(1, optional=True), None, "super resolution: training patch side in network-input "
+                                                           "pixels (null: 33 for bicubic-upscaled input, 48 for LR)"),
+        "lr_dir": _Field(_str(optional=True), None, "paired: training low-resolution images"),
+        "hr_dir": _Field(_str(optional=True), None, "paired: training high-resolution images (same file names)"),
+        "val_lr_dir": _Field(_str(optional=True), None, "paired: evaluation low-resolution images"),
+        "val_hr_dir": _Field(_str(optional=True), None, "paired: evaluation high-resolution images"),
+        "max_side": _Field(_int(1, optional=True), None, "skimage_photos: centre-crop photos to at most this side"),
     },
     "train": {
         "epochs": _Field(_int(1), 1),
@@ -156,6 +182,8 @@ SCHEMA = {
         "seed": _Field(_int(0), 0, "weights, data order and widths; the same on every rank"),
         "sandwich": _Field(_bool, False, "also a full-width step on every batch"),
         "label_smoothing": _Field(_float(0, 1), 0.0),
+        "loss": _Field(_choice("auto", "cross_entropy", "l1", "mse"), "auto",
+                       "auto: cross_entropy (classification), l1 (super resolution)"),
         "save_every_steps": _Field(_int(1, optional=True), None, "also checkpoint every n batches"),
         "keep_checkpoints": _Field(_int(1), 2, "checkpoints kept in output_dir (oldest removed)"),
         "optimizer": {
@@ -177,6 +205,10 @@ SCHEMA = {
     "eval": {
         "widths": _Field(_list(_float(0, 1, low_open=True), 1), [1.0, 0.75, 0.5], "keep ratios to evaluate"),
         "batch_size": _Field(_int(1), 256),
+        "tile": _Field(_int(1, optional=True), 96, "super resolution: images run in tiles of this many input "
+                                                   "pixels a side (null: whole images)"),
+        "tile_margin": _Field(_int(0), 16, "super resolution: tile overlap (>= the receptive-field radius in "
+                                           "input pixels for results equal to whole images)"),
     },
     "output_dir": _Field(_str(), "outputs/run"),
     "distributed": _Field(_bool, False, "data parallel over the workers started by msrun"),
@@ -231,11 +263,84 @@ def validate(raw):
     if w is not None and w["low"] > w["high"]:
         raise ConfigError(f"train.widths.low ({w['low']}) must be <= train.widths.high ({w['high']})")
     d = cfg["data"]
+    _check_task(cfg)
     if d["name"] == "cifar10" and not d["root"]:
         raise ConfigError("data.root is required for data.name cifar10 (the folder of data_batch_*.bin)")
     if d["name"] == "imagefolder" and not (d["root"] or d["train_dir"]):
         raise ConfigError("data.root or data.train_dir is required for data.name imagefolder")
     return cfg
+
+
+def _zoo_task(name):
+    """The task of zoo entry ``name``, or None for a name not in the zoo."""
+    if name.startswith("mindcv:"):
+        return "classification"
+    from model_zoo import list_models
+    from model_zoo.registry import has_classes
+    if name not in list_models():
+        return None
+    return "classification" if has_classes(name) else "super_resolution"
+
+
+def _check_task(cfg):
+    """Resolve ``task`` and refuse keys and values of the other task."""
+    m, d, t = cfg["model"], cfg["data"], cfg["train"]
+    zoo = _zoo_task(m["name"])
+    if cfg["task"] != "auto" and zoo is not None and cfg["task"] != zoo:
+        raise ConfigError(f"task is {cfg['task']}, but model.name {m['name']!r} is a {zoo} network")
+    task = cfg["task"] = zoo or (cfg["task"] if cfg["task"] != "auto" else
+                                 "super_resolution" if d["name"] in SR_DATASETS else "classification")
+    what = f"model.name {m['name']!r} ({task.replace('_', ' ')})"
+    if task == "classification":
+        if d["name"] in SR_DATASETS:
+            raise ConfigError(f"data.name {d['name']!r} is a super-resolution data set; {what} needs one of "
+                              f"{list(CLASSIFICATION_DATASETS)}")
+        for key in _SR_DATA_KEYS:
+            if d[key] is not None:
+                raise ConfigError(f"data.{key} applies to super resolution only, not to {what}")
+        if t["loss"] in ("l1", "mse"):
+            raise ConfigError(f"train.loss {t['loss']} is a super-resolution loss; {what} trains with cross_entropy")
+        t["loss"] = "cross_entropy"
+        if m["num_classes"] is None:
+            m["num_classes"] = 10
+        return
+    if m["num_classes"] is not None:
+        raise ConfigError(f"model.num_classes does not apply to {what}: it maps images to images; remove the key")
+    if d["name"] not in SR_DATASETS:
+        raise ConfigError(f"data.name {d['name']!r} is a classification data set; {what} needs one of "
+                          f"{list(SR_DATASETS)}")
+    for key in _CLASSIFICATION_DATA_KEYS:
+        if d[key] is not None:
+            raise ConfigError(f"data.{key} applies to classification only, not to {what}")
+    if t["loss"] == "cross_entropy":
+        raise ConfigError(f"train.loss cross_entropy is a classification loss; {what} needs l1 or mse")
+    if t["label_smoothing"]:
+        raise ConfigError(f"train.label_smoothing applies to classification only, not to {what}")
+    if t["loss"] == "auto":
+        t["loss"] = "l1"
+    own = None
+    if zoo is not None:
+        from model_zoo.registry import sr_scale
+        own = sr_scale(m["name"], m["kwargs"])
+    if d["scale"] is None:
+        if own is None:
+            raise ConfigError(f"data.scale is required for {what} (the upscaling factor; the network takes the "
+                              f"bicubic-upscaled image)")
+        d["scale"] = own
+    elif own is not None and d["scale"] != own:
+        raise ConfigError(f"data.scale is {d['scale']}, but {what} is built for x{own} (model.kwargs.scale)")
+    if d["patch_size"] is None:
+        d["patch_size"] = 48 if own is not None else 33
+    if d["name"] == "paired":
+        for key in ("lr_dir", "hr_dir", "val_lr_dir", "val_hr_dir"):
+            if not d[key]:
+                raise ConfigError(f"data.{key} is required for data.name paired (folders of matching file names)")
+    else:
+        for key in ("lr_dir", "hr_dir", "val_lr_dir", "val_hr_dir"):
+            if d[key] is not None:
+                raise ConfigError(f"data.{key} applies to data.name paired only, not {d['name']}")
+    if d["name"] == "paired" and d["max_side"] is not None:
+        raise ConfigError("data.max_side applies to data.name skimage_photos only, not paired")
 
 
 def parse_override(text):

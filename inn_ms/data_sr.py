@@ -180,21 +180,28 @@ def random_patches(pairs, n, size, scale, rng, upscaled=True, augment=True):
     xs, ys = [], []
     for k in which:
         _, hr, lr, up = usable[k]
-        if upscaled:
-            i, j = rng.integers(0, hr.shape[0] - size + 1), rng.integers(0, hr.shape[1] - size + 1)
-            x, y = up[i:i + size, j:j + size], hr[i:i + size, j:j + size]
-        else:
-            i, j = rng.integers(0, lr.shape[0] - size + 1), rng.integers(0, lr.shape[1] - size + 1)
-            x = lr[i:i + size, j:j + size]
-            y = hr[i * scale:(i + size) * scale, j * scale:(j + size) * scale]
-        if augment:
-            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-            x, y = np.rot90(x, turns), np.rot90(y, turns)
-            if flip:
-                x, y = x[:, ::-1], y[:, ::-1]
+        x, y = random_patch(hr, lr, up, size, scale, rng, upscaled, augment)
         xs.append(x)
         ys.append(y)
     return (np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32))
+
+
+def random_patch(hr, lr, up, size, scale, rng, upscaled=True, augment=True):
+    """One random aligned patch ``(x, y)`` (2-D) of one image pair: see
+    :func:`random_patches` (``up`` may be None when ``upscaled=False``)."""
+    if upscaled:
+        i, j = rng.integers(0, hr.shape[0] - size + 1), rng.integers(0, hr.shape[1] - size + 1)
+        x, y = up[i:i + size, j:j + size], hr[i:i + size, j:j + size]
+    else:
+        i, j = rng.integers(0, lr.shape[0] - size + 1), rng.integers(0, lr.shape[1] - size + 1)
+        x = lr[i:i + size, j:j + size]
+        y = hr[i * scale:(i + size) * scale, j * scale:(j + size) * scale]
+    if augment:
+        turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+        x, y = np.rot90(x, turns), np.rot90(y, turns)
+        if flip:
+            x, y = x[:, ::-1], y[:, ::-1]
+    return x, y
 
 
 # -- metrics ------------------------------------------------------------------
@@ -242,7 +249,7 @@ def super_resolve(net, image, tile=96, margin=8, out_scale=1):
     2-D float64 result clipped to [0, 1].
 
     Tiles keep memory small (unfold + matmul convolutions of whole photos
-    need gigabytes). With ``margin`` at least the network's receptive-field
+    need gigabytes); ``tile=None`` runs the whole image at once. With ``margin`` at least the network's receptive-field
     radius (in input pixels), the result equals running the whole image at
     once: tiles overlap by ``margin`` and only their centres are kept.
     """
@@ -250,6 +257,7 @@ def super_resolve(net, image, tile=96, margin=8, out_scale=1):
 
     x = np.asarray(image, np.float32)
     h, w = x.shape
+    tile = tile or max(h, w)
     out = np.zeros((h * out_scale, w * out_scale))
     s = out_scale
     for i in range(0, h, tile):
@@ -293,6 +301,33 @@ def read_y(path):
         return rgb_to_y(np.asarray(im))
 
 
+def read_pair(lr_path, hr_path, scale, upscaled=True):
+    """``(hr, lr, up)`` Y images of one LR/HR file pair; ``up`` is the LR
+    image's bicubic upscaling clipped to [0, 1] (None if not ``upscaled``).
+    Refuses an HR image that is not exactly ``scale`` times the LR one."""
+    lr, hr = read_y(lr_path), read_y(hr_path)
+    if hr.shape != (lr.shape[0] * scale, lr.shape[1] * scale):
+        raise ValueError(f"paired folders: {hr_path} is {hr.shape[1]}x{hr.shape[0]}, expected {scale} x "
+                         f"the LR image {lr_path} ({lr.shape[1]}x{lr.shape[0]})")
+    up = np.clip(imresize(lr, hr.shape), 0.0, 1.0) if upscaled else None
+    return hr, lr, up
+
+
+def _check_patch(lr, patch_size, upscaled, scale, what):
+    side = patch_size if not upscaled else -(-patch_size // scale)  # in LR pixels
+    if min(lr.shape) < side:
+        raise ValueError(f"{what} is smaller than the {patch_size}-pixel patch")
+
+
+def folder_pairs(lr_dir, hr_dir, scale, upscaled=True, limit=None):
+    """``[(name, hr, lr, up)]`` of two folders of matching file names (the
+    form :func:`photo_pairs` gives, for :func:`evaluate`); the first
+    ``limit`` names only if given."""
+    _check_scale(scale)
+    files = paired_files(lr_dir, hr_dir)[:limit]
+    return [(os.path.basename(h), *read_pair(lp, h, scale, upscaled)) for lp, h in files]
+
+
 class PairedFolder:
     """Random-access source of ``(x, y)`` float32 Y pairs ``(1, ·, ·)`` from
     two folders of matching file names (see :func:`paired_dataset`)."""
@@ -308,20 +343,86 @@ class PairedFolder:
 
     def __getitem__(self, index):
         lr_path, hr_path = self.files[index]
-        lr, hr = read_y(lr_path), read_y(hr_path)
-        s = self.scale
-        if hr.shape != (lr.shape[0] * s, lr.shape[1] * s):
-            raise ValueError(f"paired folders: {hr_path} is {hr.shape[1]}x{hr.shape[0]}, expected {s} x "
-                             f"the LR image {lr_path} ({lr.shape[1]}x{lr.shape[0]})")
-        x = imresize(lr, hr.shape) if self.upscaled else lr
-        f = 1 if self.upscaled else s  # HR pixels per x pixel
+        hr, lr, up = read_pair(lr_path, hr_path, self.scale, self.upscaled)
         if self.patch_size is not None:
-            p = self.patch_size
-            if min(x.shape) < p:
-                raise ValueError(f"paired folders: {lr_path} is smaller than the {p}-pixel patch")
-            i, j = self.rng.integers(0, x.shape[0] - p + 1), self.rng.integers(0, x.shape[1] - p + 1)
-            x, hr = x[i:i + p, j:j + p], hr[i * f:(i + p) * f, j * f:(j + p) * f]
+            _check_patch(lr, self.patch_size, self.upscaled, self.scale, lr_path)
+            x, hr = random_patch(hr, lr, up, self.patch_size, self.scale, self.rng, self.upscaled, augment=False)
+        else:
+            x = up if self.upscaled else lr
         return np.clip(x, 0, 1)[None].astype(np.float32), hr[None].astype(np.float32)
+
+
+class PatchSource:
+    """Training patches in an order the caller chooses, for the config
+    runner (:mod:`inn_ms.runner`): sample ``i`` of epoch ``e`` is a random
+    aligned patch drawn with a generator seeded by ``(seed, e, i)`` alone, so
+    a resumed run or another data-parallel rank gets the same patch.
+
+    ``load(k)`` returns image ``k``'s ``(hr, lr, up)``; sample ``i`` uses
+    image ``i mod n_images``, or with ``weights`` an image drawn with those
+    probabilities. ``patch_size``: network-input pixels a side (HR pixels
+    for ``upscaled`` inputs, LR pixels otherwise). ``size``: samples per
+    epoch."""
+
+    def __init__(self, name, size, n_images, load, patch_size, scale, upscaled=True, weights=None):
+        if size < 1 or n_images < 1 or patch_size < 1:
+            raise ValueError(f"{name}: size, n_images and patch_size must be >= 1, got {size}, {n_images}, "
+                             f"{patch_size}")
+        self.name, self.size, self.n_images, self.load = name, int(size), int(n_images), load
+        self.patch_size, self.scale, self.upscaled = int(patch_size), int(scale), bool(upscaled)
+        self.weights = None if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+
+    def sample(self, index, epoch=0, seed=0, augment=True):
+        """Sample ``index`` of ``epoch``: float32 ``(x, y)``, each ``(1, ·, ·)``."""
+        rng = np.random.default_rng([int(seed), 2, int(epoch), int(index)])
+        k = int(rng.choice(self.n_images, p=self.weights)) if self.weights is not None else index % self.n_images
+        hr, lr, up = self.load(k)
+        _check_patch(lr, self.patch_size, self.upscaled, self.scale, f"{self.name} image {k}")
+        x, y = random_patch(hr, lr, up, self.patch_size, self.scale, rng, self.upscaled, augment)
+        return np.clip(x, 0, 1)[None].astype(np.float32), np.ascontiguousarray(y)[None].astype(np.float32)
+
+    def batches(self, indices, batch_size, epoch=0, seed=0, augment=True, workers=1):
+        """Float32 ``(x, y)`` batches ``(B, 1, ·, ·)`` of the samples
+        ``indices`` in that order (an incomplete last batch is dropped);
+        ``workers`` threads read and crop the samples of a batch (image
+        decoding releases the GIL). Samples do not depend on ``workers``."""
+        indices = [int(i) for i in indices]
+        if indices and not 0 <= min(indices) <= max(indices) < self.size:
+            raise ValueError(f"{self.name}: sample indices must be in [0, {self.size})")
+        pool = None
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(workers)
+        try:
+            for b in range(len(indices) // batch_size):
+                chunk = indices[b * batch_size:(b + 1) * batch_size]
+                fn = lambda i: self.sample(i, epoch, seed, augment)  # noqa: E731
+                pairs = list(pool.map(fn, chunk)) if pool is not None else [fn(i) for i in chunk]
+                yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+
+def photo_patch_source(pairs, size, patch_size, scale, upscaled=True):
+    """A :class:`PatchSource` over in-memory photo ``pairs`` (as made by
+    :func:`photo_pairs`), photos drawn in proportion to their area; photos
+    too small for the patch are left out."""
+    side = patch_size if not upscaled else -(-patch_size // scale)
+    usable = [p for p in pairs if min(p[2].shape) >= side]
+    if not usable:
+        raise ValueError(f"skimage_photos: no photo is large enough for {patch_size}-pixel patches")
+    return PatchSource("skimage_photos", size, len(usable), lambda k: usable[k][1:], patch_size, scale, upscaled,
+                       weights=[p[1].size for p in usable])
+
+
+def folder_patch_source(lr_dir, hr_dir, scale, patch_size, size=None, upscaled=True):
+    """A :class:`PatchSource` over two folders of matching file names, read
+    when a sample needs them; ``size`` defaults to one patch per image."""
+    _check_scale(scale)
+    files = paired_files(lr_dir, hr_dir)
+    return PatchSource("paired", size or len(files), len(files),
+                       lambda k: read_pair(*files[k], scale, upscaled), patch_size, scale, upscaled)
 
 
 def paired_dataset(lr_dir, hr_dir, scale, patch_size=None, upscaled=True, batch_size=1, shuffle=True, seed=0,
@@ -361,3 +462,24 @@ def evaluate(pairs, scale, net=None, upscaled=True, tile=96, margin=8):
         rows.append((name, psnr(pred, hr, scale), ssim(pred, hr, scale)))
     return {"psnr": float(np.mean([r[1] for r in rows])), "ssim": float(np.mean([r[2] for r in rows])),
             "per_image": {r[0]: {"psnr": r[1], "ssim": r[2]} for r in rows}}
+
+
+def build_source(data, upscaled, train):
+    """The training :class:`PatchSource` (``train=True``) or the evaluation
+    pairs ``[(name, hr, lr, up)]`` of a config's ``data`` section
+    (:mod:`inn_ms.config`; ``skimage_photos`` or ``paired``).
+    ``upscaled``: the network takes the bicubic-upscaled image (SRCNN)
+    rather than the LR image (EDSR). Training samples per epoch:
+    ``n_train`` (default 1,000 patches for the photos, one per image for
+    folders); evaluation: the first ``n_test`` images if given."""
+    scale, patch = data["scale"], data["patch_size"]
+    if data["name"] == "skimage_photos":
+        if train:
+            pairs = photo_pairs(TRAIN_PHOTOS, scale, data["max_side"])
+            return photo_patch_source(pairs, data["n_train"] or 1000, patch, scale, upscaled)
+        return photo_pairs(TEST_PHOTOS[:data["n_test"]], scale, data["max_side"])
+    if data["name"] == "paired":
+        if train:
+            return folder_patch_source(data["lr_dir"], data["hr_dir"], scale, patch, data["n_train"], upscaled)
+        return folder_pairs(data["val_lr_dir"], data["val_hr_dir"], scale, upscaled, data["n_test"])
+    raise ValueError(f"unknown super-resolution data set {data['name']!r}")

@@ -10,7 +10,13 @@ without talking to the others. Under ``msrun`` with ``distributed: true``
 each rank reads its own slice of every global batch (``batch_size`` samples
 per rank) and the gradients are averaged across ranks, so the update equals
 a single process's on the whole global batch.
+
+Two tasks (``cfg["task"]``, see :mod:`inn_ms.config`): classification
+(top-1/top-5) and super resolution (PSNR/SSIM on Y against the bicubic
+baseline, data from :mod:`inn_ms.data_sr`; the patch of sample ``i`` in
+epoch ``e`` comes from ``(seed, e, i)``, so resuming is exact there too).
 """
+import contextlib
 import json
 import logging
 import math
@@ -56,12 +62,13 @@ def build_model(cfg):
     from model_zoo import create_model
     m = cfg["model"]
     kwargs = dict(m["kwargs"])
+    classes = {} if m["num_classes"] is None else {"num_classes": m["num_classes"]}  # None: super resolution
     if m["convert"] is None:
-        model = create_model(m["name"], num_classes=m["num_classes"], integral=True, **kwargs)
+        model = create_model(m["name"], integral=True, **classes, **kwargs)
     else:
         from inn_ms.convert import convert
         c = m["convert"]
-        arch_kwargs = dict(kwargs, num_classes=m["num_classes"])
+        arch_kwargs = dict(kwargs, **classes)
         net = create_model(m["name"], integral=False, **arch_kwargs)
         model = convert(net, tuple(c["input_shape"]), fold_bn=c["fold_bn"], permute=c["permute"],
                         quadrature=c["quadrature"], builder=m["name"], builder_kwargs=arch_kwargs)
@@ -157,6 +164,77 @@ def evaluate(model, source, widths=(1.0,), batch_size=256, multiple_of=1, progre
     return rows
 
 
+def upscaled_input(cfg):
+    """Whether the super-resolution network of ``cfg`` takes the
+    bicubic-upscaled image (SRCNN) rather than the LR image (it upsamples
+    itself, as EDSR: its builder takes ``scale``)."""
+    from model_zoo.registry import sr_scale
+    return sr_scale(cfg["model"]["name"], cfg["model"]["kwargs"]) is None
+
+
+@contextlib.contextmanager
+def _pynative():
+    """PyNative mode inside the block (whole-image inference: one shape per
+    tile, nothing worth compiling), the previous mode restored after."""
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        yield
+    finally:
+        ms.set_context(mode=mode)
+
+
+def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=16, multiple_of=1,
+                bicubic=True, progress=False):
+    """PSNR (dB) and SSIM on Y (border ``scale``) of ``model`` on the image
+    ``pairs`` (``[(name, hr, lr, up)]``, :mod:`inn_ms.data_sr`) at every keep
+    ratio in ``widths``, each with the parameter count of the discretized
+    network; with ``bicubic``, first a row for bicubic upscaling (the
+    baseline: ``keep``, ``params`` and ``compression`` None). Rows carry the
+    mean ``psnr``/``ssim`` and ``per_image``. The model runs in PyNative
+    mode, in tiles (see :func:`inn_ms.data_sr.super_resolve`); it is left
+    at full width."""
+    from tqdm.auto import tqdm
+    from inn_ms import data_sr
+    from inn_ms.model import count_parameters
+    rows = []
+    if bicubic:
+        rows.append({"label": "bicubic", "keep": None, "sizes": None, "params": None, "compression": None,
+                     **data_sr.evaluate(pairs, scale)})
+    full = model.full_parameters()
+    try:
+        with _pynative():
+            for keep in tqdm(widths, desc="eval widths", disable=not progress, leave=False):
+                model.resize(keep=keep, multiple_of=multiple_of)
+                model.set_train(False)
+                r = data_sr.evaluate(pairs, scale, model, upscaled, tile, margin)
+                params = count_parameters(model.discretize())
+                rows.append({"label": f"INN keep {keep:.2f}", "keep": float(keep), "sizes": dict(model.sizes),
+                             "params": params, "compression": 1 - params / full, **r})
+    finally:
+        model.resize(sizes=dict(model.full_sizes))
+    return rows
+
+
+def sr_table(rows, per_image=True):
+    """Text lines of an :func:`evaluate_sr` table: channels per group,
+    parameters, compression, PSNR/SSIM per image (``per_image``) and their
+    mean, and the PSNR difference to the full width (the first ``keep`` 1
+    row) if there is one."""
+    names = list(rows[0]["per_image"]) if per_image else []
+    full = next((r["psnr"] for r in rows if r["keep"] == 1.0), None)
+    lines = [f"{'':16} {'channels':>10} {'params':>9} {'compr.':>7} " + " ".join(f"{n[:16]:>16}" for n in names)
+             + f" {'mean PSNR / SSIM':>16}" + ("  vs full" if full is not None else "")]
+    for r in rows:
+        ch = "-" if r["sizes"] is None else ",".join(str(v) for v in r["sizes"].values())
+        params = "-" if r["params"] is None else str(r["params"])
+        comp = "-" if r["compression"] is None else f"{r['compression']:.1%}"
+        cells = "".join(f" {r['per_image'][n]['psnr']:7.2f} / {r['per_image'][n]['ssim']:.4f}" for n in names)
+        gap = f"  {r['psnr'] - full:+6.2f}" if full is not None else ""
+        lines.append(f"{r['label']:16} {ch:>10} {params:>9} {comp:>7}{cells} {r['psnr']:7.2f} / {r['ssim']:.4f}{gap}")
+    return lines
+
+
 def _write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -171,7 +249,8 @@ def train(cfg, resume="auto", progress=True):
     ``output_dir`` if there is one, a path continues from that checkpoint,
     None starts afresh (existing checkpoints in ``output_dir`` are removed).
     Writes to ``output_dir`` (rank 0): ``config.yaml``, a checkpoint per
-    epoch (and every ``train.save_every_steps`` batches), ``history.json``,
+    epoch (and every ``train.save_every_steps`` batches), ``history.json``
+    (per epoch: loss and full-width top-1/top-5, or PSNR/SSIM),
     ``final.ckpt`` (model weights) and ``model.inn`` (the integral artifact);
     other ranks write ``final_rank<r>.ckpt``.
     """
@@ -184,9 +263,16 @@ def train(cfg, resume="auto", progress=True):
     seed = t["seed"]
     out = cfg["output_dir"]
     ms.set_seed(seed)
-    train_src, eval_src = build_sources(cfg["data"])
+    sr = cfg["task"] == "super_resolution"
+    if sr:
+        from inn_ms import data_sr
+        upscaled = upscaled_input(cfg)
+        train_src = data_sr.build_source(cfg["data"], upscaled, train=True)
+        eval_src = data_sr.build_source(cfg["data"], upscaled, train=False) if rank == 0 else None
+    else:
+        train_src, eval_src = build_sources(cfg["data"])
     model = build_model(cfg)
-    if train_src.num_classes > cfg["model"]["num_classes"]:
+    if not sr and train_src.num_classes > cfg["model"]["num_classes"]:
         raise ValueError(f"data set {train_src.name} has {train_src.num_classes} classes, "
                          f"model.num_classes is {cfg['model']['num_classes']}")
     global_batch = t["batch_size"] * world
@@ -199,7 +285,8 @@ def train(cfg, resume="auto", progress=True):
     opt_cfg = t["optimizer"]
     rates = lr_schedule(t["lr_schedule"], opt_cfg["lr"], t["epochs"], steps_per_epoch * per_batch)
     optimizer = build_optimizer(opt_cfg, model.trainable_params(), rates)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=t["label_smoothing"])
+    loss_fn = {"cross_entropy": lambda: nn.CrossEntropyLoss(label_smoothing=t["label_smoothing"]),
+               "l1": nn.L1Loss, "mse": nn.MSELoss}[t["loss"]]()
     amp = cfg["device"]["amp_level"]
     loss_scale = cfg["device"]["loss_scale"] or (1024.0 if amp in ("O2", "O3") else 1.0)
     if amp != "O0":
@@ -255,8 +342,13 @@ def train(cfg, resume="auto", progress=True):
             stop = min(steps_per_epoch, start + total - step)
             mine = np.concatenate([shard(order[b * global_batch:(b + 1) * global_batch], rank, world)
                                    for b in range(start, stop)])
-            batches = train_src.batches(mine, t["batch_size"], augment=cfg["data"]["augment"],
-                                        seed=seed * 100003 + epoch * 1009 + start, workers=cfg["data"]["num_workers"])
+            if sr:
+                batches = train_src.batches(mine, t["batch_size"], epoch=epoch, seed=seed,
+                                            augment=cfg["data"]["augment"], workers=cfg["data"]["num_workers"])
+            else:
+                batches = train_src.batches(mine, t["batch_size"], augment=cfg["data"]["augment"],
+                                            seed=seed * 100003 + epoch * 1009 + start,
+                                            workers=cfg["data"]["num_workers"])
             bar = tqdm(batches, total=stop - start, desc=f"epoch {epoch + 1}/{t['epochs']}",
                        disable=not (progress and writer), leave=False)
             losses = []
@@ -277,7 +369,15 @@ def train(cfg, resume="auto", progress=True):
             model.resize(sizes=full_sizes)
             record = {"epoch": epoch + 1 if done else epoch + epoch_step / steps_per_epoch, "step": step,
                       "loss": float(np.mean(losses)) if losses else None}
-            if writer:
+            if writer and sr:
+                e = cfg["eval"]
+                r = evaluate_sr(model, eval_src, cfg["data"]["scale"], (1.0,), upscaled, e["tile"], e["tile_margin"],
+                                bicubic=False)[0]
+                record.update(psnr=r["psnr"], ssim=r["ssim"])
+                logger.info("epoch %s/%d step %d: loss %.5f, full-width PSNR %.2f dB, SSIM %.4f",
+                            f"{record['epoch']:g}", t["epochs"], step, record["loss"], r["psnr"], r["ssim"])
+                history.append(record)
+            elif writer:
                 acc = evaluate(model, eval_src, (1.0,), cfg["eval"]["batch_size"])[0]
                 record.update(top1=acc["top1"], top5=acc["top5"])
                 logger.info("epoch %s/%d step %d: loss %.4f, full-width top-1 %.2f%%, top-5 %.2f%%",
@@ -303,14 +403,27 @@ def train(cfg, resume="auto", progress=True):
             "history": history, "final": final, "losses": losses_this_run, "resumed_from": resume}
 
 
-def plot_accuracy(rows, path, title=""):
-    """PNG of top-1/top-5 accuracy against compression (fraction of
-    parameters removed), one point per evaluated width; written atomically."""
+def _figure():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt, *plt.subplots(figsize=(5, 3.5))
+
+
+def _save_figure(plt, fig, path):
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_accuracy(rows, path, title=""):
+    """PNG of top-1/top-5 accuracy against compression (fraction of
+    parameters removed), one point per evaluated width; written atomically."""
+    plt, fig, ax = _figure()
     comp = [100 * r["compression"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(comp, [100 * r["top1"] for r in rows], "o-", label="top-1")
     ax.plot(comp, [100 * r["top5"] for r in rows], "s--", label="top-5")
     for r, c in zip(rows, comp):
@@ -320,9 +433,25 @@ def plot_accuracy(rows, path, title=""):
     ax.set_title(title or "accuracy vs compression (labels: keep ratio)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(plt, fig, path)
+
+
+def plot_psnr(rows, path, title=""):
+    """PNG of PSNR against compression (fraction of parameters removed),
+    one point per evaluated width of :func:`evaluate_sr`, the bicubic row as
+    a horizontal line; written atomically."""
+    plt, fig, ax = _figure()
+    inn = [r for r in rows if r["keep"] is not None]
+    comp = [100 * r["compression"] for r in inn]
+    ax.plot(comp, [r["psnr"] for r in inn], "o-", label="integral network")
+    for r, c in zip(inn, comp):
+        ax.annotate(f"{r['keep']:g}", (c, r["psnr"]), textcoords="offset points", xytext=(3, -10), fontsize=8)
+    for r in rows:
+        if r["keep"] is None:
+            ax.axhline(r["psnr"], color="grey", linestyle="--", label=r["label"])
+    ax.set_xlabel("parameters removed (%)")
+    ax.set_ylabel("PSNR on Y (dB)")
+    ax.set_title(title or "PSNR vs compression (labels: keep ratio)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(plt, fig, path)

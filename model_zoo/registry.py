@@ -30,6 +30,19 @@ def has_classes(name):
     return "num_classes" in inspect.signature(_REGISTRY[name]).parameters
 
 
+def sr_scale(name, kwargs=None):
+    """For a super-resolution network that upsamples by itself (its builder
+    takes ``scale``, as ``edsr``): the scale it is built with from
+    ``kwargs``, or the builder's default. None for a network that takes the
+    bicubic-upscaled image (``srcnn``) or has classes."""
+    if has_classes(name):
+        return None
+    param = inspect.signature(_REGISTRY[name]).parameters.get("scale")
+    if param is None:
+        return None
+    return (kwargs or {}).get("scale", param.default)
+
+
 def create_model(name, num_classes=None, integral=True, checkpoint=None, **kwargs):
     """Build a zoo network; ``integral=True`` returns an
     :class:`inn_ms.model.IntegralModel`, ``False`` the plain network.

@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402
 from mindspore import nn  # noqa: E402
 
-from inn_ms.data_sr import TEST_PHOTOS, TRAIN_PHOTOS, evaluate, random_patches, sr_photos  # noqa: E402
+from inn_ms.data_sr import TEST_PHOTOS, TRAIN_PHOTOS, random_patches, sr_photos  # noqa: E402
+from inn_ms.runner import evaluate_sr, sr_table  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
@@ -76,28 +77,15 @@ def main(argv=None):
           f"{', sandwich' if args.sandwich else ''}), control ratio {args.control_ratio}: "
           f"{t_train:.0f} s, final loss {history[-1]:.5f}")
 
-    ms.set_context(mode=ms.PYNATIVE_MODE)  # one pass per tile shape: no graph to compile
-    rows = [("bicubic", None, evaluate(test_pairs, args.scale))]
-    for keep in args.keep:
-        model.resize(keep=keep)
-        rows.append((f"INN keep {keep:.2f}", dict(model.sizes), evaluate(test_pairs, args.scale, model.discretize())))
-    model.resize(keep=1.0)
-    full = rows[1][2]["psnr"] if args.keep and args.keep[0] == 1.0 else None
-
-    names = [p[0] for p in test_pairs]
+    # PyNative (one pass per tile shape), every width of the model itself, bicubic first
+    rows = evaluate_sr(model, test_pairs, args.scale, args.keep)
     print(f"\nheld-out photos, Y channel, border {args.scale} px; PSNR dB / SSIM (no fine-tuning at any width)")
-    print(f"{'':16} {'channels':>9} " + " ".join(f"{n:>16}" for n in names) + f" {'mean':>16}"
-          + ("  vs full" if full is not None else ""))
-    for label, sizes, r in rows:
-        cells = " ".join(f"{r['per_image'][n]['psnr']:7.2f} / {r['per_image'][n]['ssim']:.4f}" for n in names)
-        ch = "-" if sizes is None else ",".join(str(v) for v in sizes.values())
-        gap = f"  {r['psnr'] - full:+6.2f}" if full is not None else ""
-        print(f"{label:16} {ch:>9} {cells} {r['psnr']:7.2f} / {r['ssim']:.4f}{gap}")
+    print("\n".join(sr_table(rows)))
     total = time.time() - t0
     print(f"\nwhole run {total:.0f} s (training {t_train:.0f} s)")
     if args.json:
         out = {"args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
-               "rows": [{"label": l, "sizes": s, **r} for l, s, r in rows], "train_seconds": t_train,
+               "rows": rows, "train_seconds": t_train,
                "total_seconds": total, "loss_history": history}
         d = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(d, exist_ok=True)

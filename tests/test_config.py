@@ -39,8 +39,8 @@ def test_shipped_config_is_valid_and_fits_its_builder(path):
         pytest.skip(f"{name} is not in the zoo yet")
     # The config's arguments bind to the builder's signature (no model built: ImageNet nets are large).
     integral = cfg["model"]["convert"] is None
-    inspect.signature(_REGISTRY[name]).bind(num_classes=cfg["model"]["num_classes"], integral=integral,
-                                            **cfg["model"]["kwargs"])
+    classes = {} if cfg["model"]["num_classes"] is None else {"num_classes": cfg["model"]["num_classes"]}
+    inspect.signature(_REGISTRY[name]).bind(integral=integral, **classes, **cfg["model"]["kwargs"])
 
 
 def test_defaults_filled():
