@@ -231,3 +231,16 @@ def test_paired_folders_refuse_mismatches(tmp_path, rng):
     same = data_sr.PairedFolder(str(tmp_path / "lr"), str(tmp_path / "lr"), 2)  # "HR" not 2x larger
     with pytest.raises(ValueError, match="expected 2 x"):
         same[0]
+
+
+@pytest.mark.parametrize("integral", [False, True])
+def test_untrained_edsr_stays_near_the_image_scale(integral, rng):
+    """The paper's 16-block baseline, untrained: residual branches start
+    small, so outputs are within a few units of the [0, 1] image, not
+    1e5 times it (He-initialised blocks without BatchNorm each double the
+    variance)."""
+    net = create_model("edsr", integral=integral)
+    net.set_train(False)
+    out = net(Tensor(rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32))).asnumpy()
+    assert out.shape == (1, 3, 32, 32)
+    assert np.isfinite(out).all() and np.abs(out - 0.5).mean() < 10
