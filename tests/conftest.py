@@ -3,6 +3,7 @@ one torch thread for the modules that run torch references.
 
 The independent references themselves are in reference.py.
 """
+import gc
 import os
 
 os.environ.setdefault("GLOG_v", "3")
@@ -19,6 +20,17 @@ def _seed_and_mode():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
     ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_memory_after_module():
+    """Free each module's networks and MindSpore's cached graph memory when
+    the module ends: one process runs every test, and the cached memory of
+    hundreds of compiled graphs otherwise only grows (the suite was killed
+    for memory once with other jobs on the machine)."""
+    yield
+    gc.collect()
+    ms.ms_memory_recycle()
 
 
 @pytest.fixture(params=["pynative", "graph"])
