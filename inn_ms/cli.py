@@ -6,6 +6,7 @@ channel counts and parameters), ``convert`` (a discrete architecture with
 PyTorch weights → an integral artifact ``.inn`` or a checkpoint), ``prune``
 (an artifact → a MindIR at a keep ratio, per-group sizes or a budget),
 ``elastic`` (an artifact → one MindIR whose channel counts are an input),
+``export`` (a config's run → MindIR at each of its evaluation widths),
 ``train`` (a YAML config → random-width training with checkpoints and
 resume; data parallel under msrun) and ``eval`` (a checkpoint → top-1/top-5,
 or PSNR/SSIM beside bicubic for super resolution, at several widths, a
@@ -257,6 +258,49 @@ def _eval(args):
     return 0
 
 
+def _export(args):
+    """Every width of a config's run (``eval.widths``) as MindIR, from the
+    run's integral artifact: what a training run hands to deployment."""
+    os.environ.setdefault("GLOG_v", "3")
+    import time
+    from inn_ms.artifact import load_artifact, read_manifest
+    from inn_ms.config import load_config
+    from inn_ms.elastic import export_elastic
+    from inn_ms.export import export_mindir, prune
+    cfg = load_config(args.config, list(args.set) + ["distributed=false"])
+    widths = args.widths or cfg["eval"]["widths"]
+    for keep in widths:
+        if not 0 < keep <= 1:
+            raise ValueError(f"--widths: keep ratios must be in (0, 1], got {keep}")
+    artifact = args.artifact or os.path.join(cfg["output_dir"], "model.inn")
+    if not os.path.isfile(artifact):
+        raise ValueError(f"no integral artifact at {artifact!r}: train with this config first, or give --artifact")
+    manifest = read_manifest(artifact)
+    if args.input_shape or manifest["architecture"].get("input_shape"):
+        shape = _artifact_input_shape(args, manifest)
+    elif cfg["task"] == "super_resolution":
+        raise ValueError("--input-shape is needed for a super-resolution network (the image size to export for)")
+    else:
+        from inn_ms.datasets import build_source
+        shape = (1,) + tuple(build_source(cfg["data"], train=False).input_shape)
+    model = load_artifact(artifact)
+    folder = args.out_dir or os.path.join(cfg["output_dir"], "mindir")
+    os.makedirs(folder, exist_ok=True)
+    name = cfg["model"]["name"]
+    print(f"{name}: {artifact}, input {shape}, {args.backend} convolution, dynamic batch")
+    print(f"{'keep':>6} {'params':>10} {'MACs':>12} {'export s':>9}  file")
+    for keep in widths:
+        t0 = time.perf_counter()
+        plain, report = prune(model, keep=keep, input_shape=shape, multiple_of=args.multiple_of)
+        path = os.path.join(folder, f"{name}_keep{int(round(keep * 100)):03d}.mindir")
+        export_mindir(plain, path, shape, backend=args.backend)
+        print(f"{keep:>6.2f} {report['params']:>10d} {report['macs']:>12d} {time.perf_counter() - t0:>9.2f}  {path}")
+    if args.elastic:
+        path = export_elastic(model, os.path.join(folder, f"{name}_elastic.mindir"), shape, backend=args.backend)
+        print(f"elastic (width a run-time input): {path}")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="inn-ms", description="Integral Neural Networks for MindSpore")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -320,6 +364,18 @@ def main(argv=None):
     p.add_argument("--out", help="path stem of the plot (.png) and table (.json); default output_dir/eval")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
+    p = sub.add_parser("export", help="export every width of a config's run (eval.widths) as MindIR")
+    p.add_argument("--config", required=True, help="YAML config the run was trained with")
+    p.add_argument("--artifact", help="integral artifact (default: output_dir/model.inn)")
+    p.add_argument("--widths", type=float, nargs="+", default=None, help="keep ratios (default: eval.widths)")
+    p.add_argument("--multiple-of", type=int, default=1, help="round channel counts to a multiple")
+    p.add_argument("--input-shape", help="input shape (default: the artifact's, or the data set's)")
+    p.add_argument("--backend", choices=["native", "matmul"], default="native",
+                   help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
+    p.add_argument("--elastic", action="store_true", help="also export the elastic MindIR (any width at run time)")
+    p.add_argument("--out-dir", help="folder for the MindIR files (default: output_dir/mindir)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=_export)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -151,3 +151,30 @@ def test_load_mindir_refuses_bad_files(tmp_path):
         load_mindir(str(p))
     with pytest.raises(ValueError, match="ends with .mindir"):
         export_mindir(nn.Dense(2, 2), str(tmp_path / "a.bin"), (1, 2))
+
+
+def test_cli_export_every_width_of_a_configs_run(tmp_path, rng, capsys):
+    """``inn-ms export --config``: the run's artifact (output_dir/model.inn)
+    pruned to each eval width and exported; each MindIR equals the pruned
+    network. Missing artifacts and bad widths are refused."""
+    import os
+    from inn_ms.config import load_config
+    from inn_ms.runner import build_model
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ascend_configs",
+                          "mnist_cnn_cpu.yaml")
+    overrides = [f"output_dir={tmp_path}", "eval.widths=[1.0, 0.5]"]
+    model = build_model(load_config(config, overrides))
+    save_artifact(model, str(tmp_path / "model.inn"))
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert main(["export", "--config", config, "--backend", "matmul"] + sets) == 0
+    out = capsys.readouterr().out
+    x = rng.normal(size=(3, 1, 28, 28)).astype(np.float32)
+    for keep in (1.0, 0.5):
+        path = tmp_path / "mindir" / f"mnist_cnn_keep{int(keep * 100):03d}.mindir"
+        assert str(path) in out
+        plain, _ = prune(model, keep=keep, input_shape=(1, 1, 28, 28))
+        np.testing.assert_allclose(load_mindir(str(path))(Tensor(x)).asnumpy(), run(plain, x), rtol=1e-5, atol=1e-5)
+    assert main(["export", "--config", config, "--set", f"output_dir={tmp_path / 'none'}"]) == 2
+    assert "no integral artifact" in capsys.readouterr().err
+    assert main(["export", "--config", config, "--widths", "0"] + sets) == 2
+    assert not (tmp_path / "none").exists()
