@@ -419,6 +419,17 @@ def _save_figure(plt, fig, path):
     return path
 
 
+def _finish_compression_plot(plt, fig, ax, ylabel, title, path):
+    """Axis labels, grid and legend of a quality-vs-compression plot, then
+    the atomic save."""
+    ax.set_xlabel("parameters removed (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(plt, fig, path)
+
+
 def plot_accuracy(rows, path, title=""):
     """PNG of top-1/top-5 accuracy against compression (fraction of
     parameters removed), one point per evaluated width; written atomically."""
@@ -428,12 +439,8 @@ def plot_accuracy(rows, path, title=""):
     ax.plot(comp, [100 * r["top5"] for r in rows], "s--", label="top-5")
     for r, c in zip(rows, comp):
         ax.annotate(f"{r['keep']:g}", (c, 100 * r["top1"]), textcoords="offset points", xytext=(3, -10), fontsize=8)
-    ax.set_xlabel("parameters removed (%)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "accuracy vs compression (labels: keep ratio)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save_figure(plt, fig, path)
+    return _finish_compression_plot(plt, fig, ax, "accuracy (%)",
+                                    title or "accuracy vs compression (labels: keep ratio)", path)
 
 
 def plot_psnr(rows, path, title=""):
@@ -449,9 +456,5 @@ def plot_psnr(rows, path, title=""):
     for r in rows:
         if r["keep"] is None:
             ax.axhline(r["psnr"], color="grey", linestyle="--", label=r["label"])
-    ax.set_xlabel("parameters removed (%)")
-    ax.set_ylabel("PSNR on Y (dB)")
-    ax.set_title(title or "PSNR vs compression (labels: keep ratio)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save_figure(plt, fig, path)
+    return _finish_compression_plot(plt, fig, ax, "PSNR on Y (dB)",
+                                    title or "PSNR vs compression (labels: keep ratio)", path)

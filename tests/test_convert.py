@@ -17,16 +17,7 @@ from inn_ms.layers.batchnorm import IntegralBatchNorm2d  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
-
-def randomize_bn(net, rng):
-    """Non-trivial BatchNorm statistics and affine parameters, so folding and
-    permuting them is really exercised."""
-    for name, p in net.parameters_and_names():
-        if name.endswith(("moving_mean", "beta")):
-            p.set_data(Tensor(rng.uniform(-0.5, 0.5, p.shape).astype(np.float32)))
-        elif name.endswith(("moving_variance", "gamma")):
-            p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
-    return net
+from helpers import randomize_bn  # noqa: E402
 
 
 def rel_err(a, b):

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import checkpoint_weights as _weights
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "ascend_configs", "mnist_cnn_cpu.yaml")
 MSRUN = os.path.join(os.path.dirname(sys.executable), "msrun")
@@ -29,9 +31,6 @@ def _sets(*extra):
     return out
 
 
-def _weights(path):
-    import mindspore as ms
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if k not in ("epoch", "step", "epoch_step", "global_batch")}
 
 
 @pytest.mark.skipif(not (os.path.exists(MSRUN) or shutil.which("msrun")), reason="msrun not installed")

@@ -18,17 +18,12 @@ from inn_ms.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoin
     save_checkpoint
 from inn_ms.runner import lr_schedule
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, checkpoint_weights as _weights, run_script as _run, script_env as _env
+
 CONFIG = os.path.join(ROOT, "ascend_configs", "mnist_cnn_cpu.yaml")
 # 128 digits, batch 16: 8 steps per epoch, 16 in all, a checkpoint after every step.
 SETTINGS = ["train.batch_size=16", "train.save_every_steps=1", "train.keep_checkpoints=50"]
 STEPS = 16
-
-
-def _env():
-    env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1")
-    env.pop("MS_WORKER_NUM", None)
-    return env
 
 
 def _cmd(script, *args):
@@ -40,18 +35,6 @@ def _train_cmd(out, *extra):
     for s in SETTINGS + [f"output_dir={out}"] + list(extra):
         args += ["--set", s]
     return _cmd("train.py", *args)
-
-
-def _run(cmd):
-    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    return r.stdout + r.stderr
-
-
-def _weights(path):
-    import mindspore as ms
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
-            if k not in ("epoch", "step", "epoch_step", "global_batch")}
 
 
 def test_lr_schedules():

@@ -8,7 +8,6 @@ the same way. Config errors name the key."""
 import json
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -16,31 +15,18 @@ import pytest
 
 from inn_ms.config import ConfigError, load_config, validate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, checkpoint_weights as _weights, run_script
+
 SRCNN = os.path.join(ROOT, "ascend_configs", "srcnn_cpu.yaml")
 EDSR = os.path.join(ROOT, "ascend_configs", "edsr_cpu.yaml")
 STEPS = 8  # srcnn_cpu: 64 patches per epoch, batch 16, 2 epochs
-
-
-def _env():
-    env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1")
-    env.pop("MS_WORKER_NUM", None)
-    return env
 
 
 def _run(script, config, *args, sets=()):
     cmd = [sys.executable, os.path.join(ROOT, "scripts", script), "--config", config, "--quiet", *args]
     for s in sets:
         cmd += ["--set", s]
-    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    return r.stdout + r.stderr
-
-
-def _weights(path):
-    import mindspore as ms
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
-            if k not in ("epoch", "step", "epoch_step", "global_batch")}
+    return run_script(cmd)
 
 
 @pytest.fixture(scope="module")

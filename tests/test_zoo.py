@@ -14,6 +14,8 @@ from inn_ms.layers.base import IntegralLayer
 from inn_ms.model import IntegralModel, count_parameters
 from model_zoo import create_model, list_models
 
+from helpers import randomize_bn
+
 ZOO = ["nin", "nin_separable", "vgg11", "vgg19", "vgg11_separable", "resnet18", "resnet18_separable", "resnet50",
        "resnet50_separable", "mobilenet_v2"]
 # Small and fast: a quarter of the published widths (an eighth for the
@@ -32,17 +34,6 @@ CASES = [(name, SMALL[name]) for name in ZOO] + [("vgg11", {"width": 0.25, "batc
 
 def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def randomize_bn(net, rng):
-    """Non-trivial BatchNorm parameters and statistics (integral or plain),
-    so that BatchNorm on a channel group is really exercised."""
-    for name, p in net.parameters_and_names():
-        if name.endswith(("moving_mean", "beta")):
-            p.set_data(Tensor(rng.uniform(-0.5, 0.5, p.shape).astype(np.float32)))
-        elif name.endswith(("moving_variance", "gamma")):
-            p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
-    return net
 
 
 def run(net, x):

@@ -1,0 +1,45 @@
+"""Helpers several test files share: running the project's scripts as a
+user does (subprocesses), reading training checkpoints, and giving
+BatchNorms non-trivial values. (Independent references live in
+reference.py; nothing here is a yardstick.)"""
+import os
+import subprocess
+
+import numpy as np
+from mindspore import Tensor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def script_env():
+    """Environment for a script subprocess: quiet MindSpore, unbuffered
+    output, and no msrun variables leaking in from the test process."""
+    env = dict(os.environ, GLOG_v="3", PYTHONUNBUFFERED="1")
+    env.pop("MS_WORKER_NUM", None)
+    return env
+
+
+def run_script(cmd):
+    """Run ``cmd`` from the repository root; fail with its output unless it
+    exits 0. Returns stdout + stderr."""
+    r = subprocess.run(cmd, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r.stdout + r.stderr
+
+
+def checkpoint_weights(path):
+    """The network weights of a training checkpoint (position entries dropped)."""
+    import mindspore as ms
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
+            if k not in ("epoch", "step", "epoch_step", "global_batch")}
+
+
+def randomize_bn(net, rng):
+    """Non-trivial BatchNorm statistics and affine parameters (plain or
+    integral), so folding, permuting and sampling them is really exercised."""
+    for name, p in net.parameters_and_names():
+        if name.endswith(("moving_mean", "beta")):
+            p.set_data(Tensor(rng.uniform(-0.5, 0.5, p.shape).astype(np.float32)))
+        elif name.endswith(("moving_variance", "gamma")):
+            p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+    return net
