@@ -53,8 +53,9 @@ def converted_architecture(builder, input_shape, builder_kwargs=None, **convert_
 
 
 def build_discrete(builder, kwargs):
-    """A discrete network from a zoo name or ``module:callable``."""
-    if ":" in builder:
+    """A discrete network from a zoo name (``mindcv:<name>`` included) or
+    ``module:callable``."""
+    if ":" in builder and not builder.startswith("mindcv:"):
         import importlib
         module, _, attr = builder.partition(":")
         try:

@@ -57,7 +57,10 @@ def save_checkpoint(path, model, optimizer=None, epoch=0, step=0, epoch_step=0, 
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    logger.info("checkpoint %s (epoch %d, step %d)", path, epoch, step)
+    if optimizer is None and not (epoch or step):
+        logger.info("weights %s", path)
+    else:
+        logger.info("checkpoint %s (epoch %d, step %d)", path, epoch, step)
     if keep:
         for old in list_checkpoints(folder)[:-keep]:
             os.remove(old)

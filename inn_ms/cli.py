@@ -11,6 +11,11 @@ PyTorch weights → an integral artifact ``.inn`` or a checkpoint), ``prune``
 resume; data parallel under msrun) and ``eval`` (a checkpoint → top-1/top-5,
 or PSNR/SSIM beside bicubic for super resolution, at several widths, a
 table and a plot).
+
+``convert``, ``prune``, ``export``, ``train`` and ``eval`` read the same YAML
+config (``--config``, with ``--set key=value`` overrides), so one file
+drives a model from PyTorch weights to MindIR; ``convert`` and ``prune``
+also work from arguments alone.
 """
 import argparse
 import os
@@ -62,21 +67,60 @@ def _shape(text):
     return shape
 
 
+def _run_config(args):
+    """The config of ``--config`` with ``--set`` overrides, for a command that
+    runs in one process (never distributed)."""
+    from inn_ms.config import load_config
+    return load_config(args.config, list(args.set) + ["distributed=false"])
+
+
+def _convert_plan(args):
+    """What to convert, from the command line or from ``--config``:
+    ``(arch, builder kwargs, weights, input shape, convert options, out)``.
+    Everything is checked before anything is built."""
+    if args.config is None:
+        if args.arch is None:
+            raise ValueError("give an architecture (a zoo name or module:callable) or --config")
+        if args.input_shape is None:
+            raise ValueError("--input-shape is needed (e.g. 1,3,32,32), or take it from --config")
+        if args.out is None:
+            raise ValueError("--out is needed (a .inn artifact or .ckpt), or --config (default output_dir/converted.inn)")
+        kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+        options = {"fold_bn": not args.no_fold_bn, "permute": not args.no_permute}
+        return args.arch, kwargs, args.weights, _shape(args.input_shape), options, args.out
+    if args.arch is not None:
+        raise ValueError(f"give either an architecture ({args.arch!r}) or --config, not both")
+    if args.num_classes is not None:
+        raise ValueError("--num-classes comes from the config with --config (--set model.num_classes=N)")
+    cfg = _run_config(args)
+    m, c = cfg["model"], cfg["model"]["convert"]
+    if c is None:
+        raise ValueError(f"{args.config}: model.convert is null, so the config builds the integral network "
+                         f"directly and there is nothing to convert; set model.convert "
+                         f"(e.g. --set 'model.convert={{input_shape: [1, 3, 32, 32]}}')")
+    kwargs = dict(m["kwargs"], **({} if m["num_classes"] is None else {"num_classes": m["num_classes"]}))
+    options = {"fold_bn": c["fold_bn"] and not args.no_fold_bn, "permute": c["permute"] and not args.no_permute,
+               "quadrature": c["quadrature"]}
+    shape = _shape(args.input_shape) if args.input_shape else tuple(c["input_shape"])
+    out = args.out or os.path.join(cfg["output_dir"], "converted.inn")
+    return m["name"], kwargs, args.weights or c["weights"], shape, options, out
+
+
 def _convert(args):
     os.environ.setdefault("GLOG_v", "3")
+    arch, kwargs, weights, shape, options, out = _convert_plan(args)
+    if not out.endswith((".inn", ".ckpt")):
+        raise ValueError(f"--out must end with .inn (integral artifact) or .ckpt (weights only), got {out!r}")
+    if weights and not os.path.isfile(weights):
+        raise ValueError(f"no checkpoint file {weights!r} (the PyTorch weights to convert)")
     import mindspore as ms
     from inn_ms.artifact import build_discrete, save_artifact
     from inn_ms.convert import convert, load_torch_weights
-    shape = _shape(args.input_shape)
-    if not args.out.endswith((".inn", ".ckpt")):
-        raise ValueError(f"--out must end with .inn (integral artifact) or .ckpt (weights only), got {args.out!r}")
-    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    net = build_discrete(args.arch, kwargs)
-    if args.weights:
-        loaded = load_torch_weights(net, args.weights)
-        print(f"loaded {len(loaded)} tensors from {args.weights}")
-    model = convert(net, shape, fold_bn=not args.no_fold_bn, permute=not args.no_permute, builder=args.arch,
-                    builder_kwargs=kwargs)
+    net = build_discrete(arch, kwargs)
+    if weights:
+        loaded = load_torch_weights(net, weights)
+        print(f"loaded {len(loaded)} tensors from {weights}")
+    model = convert(net, shape, builder=arch, builder_kwargs=kwargs, **options)
     groups = model.conversion["groups"]
     print(f"{'group':<32} {'channels':>8}  total variation before -> after")
     for name, size in model.full_sizes.items():
@@ -84,16 +128,17 @@ def _convert(args):
         tv = f"{r['tv_before']:.4g} -> {r['tv_after']:.4g}" if r else "not permuted"
         print(f"{name:<32} {size:>8}  {tv}")
     discrete = [n for n, g in groups.groups.items() if not g.continuous]
-    print(f"{len(model.groups)} continuous groups; discrete: {', '.join(discrete)}; "
+    print(f"{len(model.groups)} continuous groups; discrete: {', '.join(discrete) or 'none'}; "
           f"{len(model.conversion['folded_bn'])} BatchNorms folded")
-    if args.out.endswith(".inn"):
-        save_artifact(model, args.out)
-        print(f"integral artifact written to {args.out}")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if out.endswith(".inn"):
+        save_artifact(model, out)
+        print(f"integral artifact written to {out}")
         return 0
-    tmp = args.out[:-len(".ckpt")] + ".partial.ckpt"
+    tmp = out[:-len(".ckpt")] + ".partial.ckpt"
     ms.save_checkpoint(model, tmp)
-    os.replace(tmp, args.out)
-    print(f"integral checkpoint written to {args.out}")
+    os.replace(tmp, out)
+    print(f"integral checkpoint written to {out}")
     return 0
 
 
@@ -110,14 +155,64 @@ def _sizes_arg(text):
     return sizes
 
 
-def _artifact_input_shape(args, manifest):
-    """``--input-shape``, or else the shape the artifact's conversion recorded."""
+def _artifact_input_shape(args, manifest, cfg=None):
+    """``--input-shape``, or else the shape the artifact's conversion
+    recorded, or else (with a classification config) one sample of the
+    config's evaluation data."""
     if args.input_shape:
         return _shape(args.input_shape)
     recorded = manifest["architecture"].get("input_shape")
-    if not recorded:
+    if recorded:
+        return tuple(recorded)
+    if cfg is None:
         raise ValueError("--input-shape is needed: the artifact does not record one")
-    return tuple(recorded)
+    if cfg["task"] == "super_resolution":
+        raise ValueError("--input-shape is needed for a super-resolution network (the image size to export for)")
+    from inn_ms.datasets import build_source
+    return (1,) + tuple(build_source(cfg["data"], train=False).input_shape)
+
+
+def _config_artifact(args, cfg):
+    """The artifact to read: the one named, or else that of the run ``cfg``
+    describes (``output_dir/model.inn``)."""
+    if cfg is None:
+        if args.artifact is None:
+            raise ValueError("give an integral artifact (.inn) or --config (its run's output_dir/model.inn)")
+        path = args.artifact
+    else:
+        path = args.artifact or os.path.join(cfg["output_dir"], "model.inn")
+    if not os.path.isfile(path):
+        hint = ": train with this config first, or give the artifact" if cfg is not None else ""
+        raise ValueError(f"no integral artifact at {path!r}{hint}")
+    return path
+
+
+def _multiple_of(args, cfg):
+    """``--multiple-of``, or the config's training ``train.widths.multiple_of``
+    (the widths the network was trained at), or 1."""
+    if args.multiple_of is not None:
+        if args.multiple_of < 1:
+            raise ValueError(f"--multiple-of must be >= 1, got {args.multiple_of}")
+        return args.multiple_of
+    widths = cfg["train"]["widths"] if cfg is not None else None
+    return widths["multiple_of"] if widths else 1
+
+
+def _prune_out(args, cfg, sizes):
+    """``--out``, or with ``--config`` a name in ``output_dir/mindir/`` that
+    says the target."""
+    if args.out is None:
+        if cfg is None:
+            raise ValueError("--out is needed (the .mindir to write), or --config (default output_dir/mindir/)")
+        tag = (f"keep{int(round(args.keep * 100)):03d}" if args.keep is not None else
+               f"params{args.params}" if args.params is not None else
+               f"macs{args.macs}" if args.macs is not None else
+               f"flops{args.flops}" if args.flops is not None else
+               "sizes_" + "_".join(str(v) for v in sizes.values()))
+        return os.path.join(cfg["output_dir"], "mindir", f"{cfg['model']['name'].replace(':', '_')}_{tag}.mindir")
+    if not args.out.endswith(".mindir"):
+        raise ValueError(f"--out must end with .mindir, got {args.out!r}")
+    return args.out
 
 
 def _prune(args):
@@ -126,22 +221,25 @@ def _prune(args):
     from inn_ms.artifact import load_artifact, read_manifest
     from inn_ms.export import export_mindir, prune
     t0 = time.perf_counter()
-    if not args.out.endswith(".mindir"):
-        raise ValueError(f"--out must end with .mindir, got {args.out!r}")
     if args.keep is not None and not 0 < args.keep <= 1:
         raise ValueError(f"keep ratio must be in (0, 1], got {args.keep}")
     sizes = _sizes_arg(args.sizes) if args.sizes else None
-    manifest = read_manifest(args.artifact)
-    shape = _artifact_input_shape(args, manifest)
+    cfg = _run_config(args) if args.config else None
+    multiple_of = _multiple_of(args, cfg)
+    out = _prune_out(args, cfg, sizes)
+    path = _config_artifact(args, cfg)
+    manifest = read_manifest(path)
+    shape = _artifact_input_shape(args, manifest, cfg)
     if sizes:
         unknown = [g for g in sizes if g not in manifest["groups"]]
         if unknown:
             raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
-    model = load_artifact(args.artifact)
+    model = load_artifact(path)
     macs = args.macs if args.flops is None else args.flops // 2
     plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=macs,
-                          input_shape=shape, multiple_of=args.multiple_of)
-    export_mindir(plain, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
+                          input_shape=shape, multiple_of=multiple_of)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    export_mindir(plain, out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
     seconds = time.perf_counter() - t0
     print(f"{'group':<32} {'channels':>8} {'of':>6}")
     for name, n in report["sizes"].items():
@@ -154,7 +252,7 @@ def _prune(args):
         full_macs = macs_of(model.discretize(), shape)
         print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer; "
               f"FLOPs {2 * report['macs']})")
-    print(f"MindIR written to {args.out} ({'dynamic' if not args.static_batch else 'static'} batch, "
+    print(f"MindIR written to {out} ({'dynamic' if not args.static_batch else 'static'} batch, "
           f"{args.backend} convolution) in {seconds:.2f} s")
     return 0
 
@@ -206,12 +304,11 @@ def _eval(args):
     os.environ.setdefault("GLOG_v", "3")
     import json
     from inn_ms.checkpoint import load_checkpoint
-    from inn_ms.config import load_config
     from inn_ms.datasets import build_source
     from inn_ms.runner import build_model, evaluate, evaluate_sr, plot_accuracy, plot_psnr, setup_device, sr_table, \
         upscaled_input
-    overrides = list(args.set) + ["distributed=false"]
-    cfg = load_config(args.config, overrides)
+    cfg = _run_config(args)
+    multiple_of = _multiple_of(args, cfg)
     args.widths = args.widths or cfg["eval"]["widths"]
     for keep in args.widths:
         if not 0 < keep <= 1:
@@ -236,13 +333,13 @@ def _eval(args):
     if sr:
         d, e = cfg["data"], cfg["eval"]
         rows = evaluate_sr(model, source, d["scale"], args.widths, upscaled_input(cfg), e["tile"], e["tile_margin"],
-                           args.multiple_of, progress=not args.quiet)
+                           multiple_of, progress=not args.quiet)
         print(f"{cfg['model']['name']} x{d['scale']} on {d['name']} ({len(source)} images, Y channel, border "
               f"{d['scale']} px; PSNR dB / SSIM), {args.checkpoint}")
         print("\n".join(sr_table(rows, per_image=len(source) <= 4)))
         plot_psnr(rows, out + ".png", title=f"{cfg['model']['name']} x{d['scale']}: PSNR vs compression")
     else:
-        rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], args.multiple_of,
+        rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], multiple_of,
                         progress=not args.quiet)
         print(f"{cfg['model']['name']} on {source.name} ({rows[0]['samples']} samples), {args.checkpoint}")
         print(f"{'keep':>6} {'params':>10} {'compr.':>7} {'top-1':>8} {'top-5':>8}  channels per group")
@@ -264,34 +361,25 @@ def _export(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
     from inn_ms.artifact import load_artifact, read_manifest
-    from inn_ms.config import load_config
     from inn_ms.elastic import export_elastic
     from inn_ms.export import export_mindir, prune
-    cfg = load_config(args.config, list(args.set) + ["distributed=false"])
+    cfg = _run_config(args)
     widths = args.widths or cfg["eval"]["widths"]
     for keep in widths:
         if not 0 < keep <= 1:
             raise ValueError(f"--widths: keep ratios must be in (0, 1], got {keep}")
-    artifact = args.artifact or os.path.join(cfg["output_dir"], "model.inn")
-    if not os.path.isfile(artifact):
-        raise ValueError(f"no integral artifact at {artifact!r}: train with this config first, or give --artifact")
-    manifest = read_manifest(artifact)
-    if args.input_shape or manifest["architecture"].get("input_shape"):
-        shape = _artifact_input_shape(args, manifest)
-    elif cfg["task"] == "super_resolution":
-        raise ValueError("--input-shape is needed for a super-resolution network (the image size to export for)")
-    else:
-        from inn_ms.datasets import build_source
-        shape = (1,) + tuple(build_source(cfg["data"], train=False).input_shape)
+    multiple_of = _multiple_of(args, cfg)
+    artifact = _config_artifact(args, cfg)
+    shape = _artifact_input_shape(args, read_manifest(artifact), cfg)
     model = load_artifact(artifact)
     folder = args.out_dir or os.path.join(cfg["output_dir"], "mindir")
     os.makedirs(folder, exist_ok=True)
-    name = cfg["model"]["name"]
+    name = cfg["model"]["name"].replace(":", "_")
     print(f"{name}: {artifact}, input {shape}, {args.backend} convolution, dynamic batch")
     print(f"{'keep':>6} {'params':>10} {'MACs':>12} {'export s':>9}  file")
     for keep in widths:
         t0 = time.perf_counter()
-        plain, report = prune(model, keep=keep, input_shape=shape, multiple_of=args.multiple_of)
+        plain, report = prune(model, keep=keep, input_shape=shape, multiple_of=multiple_of)
         path = os.path.join(folder, f"{name}_keep{int(round(keep * 100)):03d}.mindir")
         export_mindir(plain, path, shape, backend=args.backend)
         print(f"{keep:>6.2f} {report['params']:>10d} {report['macs']:>12d} {time.perf_counter() - t0:>9.2f}  {path}")
@@ -312,16 +400,25 @@ def main(argv=None):
     p.add_argument("--num-classes", type=int, default=None)
     p.set_defaults(func=_resize)
     p = sub.add_parser("convert", help="convert a discrete network with PyTorch weights to an integral one")
-    p.add_argument("arch", help="zoo name (its discrete build) or module:callable returning a Cell")
-    p.add_argument("--weights", help="PyTorch state_dict: .pth/.pt (needs torch), .safetensors or .npz")
-    p.add_argument("--input-shape", required=True, help="example input shape, e.g. 1,3,32,32")
-    p.add_argument("--out", required=True, help="integral checkpoint to write (.ckpt)")
+    p.add_argument("arch", nargs="?", help="zoo name (its discrete build) or module:callable returning a Cell "
+                                           "(or --config)")
+    p.add_argument("--config", help="YAML config whose model and model.convert say what to convert "
+                                    "(writes output_dir/converted.inn unless --out)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--weights", help="PyTorch state_dict: .pth/.pt (needs torch), .safetensors or .npz "
+                                     "(default with --config: model.convert.weights)")
+    p.add_argument("--input-shape", help="example input shape, e.g. 1,3,32,32 (default with --config: "
+                                         "model.convert.input_shape)")
+    p.add_argument("--out", help="integral artifact (.inn) or checkpoint (.ckpt) to write")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorms as integral BatchNorms")
     p.add_argument("--no-permute", action="store_true", help="keep the channel order")
     p.set_defaults(func=_convert)
     p = sub.add_parser("prune", help="resample an integral artifact to a target width and export MindIR")
-    p.add_argument("artifact", help="integral artifact (.inn)")
+    p.add_argument("artifact", nargs="?", help="integral artifact (.inn), or --config")
+    p.add_argument("--config", help="YAML config of a run: its output_dir/model.inn (unless an artifact is "
+                                    "given), input shape, multiple_of and output folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--keep", type=float, help="one keep ratio in (0, 1] for every group")
     target.add_argument("--sizes", help="group=size pairs, e.g. conv1=16,fc1=64 (others stay full)")
@@ -329,9 +426,12 @@ def main(argv=None):
     target.add_argument("--macs", type=int, help="largest width with at most this many MACs per sample")
     target.add_argument("--flops", type=int, help="largest width with at most this many FLOPs per sample "
                                                   "(2 per multiply-accumulate)")
-    p.add_argument("--out", required=True, help="MindIR file to write (.mindir)")
-    p.add_argument("--input-shape", help="input shape (default: the one the artifact records)")
-    p.add_argument("--multiple-of", type=int, default=1, help="round sizes to a multiple (e.g. 16 on Ascend)")
+    p.add_argument("--out", help="MindIR file to write (.mindir; default with --config: output_dir/mindir/)")
+    p.add_argument("--input-shape", help="input shape (default: the one the artifact records, or with --config "
+                                         "one sample of the evaluation data)")
+    p.add_argument("--multiple-of", type=int, default=None,
+                   help="round sizes to a multiple, e.g. 16 on Ascend (default: the config's "
+                        "train.widths.multiple_of, else 1)")
     p.add_argument("--backend", choices=["native", "matmul"], default="native",
                    help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size to the input shape's")
@@ -359,7 +459,8 @@ def main(argv=None):
     p.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
     p.add_argument("--checkpoint", required=True, help="training checkpoint, final.ckpt or model.inn")
     p.add_argument("--widths", type=float, nargs="+", default=None, help="keep ratios (default: eval.widths)")
-    p.add_argument("--multiple-of", type=int, default=1, help="round channel counts to a multiple")
+    p.add_argument("--multiple-of", type=int, default=None,
+                   help="round channel counts to a multiple (default: train.widths.multiple_of, else 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", help="path stem of the plot (.png) and table (.json); default output_dir/eval")
     p.add_argument("--quiet", action="store_true")
@@ -368,7 +469,8 @@ def main(argv=None):
     p.add_argument("--config", required=True, help="YAML config the run was trained with")
     p.add_argument("--artifact", help="integral artifact (default: output_dir/model.inn)")
     p.add_argument("--widths", type=float, nargs="+", default=None, help="keep ratios (default: eval.widths)")
-    p.add_argument("--multiple-of", type=int, default=1, help="round channel counts to a multiple")
+    p.add_argument("--multiple-of", type=int, default=None,
+                   help="round channel counts to a multiple (default: train.widths.multiple_of, else 1)")
     p.add_argument("--input-shape", help="input shape (default: the artifact's, or the data set's)")
     p.add_argument("--backend", choices=["native", "matmul"], default="native",
                    help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")

@@ -141,7 +141,9 @@ SCHEMA = {
         "kwargs": _Field(_mapping, {}, "keyword arguments of the zoo builder"),
         "convert": _Field(None, None, "null: build the integral zoo network; a mapping: build the discrete "
                                       "network and convert it"),
-        "checkpoint": _Field(_str(optional=True), None, "MindSpore .ckpt to start from (integral weights)"),
+        "checkpoint": _Field(_str(optional=True), None, "start from: a MindSpore .ckpt of this network's integral "
+                                                        "weights, or an integral artifact .inn (e.g. written by "
+                                                        "inn-ms convert --config), which then defines the network"),
     },
     "device": {
         "target": _Field(_choice(*DEVICES), "CPU"),
@@ -216,6 +218,9 @@ SCHEMA = {
 
 _CONVERT = {
     "input_shape": _Field(_list(_int(1), 2), doc="example input shape, e.g. [1, 1, 28, 28]"),
+    "weights": _Field(_str(optional=True), None, "PyTorch state_dict (.pth/.pt, .safetensors, .npz) loaded into "
+                                                 "the discrete network before converting (null: the builder's "
+                                                 "own weights)"),
     "fold_bn": _Field(_bool, True),
     "permute": _Field(_bool, True),
     "quadrature": _Field(_str(), "trapezoid"),

@@ -57,24 +57,47 @@ def setup_device(cfg):
 
 def build_model(cfg):
     """The integral model a config describes: the zoo network built integral,
-    or built discrete and converted (``model.convert``); then
-    ``model.checkpoint`` loaded if given."""
+    or built discrete (a zoo name or ``module:callable``), given
+    ``model.convert.weights`` (a PyTorch state_dict) and converted
+    (``model.convert``); then ``model.checkpoint`` loaded if given. A
+    checkpoint that is an integral artifact (``.inn``) is the network itself:
+    nothing else is built."""
     from model_zoo import create_model
     m = cfg["model"]
+    if m["checkpoint"] and m["checkpoint"].endswith(".inn"):
+        return _from_artifact(cfg)
     kwargs = dict(m["kwargs"])
     classes = {} if m["num_classes"] is None else {"num_classes": m["num_classes"]}  # None: super resolution
     if m["convert"] is None:
         model = create_model(m["name"], integral=True, **classes, **kwargs)
     else:
-        from inn_ms.convert import convert
+        from inn_ms.artifact import build_discrete
+        from inn_ms.convert import convert, load_torch_weights
         c = m["convert"]
         arch_kwargs = dict(kwargs, **classes)
-        net = create_model(m["name"], integral=False, **arch_kwargs)
+        net = build_discrete(m["name"], arch_kwargs)
+        if c["weights"]:
+            loaded = load_torch_weights(net, c["weights"])
+            logger.info("loaded %d tensors from %s", len(loaded), c["weights"])
         model = convert(net, tuple(c["input_shape"]), fold_bn=c["fold_bn"], permute=c["permute"],
                         quadrature=c["quadrature"], builder=m["name"], builder_kwargs=arch_kwargs)
     if m["checkpoint"]:
         load_checkpoint(m["checkpoint"], model)
     return model
+
+
+def _from_artifact(cfg):
+    """``model.checkpoint`` as an integral artifact, checked against
+    ``model.name``: the artifact records the network it holds."""
+    from inn_ms.artifact import load_artifact, read_manifest
+    path = cfg["model"]["checkpoint"]
+    if not os.path.isfile(path):
+        raise ValueError(f"model.checkpoint {path!r} not found")
+    arch = read_manifest(path)["architecture"]
+    built = arch.get("name") if arch.get("kind") == "zoo" else arch.get("builder")
+    if built != cfg["model"]["name"]:
+        raise ValueError(f"model.checkpoint {path!r} holds {built!r}, but model.name is {cfg['model']['name']!r}")
+    return load_artifact(path)
 
 
 def lr_schedule(sched, lr, epochs, steps_per_epoch):
