@@ -98,6 +98,18 @@ def _choice(*options, fold=str.lower):
     return check
 
 
+def _auto_or(check):
+    """The word ``auto`` (kept as None: computed later), or a value ``check`` accepts."""
+    def check_auto(v, key):
+        if isinstance(v, str) and v.lower() == "auto":
+            return None
+        try:
+            return check(v, key)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (or auto)") from None
+    return check_auto
+
+
 def _mapping(v, key):
     if v is None:
         return {}
@@ -209,8 +221,9 @@ SCHEMA = {
         "batch_size": _Field(_int(1), 256),
         "tile": _Field(_int(1, optional=True), 96, "super resolution: images run in tiles of this many input "
                                                    "pixels a side (null: whole images)"),
-        "tile_margin": _Field(_int(0), 16, "super resolution: tile overlap (>= the receptive-field radius in "
-                                           "input pixels for results equal to whole images)"),
+        "tile_margin": _Field(_auto_or(_int(0)), "auto", "super resolution: tile overlap in input pixels; auto: the "
+                                                        "network's receptive-field radius, so tiled results equal "
+                                                        "whole images"),
     },
     "output_dir": _Field(_str(), "outputs/run"),
     "distributed": _Field(_bool, False, "data parallel over the workers started by msrun"),

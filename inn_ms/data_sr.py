@@ -243,21 +243,50 @@ def ssim(pred, target, border=0, data_range=1.0, sigma=1.5):
 
 # -- running a network on whole images -------------------------------------
 
-def super_resolve(net, image, tile=96, margin=8, out_scale=1):
+def receptive_radius(net):
+    """An upper bound of ``net``'s receptive-field radius in input pixels:
+    how far an output pixel can see. Every convolution adds
+    ``dilation·(k−1)/2`` along the network's longest path, and no path is
+    longer than all of them in a row; a stride multiplies what follows, so
+    every term is scaled by the product of all strides. Convolutions after
+    an upsampler count in high-resolution pixels, a fraction of an input
+    pixel each, so counting them whole only overestimates. The tile
+    overlap that makes :func:`super_resolve` equal one whole-image pass."""
+    from mindspore import nn
+    from inn_ms.layers import IntegralConv2d
+    terms, stride = [], 1
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, (nn.Conv2d, IntegralConv2d)):
+            k, d, st = cell.kernel_size, cell.dilation, cell.stride
+            k, d, st = [(v, v) if isinstance(v, int) else tuple(v)[-2:] for v in (k, d, st)]
+            reach = max(d[0] * (k[0] - 1), d[1] * (k[1] - 1))
+            terms.append(-(-reach // 2))  # rounded up: an even kernel reaches further on one side
+            stride *= max(st)
+    if not terms:
+        raise ValueError(f"receptive_radius: {type(net).__name__} has no convolution")
+    return sum(terms) * stride
+
+
+def super_resolve(net, image, tile=96, margin=None, out_scale=1):
     """Run ``net`` (a Cell mapping ``(1, 1, h, w)`` to ``(1, 1, h·out_scale,
     w·out_scale)``) on a 2-D image in overlapping tiles, and return the
     2-D float64 result clipped to [0, 1].
 
     Tiles keep memory small (unfold + matmul convolutions of whole photos
-    need gigabytes); ``tile=None`` runs the whole image at once. With ``margin`` at least the network's receptive-field
-    radius (in input pixels), the result equals running the whole image at
-    once: tiles overlap by ``margin`` and only their centres are kept.
+    need gigabytes); ``tile=None`` runs the whole image at once. Tiles
+    overlap by ``margin`` input pixels and only their centres are kept;
+    with ``margin`` at least the network's receptive-field radius (the
+    default None takes :func:`receptive_radius`), the result equals running
+    the whole image at once.
     """
     from mindspore import Tensor
 
     x = np.asarray(image, np.float32)
     h, w = x.shape
     tile = tile or max(h, w)
+    margin = receptive_radius(net) if margin is None else margin
+    if margin < 0:
+        raise ValueError(f"super_resolve: margin must be >= 0 input pixels, got {margin}")
     out = np.zeros((h * out_scale, w * out_scale))
     s = out_scale
     for i in range(0, h, tile):
@@ -446,11 +475,12 @@ def paired_dataset(lr_dir, hr_dir, scale, patch_size=None, upscaled=True, batch_
     return data.batch(batch_size, drop_remainder=batch_size > 1)
 
 
-def evaluate(pairs, scale, net=None, upscaled=True, tile=96, margin=8):
+def evaluate(pairs, scale, net=None, upscaled=True, tile=96, margin=None):
     """Mean PSNR (dB) and SSIM on Y over photo ``pairs`` (as made by
     :func:`photo_pairs`), border ``scale``: of ``net`` (SRCNN-style input
-    with ``upscaled=True``, LR input otherwise) or, with ``net=None``, of the
-    bicubic upscaling itself. Returns ``{"psnr", "ssim", "per_image"}``."""
+    with ``upscaled=True``, LR input otherwise, run in tiles: see
+    :func:`super_resolve`) or, with ``net=None``, of the bicubic upscaling
+    itself. Returns ``{"psnr", "ssim", "per_image"}``."""
     rows = []
     for name, hr, lr, up in pairs:
         if net is None:

@@ -207,7 +207,7 @@ def _pynative():
         ms.set_context(mode=mode)
 
 
-def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=16, multiple_of=1,
+def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=None, multiple_of=1,
                 bicubic=True, progress=False):
     """PSNR (dB) and SSIM on Y (border ``scale``) of ``model`` on the image
     ``pairs`` (``[(name, hr, lr, up)]``, :mod:`inn_ms.data_sr`) at every keep
@@ -215,8 +215,9 @@ def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, marg
     network; with ``bicubic``, first a row for bicubic upscaling (the
     baseline: ``keep``, ``params`` and ``compression`` None). Rows carry the
     mean ``psnr``/``ssim`` and ``per_image``. The model runs in PyNative
-    mode, in tiles (see :func:`inn_ms.data_sr.super_resolve`); it is left
-    at full width."""
+    mode, in tiles overlapping by ``margin`` input pixels (None: the
+    receptive-field radius, :func:`inn_ms.data_sr.receptive_radius`, so
+    tiles change nothing); it is left at full width."""
     from tqdm.auto import tqdm
     from inn_ms import data_sr
     from inn_ms.model import count_parameters

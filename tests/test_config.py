@@ -49,6 +49,8 @@ def test_defaults_filled():
     assert cfg["train"]["widths"] == {"low": 0.5, "high": 1.0, "levels": 5, "distribution": "uniform",
                                       "per_group": False, "multiple_of": 1}
     assert cfg["model"]["convert"] is None and cfg["distributed"] is False
+    assert cfg["eval"]["tile_margin"] is None  # auto: the network's receptive-field radius
+    assert validate(dict(MINIMAL, eval={"tile_margin": 12}))["eval"]["tile_margin"] == 12
 
 
 @pytest.mark.parametrize("raw, words", [
@@ -65,6 +67,8 @@ def test_defaults_filled():
     ({"data": {"name": "cifar10"}}, ["data.root", "cifar10"]),
     ({"model": {"convert": {"fold_bn": True}}}, ["model.convert.input_shape"]),
     ({"model": {"name": None}}, ["model.name"]),
+    ({"eval": {"tile_margin": -1}}, ["eval.tile_margin", ">= 0", "(or auto)"]),
+    ({"eval": {"tile_margin": "wide"}}, ["eval.tile_margin", "(or auto)"]),
 ])
 def test_bad_keys_and_values_are_named(raw, words):
     merged = {k: dict(MINIMAL.get(k, {})) for k in MINIMAL}

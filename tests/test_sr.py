@@ -194,6 +194,25 @@ def test_tiled_super_resolution_equals_one_pass(rng):
     np.testing.assert_allclose(super_resolve(e, img, tile=16, margin=6, out_scale=2), whole, atol=1e-5)
 
 
+def test_receptive_radius_is_the_tile_margin_that_changes_nothing(rng):
+    from mindspore import nn
+    from inn_ms.data_sr import receptive_radius
+    assert receptive_radius(create_model("srcnn", widths=(8, 4))) == 4 + 0 + 2  # 9-1-5
+    assert receptive_radius(create_model("srcnn", kernels=(9, 5, 5), integral=False)) == 8
+    dilated = nn.SequentialCell([nn.Conv2d(1, 2, 4, dilation=2), nn.Conv2d(2, 2, 3, stride=2)])
+    assert receptive_radius(dilated) == (3 + 1) * 2  # reach 6 -> 3, plus 1, times the stride
+    with pytest.raises(ValueError, match="no convolution"):
+        receptive_radius(nn.Dense(2, 2))
+    # EDSR x2 with 4 blocks: 11 LR pixels of convolutions (+ the HR ones); the
+    # default margin (the radius) reproduces the whole image, a margin of 4 does not.
+    e = create_model("edsr", scale=2, n_resblocks=4, n_feats=4, channels=1)
+    assert receptive_radius(e) >= 11
+    img = rng.random((40, 44))
+    whole = np.clip(e(Tensor(img[None, None].astype(np.float32))).asnumpy()[0, 0], 0, 1)
+    np.testing.assert_allclose(super_resolve(e, img, tile=12, out_scale=2), whole, atol=1e-5)
+    assert np.abs(super_resolve(e, img, tile=12, margin=4, out_scale=2) - whole).max() > 1e-4
+
+
 def _write_pairs(tmp_path, rng, names, scale, hr_side=(24, 30)):
     from PIL import Image
     (tmp_path / "lr").mkdir()
