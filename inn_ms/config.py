@@ -99,9 +99,10 @@ def _choice(*options, fold=str.lower):
 
 
 def _auto_or(check):
-    """The word ``auto`` (kept as None: computed later), or a value ``check`` accepts."""
+    """The word ``auto`` or null (kept as None: computed later; a resolved
+    config records it as null), or a value ``check`` accepts."""
     def check_auto(v, key):
-        if isinstance(v, str) and v.lower() == "auto":
+        if v is None or (isinstance(v, str) and v.lower() == "auto"):
             return None
         try:
             return check(v, key)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from inn_ms.config import ConfigError, apply_overrides, load_config, validate
+from inn_ms.config import ConfigError, apply_overrides, dump_config, load_config, validate
 from model_zoo import list_models
 from model_zoo.registry import _REGISTRY
 
@@ -22,8 +22,11 @@ def test_configs_exist_for_the_first_models():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
-def test_shipped_config_is_valid_and_fits_its_builder(path):
+def test_shipped_config_is_valid_and_fits_its_builder(path, tmp_path):
     cfg = load_config(path)
+    # What a run records (output_dir/config.yaml, defaults resolved) loads back as the same config.
+    (tmp_path / "recorded.yaml").write_text(dump_config(cfg))
+    assert load_config(str(tmp_path / "recorded.yaml")) == cfg
     name = cfg["model"]["name"]
     device = os.path.basename(path)[:-len(".yaml")].rsplit("_", 1)[1]
     assert os.path.basename(path) == f"{name}_{device}.yaml"
