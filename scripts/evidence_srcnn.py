@@ -31,7 +31,7 @@ def train_srcnn(train_pairs, args, progress=True):
     rng = np.random.default_rng(args.seed)
     x, y = random_patches(train_pairs, args.steps * args.batch_size, args.patch, args.scale, rng)
     model = create_model("srcnn", kernels=args.kernels, widths=args.widths, residual=not args.plain,
-                         control_ratio=args.control_ratio)
+                         control_ratio=args.control_ratio, offset=args.offset, last_scale=args.last_scale)
     lr = nn.cosine_decay_lr(args.lr * 0.1, args.lr, args.steps * (2 if args.sandwich else 1), 1, 1)
     lr = [args.lr] * len(lr) if args.constant_lr else lr
     opt = nn.Adam(model.trainable_params(), learning_rate=lr)
@@ -41,19 +41,44 @@ def train_srcnn(train_pairs, args, progress=True):
     return model, history
 
 
+# Defaults of the two formulations (None on the command line: these). The
+# plain network carries the whole image through its channels, so a width
+# change costs it the quadrature error of its weight functions in full (see
+# README, "Super resolution"): it needs smoother functions (a coarser
+# control grid), a centred input and a quiet start to meet the targets.
+RESIDUAL_DEFAULTS = {"lr": 1e-3, "control_ratio": 0.5, "offset": 0.0, "last_scale": 0.01}
+PLAIN_DEFAULTS = {"lr": 3e-3, "control_ratio": 0.25, "offset": 0.5, "last_scale": 0.01}
+
+
+def resolve_defaults(args):
+    """Fill the options left unset with the defaults of ``--plain`` or the residual network."""
+    for k, v in (PLAIN_DEFAULTS if args.plain else RESIDUAL_DEFAULTS).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return args
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=int, default=3)
     ap.add_argument("--kernels", type=lambda s: tuple(int(v) for v in s.split(",")), default=(9, 1, 5))
     ap.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=(64, 32))
     ap.add_argument("--plain", action="store_true",
-                    help="the paper's SRCNN (no global residual; needs ~5x more steps to beat bicubic)")
+                    help="the paper's SRCNN (no global residual); its defaults: " +
+                    ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in PLAIN_DEFAULTS.items()))
+    ap.add_argument("--offset", type=float, default=None,
+                    help="constant subtracted from the input and added to the output "
+                         "(default 0; --plain: 0.5)")
+    ap.add_argument("--last-scale", type=float, default=None,
+                    help="initial scale of the last layer's weights, bias 0 (default 0.01; 1: plain He init)")
     ap.add_argument("--steps", type=int, default=2000, help="training batches")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--patch", type=int, default=33, help="training patch side (HR pixels)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="Adam peak learning rate (cosine decay to 10 %%)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="Adam peak learning rate, cosine decay to 10 %% (default 1e-3; --plain: 3e-3)")
     ap.add_argument("--constant-lr", action="store_true")
-    ap.add_argument("--control-ratio", type=float, default=0.5)
+    ap.add_argument("--control-ratio", type=float, default=None,
+                    help="control grid size / channel count (default 0.5; --plain: 0.25)")
     ap.add_argument("--low", type=float, default=0.5, help="narrowest keep ratio trained (1: full width only)")
     ap.add_argument("--levels", type=int, default=3, help="keep ratios trained, evenly spaced in [low, 1]")
     ap.add_argument("--sandwich", action="store_true", help="also a full-width step on every batch")
@@ -61,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    args = resolve_defaults(ap.parse_args(argv))
 
     ms.set_seed(args.seed)
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -74,7 +99,9 @@ def main(argv=None):
     trained = "full width only" if args.low >= 1 else \
         f"random widths, keep ratios {np.round(np.linspace(args.low, 1, args.levels), 3).tolist()}"
     print(f"trained {args.steps} steps x {args.batch_size} patches of {args.patch}^2 ({trained}"
-          f"{', sandwich' if args.sandwich else ''}), control ratio {args.control_ratio}: "
+          f"{', sandwich' if args.sandwich else ''}), control ratio {args.control_ratio}, "
+          f"Adam {args.lr:g}{' constant' if args.constant_lr else ' cosine'}"
+          f"{f', offset {args.offset:g}' if args.offset else ''}, last layer at {args.last_scale:g}: "
           f"{t_train:.0f} s, final loss {history[-1]:.5f}")
 
     # PyNative (one pass per tile shape), every width of the model itself, bicubic first

@@ -42,3 +42,23 @@ def test_integral_srcnn_beats_bicubic_and_prunes_to_60_percent():
     assert gains[0] > 0.05, (bicubic, full)
     assert full["ssim"] > bicubic["ssim"]
     assert abs(gains[1]) < 0.5, (full, pruned)
+
+
+def test_plain_srcnn_defaults_and_explicit_options_win():
+    """``--plain`` brings its own defaults (README, "Super resolution": the
+    settings measured to meet the targets without the residual); options
+    given on the command line are kept; the residual network's are unchanged."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "evidence_srcnn.py")
+    spec = importlib.util.spec_from_file_location("evidence_srcnn", path)
+    ev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ev)
+    from argparse import Namespace
+    unset = dict(lr=None, control_ratio=None, offset=None, last_scale=None)
+    plain = ev.resolve_defaults(Namespace(plain=True, **unset))
+    assert (plain.lr, plain.control_ratio, plain.offset, plain.last_scale) == (3e-3, 0.25, 0.5, 0.01)
+    residual = ev.resolve_defaults(Namespace(plain=False, **unset))
+    assert (residual.lr, residual.control_ratio, residual.offset) == (1e-3, 0.5, 0.0)
+    mixed = ev.resolve_defaults(Namespace(plain=True, **{**unset, "control_ratio": 0.5}))
+    assert mixed.control_ratio == 0.5 and mixed.lr == 3e-3

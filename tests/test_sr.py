@@ -46,6 +46,45 @@ def test_srcnn_955_discrete_and_residual_start():
         create_model("srcnn", kernels=(9, 2, 5))
 
 
+def test_srcnn_offset_start_and_discretize():
+    """``offset`` subtracts a constant from the input and adds it back to the
+    output (not the input: no residual); with the last layer at 1 % scale the
+    untrained plain network outputs about ``offset`` everywhere. The offset
+    survives discretize and resampling."""
+    m = create_model("srcnn", offset=0.5, last_scale=0.01, widths=(16, 8))
+    x = _x(np.random.default_rng(2), (1, 1, 16, 16))
+    y = m(x).asnumpy()
+    assert np.abs(y - 0.5).max() < 0.05
+    assert np.abs(y - x.asnumpy()).max() > 0.2  # not the input
+    m.resize(keep=0.6)
+    np.testing.assert_allclose(m.discretize()(x).asnumpy(), m(x).asnumpy(), atol=1e-5)
+    plain = create_model("srcnn", integral=False, offset=0.5, widths=(16, 8))
+    assert plain(x).shape == (1, 1, 16, 16)
+
+
+@pytest.mark.parametrize("control_ratio", [0.25, 0.5, 1.0])
+def test_srcnn_constant_weight_function_is_width_invariant(control_ratio):
+    """The quadrature normalisation keeps the sum over input channels at every
+    width: control values constant along the channel axes (a constant weight
+    function) give the same output at every width, to float rounding. So a
+    plain SRCNN's drop at narrow widths is the quadrature error of weight
+    functions that vary between control points, not a scale or bias shift."""
+    m = create_model("srcnn", control_ratio=control_ratio)
+    net = m.network
+    for name, axes in (("conv1", (0,)), ("conv2", (0, 1)), ("conv3", (1,))):
+        conv = getattr(net, name)
+        w = conv.weight.asnumpy()
+        conv.weight.set_data(Tensor(np.ascontiguousarray(np.broadcast_to(w.mean(axis=axes, keepdims=True), w.shape))))
+        b = conv.bias.asnumpy()
+        conv.bias.set_data(Tensor(np.full_like(b, 0.1 if name != "conv3" else b[0])))
+    x = _x(np.random.default_rng(3), (1, 1, 20, 20))
+    full = m(x).asnumpy()
+    assert np.abs(full).max() > 1e-2
+    for keep in (0.8, 0.6, 0.4, 0.25):
+        m.resize(keep=keep)
+        np.testing.assert_allclose(m(x).asnumpy(), full, rtol=0, atol=1e-5 * np.abs(full).max())
+
+
 def test_sr_models_refuse_num_classes_and_classifiers_keep_it():
     with pytest.raises(ValueError, match="has no classes"):
         create_model("srcnn", num_classes=10)
