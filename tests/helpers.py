@@ -34,6 +34,17 @@ def checkpoint_weights(path):
             if k not in ("epoch", "step", "epoch_step", "global_batch")}
 
 
+def run(net, x):
+    """Eval-mode outputs of ``net`` on the numpy array ``x``, as numpy."""
+    net.set_train(False)
+    return net(Tensor(x)).asnumpy()
+
+
+def rel_err(a, b):
+    """Largest absolute difference of ``a`` from ``b``, relative to ``b``'s largest magnitude."""
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
 def randomize_bn(net, rng):
     """Non-trivial BatchNorm statistics and affine parameters (plain or
     integral), so folding, permuting and sampling them is really exercised."""

@@ -17,16 +17,7 @@ from inn_ms.layers.batchnorm import IntegralBatchNorm2d  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
-from helpers import randomize_bn  # noqa: E402
-
-
-def rel_err(a, b):
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def run(net, x):
-    net.set_train(False)
-    return net(Tensor(x)).asnumpy()
+from helpers import randomize_bn, rel_err, run  # noqa: E402
 
 
 def test_fold_bn_matches_numpy(rng):

@@ -11,14 +11,11 @@ from inn_ms.graph.flops import count_macs
 from inn_ms.model import count_parameters
 from model_zoo import create_model
 
+from helpers import run
+
 
 def small():
     return create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
-
-
-def run(net, x):
-    net.set_train(False)
-    return net(Tensor(x)).asnumpy()
 
 
 @pytest.mark.parametrize("backend", ["native", "matmul"])

@@ -6,7 +6,6 @@ discrete twin), published parameter counts, and the mindcv bridge."""
 import numpy as np
 import pytest
 import mindspore as ms
-from mindspore import Tensor
 
 from inn_ms.artifact import load_artifact, save_artifact
 from inn_ms.graph.channels import find_channel_groups
@@ -14,7 +13,7 @@ from inn_ms.layers.base import IntegralLayer
 from inn_ms.model import IntegralModel, count_parameters
 from model_zoo import create_model, list_models
 
-from helpers import randomize_bn
+from helpers import randomize_bn, rel_err, run
 
 ZOO = ["nin", "nin_separable", "vgg11", "vgg19", "vgg11_separable", "resnet18", "resnet18_separable", "resnet50",
        "resnet50_separable", "mobilenet_v2"]
@@ -30,15 +29,6 @@ CLASSES = 7
 # ImageNet head (a dense layer on flattened 7×7 maps, continuous channels).
 CASES = [(name, SMALL[name]) for name in ZOO] + [("vgg11", {"width": 0.25, "batch_norm": True}),
                                                  ("vgg11", {"width": 0.0625, "stem": "imagenet"})]
-
-
-def rel_err(a, b):
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def run(net, x):
-    net.set_train(False)
-    return net(Tensor(x)).asnumpy()
 
 
 def shapes(net):
