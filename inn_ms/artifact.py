@@ -5,8 +5,8 @@ A ``.inn`` file is a zip archive of two members:
 * ``manifest.json`` — format name and version, the architecture (a zoo
   network and its arguments, or a discrete builder plus the conversion
   options that turned it integral), every channel group with its full size,
-  the size it was saved at and the sizes allowed, the quadrature of each
-  group, the parametrization (Keys cubic kernel, control grid sizes per
+  the size it was saved at and the sizes allowed, the quadrature and the
+  resampling rule of each group, the parametrization (Keys cubic kernel, control grid sizes per
   layer) and the SHA-256 of the weights;
 * ``weights.ckpt`` — the continuous parameters (control values, biases,
   BatchNorm statistics) as a MindSpore checkpoint.
@@ -30,7 +30,7 @@ from inn_ms.layers.base import IntegralLayer
 logger = logging.getLogger(__name__)
 
 FORMAT = "inn_ms-integral"
-VERSION = 1
+VERSION = 2  # the newest version read; 2 adds a group's "resampling" rule (inn_ms.resampling)
 KERNEL = "keys(a=-0.75), edge-clamped"
 
 
@@ -100,12 +100,17 @@ def _manifest(model, architecture, allowed_sizes):
                              f"got ({low}, {high})")
         groups[name] = {"full_size": int(p.max_size), "size": int(p.size), "allowed": [int(low), int(high)],
                         "quadrature": p.quadrature.name}
+        if p.resampling != "point":
+            groups[name]["resampling"] = p.resampling
     layers = {}
     for path, layer in model.network.cells_and_names():
         if isinstance(layer, IntegralLayer):
             layers[path] = {"type": type(layer).__name__, "control": [int(s) for s in layer.weight.shape[:2]]
                             if hasattr(layer, "weight") else [int(layer.num_features)]}
-    return {"format": FORMAT, "version": VERSION, "inn_ms_version": inn_ms.__version__,
+    # Version 1 readers know only point sampling: a file that needs another
+    # rule says version 2, so they refuse it instead of sampling it wrongly.
+    version = 2 if any("resampling" in g for g in groups.values()) else 1
+    return {"format": FORMAT, "version": version, "inn_ms_version": inn_ms.__version__,
             "architecture": architecture, "groups": groups,
             "parametrization": {"kernel": KERNEL, "layers": layers}}
 
@@ -219,6 +224,10 @@ def load_artifact(path):
                             f"shape mismatch (artifact vs network) {mismatched}")
     for n, p in params.items():
         p.set_data(values[n])
+    try:
+        model.set_resampling({n: g.get("resampling", "point") for n, g in groups.items()})
+    except ValueError as e:
+        raise ArtifactError(f"{path!r}: {e}") from None
     model.resize(sizes={n: int(g["size"]) for n, g in groups.items()})
     model.allowed_sizes = {n: tuple(g["allowed"]) for n, g in groups.items()}
     model.architecture = manifest["architecture"]

@@ -11,7 +11,10 @@ tensor: nodes ``i/(n−1)`` for ``i < n``, the Keys kernel's four taps at each
 node (four gathers and a weighted sum: the kernel matrix is banded, so this
 is ~m/4 times cheaper than a dense ``m``-column matmul), trapezoid weights
 ``h/2, h, …, h, h/2`` (times the group's full size, as in
-:mod:`inn_ms.sampler`), and rows ``i ≥ n`` weighted zero.
+:mod:`inn_ms.sampler`), and rows ``i ≥ n`` weighted zero. A group sampled
+with the antialiased rule (:mod:`inn_ms.resampling`) stretches the kernel by
+a run-time factor, so its axes build the dense matrix in the graph instead
+(taps reaching far enough for the smallest size, folded onto the grid).
 
 Sampling is not repeated on every call: each convolution and dense layer
 keeps its sampled weight and bias in buffers, and the graph resamples (a
@@ -42,6 +45,7 @@ from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
 from inn_ms.model import _named, _rebuild
 from inn_ms.partition import CompositePartition
+from inn_ms.resampling import antialiased_matrix
 from inn_ms.sampler import AxisSampler
 
 
@@ -78,9 +82,18 @@ class ElasticAxis(nn.Cell):
         self.trainable = False
         self.ranges = [Tensor(np.arange(r, dtype=np.float32)) for r in self.rows]
         self.starts = [int(v) for v in np.cumsum([0] + [m for _, _, m in self.blocks])[:-1]]
+        # Antialiased parts stretch the kernel over more than four taps (how
+        # many depends on the run-time size): such an axis builds its dense
+        # matrix instead of gathering four taps per row.
+        self.rules = [part.resampling for part in parts]
+        self.dense = any(r != "point" for r in self.rules)
 
     def get_partition(self):
         raise ValueError("an elastic axis has no fixed partition")
+
+    def size_key(self):
+        """Static: the bucket's rows and the rules (the sizes are run-time data)."""
+        return self.sizes + tuple(self.rules)
 
     def _block_taps(self, k, n):
         """Column indices ``(N, 4)`` and weights ``(N, 4)`` of block ``k``'s
@@ -123,9 +136,51 @@ class ElasticAxis(nn.Cell):
             return idx[0], wts[0]
         return ops.concat(idx, 0), ops.concat(wts, 0)
 
+    def _block_matrix(self, k, n):
+        """Block ``k``'s dense ``rows × m`` matrix at size ``n`` under its
+        rule (:func:`inn_ms.resampling.antialiased_matrix`, whose stretch 1
+        is point sampling); rows past ``n`` zero, quadrature folded in."""
+        _, full, m = self.blocks[k]
+        i = self.ranges[k]
+        n = ops.maximum(n, 2.0)
+        step = 1.0 / (n - 1.0)
+        mask = ops.cast(i < n, ms.float32)
+        if self.integrate:
+            ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
+            mask = mask * step * (1.0 - 0.5 * ends) * full
+        if m == 1:
+            return mask.reshape(-1, 1)
+        x = ops.minimum(i * step, 1.0)
+        if self.rules[k] == "point":
+            s, reach = Tensor(1.0, ms.float32), 2
+        else:
+            s, reach = ops.maximum((m - 1.0) / (n - 1.0), 1.0), 2 * (m - 1) + 1
+        return antialiased_matrix(x, m, s, reach) * mask.reshape(-1, 1)
+
+    def matrix(self):
+        """The axis's dense matrix at the run-time sizes (blocks on the diagonal)."""
+        sizes = ops.cast(self.state[0].sizes, ms.float32)
+        total = sum(m for _, _, m in self.blocks)
+        rows = []
+        for k in range(len(self.blocks)):
+            g, full, m = self.blocks[k]
+            n = sizes[g] if g is not None else Tensor(float(full), ms.float32)
+            block = self._block_matrix(k, n)
+            parts = [block]
+            if self.starts[k] > 0:
+                parts.insert(0, ops.zeros((self.rows[k], self.starts[k]), ms.float32))
+            after = total - self.starts[k] - m
+            if after > 0:
+                parts.append(ops.zeros((self.rows[k], after), ms.float32))
+            rows.append(parts[0] if len(parts) == 1 else ops.concat(parts, 1))
+        return rows[0] if len(rows) == 1 else ops.concat(rows, 0)
+
     def sample_rows(self, x):
         """``A · x`` for control rows ``x`` (``m × r``) by four gathers: the
-        kernel matrix is banded, so this costs 4·N·r, not m·N·r."""
+        kernel matrix is banded, so this costs 4·N·r, not m·N·r (a dense
+        matmul for antialiased axes)."""
+        if self.dense:
+            return ops.matmul(self.matrix(), x)
         idx, wts = self.taps()
         out = None
         for t in range(4):
@@ -135,6 +190,11 @@ class ElasticAxis(nn.Cell):
 
     def sample_columns(self, x):
         """``A`` along axis 1 of ``x`` (``s × m × r`` → ``s × N × r``)."""
+        if self.dense:
+            lead, m, rest = x.shape
+            flat = ops.transpose(x, (1, 0, 2)).reshape(m, lead * rest)
+            out = ops.matmul(self.matrix(), flat)
+            return ops.transpose(out.reshape(-1, lead, rest), (1, 0, 2))
         idx, wts = self.taps()
         out = None
         for t in range(4):
@@ -144,6 +204,8 @@ class ElasticAxis(nn.Cell):
 
     def construct(self):
         """The dense sampling matrix (for checks; layers use the taps)."""
+        if self.dense:
+            return self.matrix()
         total = sum(m for _, _, m in self.blocks)
         return self.sample_rows(ops.eye(total, total, ms.float32))
 

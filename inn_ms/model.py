@@ -16,6 +16,7 @@ from mindspore import nn
 from inn_ms.keyed import SizeKeyed
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.partition import CompositePartition
+from inn_ms.resampling import check_rule
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,30 @@ class IntegralModel(SizeKeyed, nn.Cell):
     def full_sizes(self):
         return OrderedDict((n, p.max_size) for n, p in self._groups.items())
 
+    @property
+    def resampling(self):
+        """The rule every group is sampled with (:mod:`inn_ms.resampling`),
+        or ``{group: rule}`` when the groups differ."""
+        rules = OrderedDict((n, p.resampling) for n, p in self._groups.items())
+        return next(iter(rules.values())) if len(set(rules.values())) == 1 else rules
+
+    def set_resampling(self, rule):
+        """Sample every group with ``rule`` (``"point"``/``"antialiased"``),
+        or the groups named in a ``{group: rule}`` dict (others keep theirs).
+        Every name and rule is checked before any group changes."""
+        rules = dict(rule) if isinstance(rule, dict) else {n: rule for n in self._groups}
+        unknown = [n for n in rules if n not in self._groups]
+        if unknown:
+            raise ValueError(f"set_resampling: unknown group(s) {unknown}; groups are {list(self._groups)}")
+        for name, r in rules.items():
+            check_rule(r, f"group {name!r}")
+        for name, r in rules.items():
+            self._groups[name].resampling = r
+        return self.resampling
+
     def size_key(self):
-        return tuple(p.size for p in self._groups.values())
+        # Rules change the sampling matrices, which fixed partitions bake in.
+        return tuple((p.size, p.resampling) for p in self._groups.values())
 
     def construct(self, x, size_key=None):
         return self.network(x)

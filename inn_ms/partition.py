@@ -26,6 +26,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.quadrature import get_quadrature
+from inn_ms.resampling import check_rule
 
 
 def check_size(size, what):
@@ -50,6 +51,19 @@ class _Listened:
         for listener in list(self._listeners):
             listener.partition_changed()
 
+    @property
+    def resampling(self):
+        """The rule sampling the group's weight functions at its nodes
+        (:mod:`inn_ms.resampling`): ``"point"`` or ``"antialiased"``."""
+        return self._resampling
+
+    @resampling.setter
+    def resampling(self, rule):
+        rule = check_rule(rule, self.name)
+        if rule != getattr(self, "_resampling", None):
+            self._resampling = rule
+            self._changed()
+
 
 class UniformPartition(_Listened):
     """``size`` nodes of ``quadrature`` (uniform for composite rules).
@@ -59,7 +73,7 @@ class UniformPartition(_Listened):
 
     trainable = False
 
-    def __init__(self, size, quadrature="trapezoid", name="partition", max_size=None):
+    def __init__(self, size, quadrature="trapezoid", name="partition", max_size=None, resampling="point"):
         self.name = name
         self.quadrature = get_quadrature(quadrature)
         self._size = check_size(size, name)
@@ -70,6 +84,7 @@ class UniformPartition(_Listened):
             raise ValueError(f"{name}: {self.quadrature.name} quadrature needs at least "
                              f"{self.quadrature.min_points} points, got {self._size}")
         self._init_listeners()
+        self._resampling = check_rule(resampling, name)
 
     @property
     def size(self):
@@ -120,10 +135,12 @@ class TrainablePartition(nn.Cell, _Listened):
 
     trainable = True
 
-    def __init__(self, size, quadrature="trapezoid", name="partition", nodes=None, full_size=None):
+    def __init__(self, size, quadrature="trapezoid", name="partition", nodes=None, full_size=None,
+                 resampling="point"):
         nn.Cell.__init__(self)
         self._init_listeners()
         self.name = name
+        self._resampling = check_rule(resampling, name)
         self.quadrature = get_quadrature(quadrature)
         size = check_size(size, name)
         if size < 2:
@@ -200,6 +217,17 @@ class CompositePartition(_Listened):
 
     def partition_changed(self):
         self._changed()
+
+    @property
+    def resampling(self):
+        """The parts' rule (a tuple, one per part, when they differ)."""
+        rules = tuple(p.resampling for p in self.parts)
+        return rules[0] if len(set(rules)) == 1 else rules
+
+    @resampling.setter
+    def resampling(self, rule):
+        raise ValueError(f"{self.name}: set the resampling rule of the parts of a composite partition "
+                         f"(its channel groups), not of the whole")
 
     @property
     def size(self):

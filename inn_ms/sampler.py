@@ -14,6 +14,9 @@ optimisers and initialisers are tuned for (without it the control values are
 ``n`` the weights grow by about ``(N-1)/(n-1)``, keeping the integral's
 magnitude (DESIGN.md §2).
 
+The rule that samples the axis is the partition's ``resampling``
+(:mod:`inn_ms.resampling`: point sampling or antialiased).
+
 For fixed partitions the matrix is computed in numpy when the partition
 changes and enters the graph as a constant. When it is diagonal (a uniform
 partition sampled at its control grid: a converted layer at full width, one
@@ -25,9 +28,9 @@ computed in the graph from the partition's nodes, so gradients reach them.
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from inn_ms.cubic import kernel_matrix
 from inn_ms.keyed import SizeKeyed
 from inn_ms.partition import CompositePartition
+from inn_ms.resampling import sampling_matrix
 
 
 def block_diagonal(blocks):
@@ -54,7 +57,7 @@ def fixed_matrix(partition, control_sizes, integrate):
     blocks = []
     for part, m in zip(parts, control_sizes):
         x = part.nodes()
-        k = kernel_matrix(x, m)
+        k = sampling_matrix(x, m, part.resampling)
         if integrate:
             k = k * (part.quadrature.weights(x) * part.full_size)[:, None]
         blocks.append(k)
@@ -134,12 +137,15 @@ class AxisSampler(SizeKeyed, nn.Cell):
         p = self.get_partition()
         if self.trainable:
             x = p.nodes()
-            k = kernel_matrix(x, self.control_size)
+            k = sampling_matrix(x, self.control_size, p.resampling)
             return k * (p.quadrature.weights(x) * p.full_size)[:, None] if self.integrate else k
         return fixed_matrix(p, self.control_sizes, self.integrate)
 
     def size_key(self):
-        return self.sizes  # block sizes: a composite can keep its total
+        # Block sizes (a composite can keep its total) and the rule: both
+        # change the matrix, which graph mode bakes in as a constant.
+        p = self.get_partition()
+        return self.sizes + (p.resampling,)
 
     def sample_rows(self, x):
         """``A · x``: the axis sampled from control rows ``x`` (``m × …``, 2-D)."""
@@ -156,7 +162,7 @@ class AxisSampler(SizeKeyed, nn.Cell):
     def construct(self, size_key=None):
         if self.trainable:
             x = self.partition()
-            k = kernel_matrix(x, self.control_size)
+            k = sampling_matrix(x, self.control_size, self.partition.resampling)
             if self.integrate:
                 k = k * (self.partition.quadrature.weights(x) * self.partition.full_size).reshape(-1, 1)
             return k

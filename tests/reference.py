@@ -198,3 +198,17 @@ def assert_close(actual, expected, rel=1e-5, what="output", min_scale=0.0):
     err = np.abs(actual - expected).max()
     assert scale > min_scale, f"{what}: reference is ~0 (max |ref| {scale:.3g}), the test would prove nothing"
     assert err <= rel * scale, f"{what}: max |diff| {err:.3g} > {rel:g} × max |ref| {scale:.3g}"
+
+
+def ref_antialiased(x, m, s, a=KEYS_A):
+    """Antialiased sampling matrix, written with loops: each node averages the
+    control values under the Keys kernel stretched by ``s`` (taps past the
+    grid count for its edge values), weights normalised to sum 1."""
+    x = np.asarray(x, np.float64)
+    k = np.zeros((len(x), m))
+    for i, xi in enumerate(x):
+        centre = xi * (m - 1)
+        for j in range(int(np.floor(centre - 2 * s)) - 1, int(np.ceil(centre + 2 * s)) + 2):
+            k[i, min(max(j, 0), m - 1)] += ref_keys((centre - j) / s, a) / s
+        k[i] /= k[i].sum()
+    return k

@@ -29,7 +29,7 @@ def test_zoo_network_round_trip(tmp_path, x):
     path = tmp_path / "m.inn"
     save_artifact(model, str(path), allowed_sizes={"c1": (4, 8)})
     m = read_manifest(str(path))
-    assert m["format"] == FORMAT and m["version"] == VERSION
+    assert m["format"] == FORMAT and m["version"] == 1  # point sampling: readable by version-1 readers
     assert m["architecture"] == zoo_architecture("mnist_cnn", num_classes=10, widths=[8, 16, 16, 16, 32])
     assert m["groups"]["c2"] == {"full_size": 16, "size": 12, "allowed": [1, 16], "quadrature": "trapezoid"}
     assert m["groups"]["c1"]["allowed"] == [4, 8]
@@ -55,6 +55,39 @@ def test_converted_network_round_trip(tmp_path, x):
         model.resize(keep=keep)
         loaded.resize(keep=keep)
         np.testing.assert_array_equal(outputs(loaded, x), outputs(model, x))
+
+
+def test_resampling_rule_round_trip(tmp_path, x):
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    model.set_resampling({"c2": "antialiased"})
+    path = tmp_path / "aa.inn"
+    save_artifact(model, str(path))
+    m = read_manifest(str(path))
+    assert m["version"] == 2 == VERSION  # a version-1 reader would sample it wrongly: it must refuse the file
+    assert m["groups"]["c2"]["resampling"] == "antialiased" and "resampling" not in m["groups"]["c1"]
+    loaded = load_artifact(str(path))
+    assert loaded.resampling == {**{g: "point" for g in model.groups}, "c2": "antialiased"}
+    for keep in (0.5, 0.25):
+        model.resize(keep=keep)
+        loaded.resize(keep=keep)
+        np.testing.assert_array_equal(outputs(loaded, x), outputs(model, x))
+    # c2's control grid has 8 values: at 4 channels the rule matters, and the file kept it
+    model.set_resampling("point")
+    assert np.abs(outputs(model, x) - outputs(loaded, x)).max() > 1e-3
+
+
+def test_unknown_resampling_rule_is_refused(tmp_path):
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    good = tmp_path / "g.inn"
+    save_artifact(model, str(good))
+    bad = tmp_path / "b.inn"
+
+    def edit(m):
+        m["groups"]["c1"]["resampling"] = "nearest"
+        return m
+    _rewrite(good, bad, manifest=edit)
+    with pytest.raises(ArtifactError, match="unknown resampling rule 'nearest'"):
+        load_artifact(str(bad))
 
 
 def test_saving_needs_an_architecture_and_fixed_partitions(tmp_path):

@@ -50,7 +50,7 @@ def make_partitions_trainable(model, sizes):
             old.resize(int(n))
             continue
         new[id(old)] = TrainablePartition(int(n), quadrature=old.quadrature.name, name=name,
-                                          full_size=old.full_size)
+                                          full_size=old.full_size, resampling=old.resampling)
         swapped.append(name)
     for s in samplers:
         p = s.get_partition()

@@ -53,9 +53,10 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         return out
 
     def size_key(self):
-        # Block sizes, not just totals: a composite partition can keep its
-        # total while its blocks (and so the sampling matrix) change.
-        return tuple(s for axis in (self.out_axis, self.in_axis) if axis is not None for s in axis.sizes)
+        # Block sizes, not just totals (a composite partition can keep its
+        # total while its blocks change), and the resampling rules: all of
+        # them change the sampling matrices (AxisSampler.size_key).
+        return tuple(k for axis in (self.out_axis, self.in_axis) if axis is not None for k in axis.size_key())
 
     def sample_weight(self):
         """The weight at the current partitions, quadrature included."""
