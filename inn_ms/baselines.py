@@ -1,14 +1,24 @@
-"""Channel-selection baselines that INN resampling is compared with.
+"""Pruning baselines that INN resampling is compared with.
 
-Both keep, in every channel group, a subset of the full-size channels (the
-other channels are dropped from every layer of the group), through
-:meth:`inn_ms.model.IntegralModel.select_channels`, so a baseline and the
-resampled integral network at the same sizes have the same parameter count:
+Each makes, in every channel group, as many channels as the resampled
+integral network has, from the full-size weights, so a baseline and INN at
+the same sizes have the same parameter count. Selection
+(:meth:`inn_ms.model.IntegralModel.select_channels`) keeps some channels
+and drops the others from every layer of the group:
 
 * **L1 norm** — the channels whose producer weights (every layer writing the
   group, residual branches summed) have the largest L1 norm, the classic
   magnitude criterion of structured pruning (Li et al., 2017);
 * **random** — channels drawn uniformly.
+
+Folding (:meth:`~inn_ms.model.IntegralModel.merge_channels`) merges them:
+
+* **folding** — k-means clusters of channels with similar producer weights;
+  producers merged by the cluster mean, consumers by the cluster sum
+  (:func:`folding_merges`).
+
+Any of them can be repaired on calibration images like INN
+(:mod:`inn_ms.repair`, with :func:`inn_ms.repair.group_maps`).
 """
 from collections import OrderedDict
 
@@ -51,3 +61,78 @@ def random_indices(model, sizes, seed=0):
     rng = np.random.default_rng(seed)
     full = model.full_sizes
     return OrderedDict((g, np.sort(rng.choice(full[g], size=n, replace=False))) for g, n in sizes.items())
+
+
+# -- channel folding ----------------------------------------------------------
+
+def producer_rows(model):
+    """``{group: rows}``: every channel's full-size producer weights and
+    biases (each layer writing the group, side by side), one row a channel."""
+    by_id = {id(p): name for name, p in model.groups.items()}
+    rows = OrderedDict((name, []) for name in model.groups)
+    saved = model.sizes
+    try:
+        model.resize(sizes=dict(model.full_sizes))
+        for _, layer in model.network.cells_and_names():
+            if not isinstance(layer, IntegralLayer) or not hasattr(layer, "weight"):
+                continue
+            p = layer.partitions.get("out")
+            if p is None or isinstance(p, CompositePartition) or id(p) not in by_id:
+                continue
+            w = layer.numpy_weight()
+            parts = [w.reshape(w.shape[0], -1)]
+            b = layer.numpy_bias()
+            if b is not None:
+                parts.append(b[:, None])
+            rows[by_id[id(p)]].append(np.concatenate(parts, axis=1))
+    finally:
+        model.resize(sizes=dict(saved))
+    return OrderedDict((g, np.concatenate(r, axis=1)) for g, r in rows.items() if r)
+
+
+def kmeans(points, k, seed=0, iterations=100):
+    """Labels of ``k`` clusters of ``points`` (rows), every cluster used:
+    k-means++ seeding, Lloyd iterations; an empty cluster takes the point
+    farthest from its centre. Deterministic for a seed."""
+    x = np.asarray(points, np.float64)
+    n = len(x)
+    if not 1 <= k <= n:
+        raise ValueError(f"kmeans: need 1 <= k <= {n} clusters, got {k}")
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(n)]]
+    for _ in range(1, k):
+        d = np.min(((x[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        centres.append(x[rng.choice(n, p=d / d.sum())] if d.sum() > 0 else x[rng.integers(n)])
+    centres = np.array(centres)
+    labels = None
+    for _ in range(iterations):
+        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+        new = d.argmin(1)
+        for c in range(k):
+            if not np.any(new == c):  # refill an empty cluster with the worst-fitted point
+                worst = np.argmax(d[np.arange(n), new])
+                new[worst] = c
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        centres = np.array([x[labels == c].mean(0) for c in range(k)])
+    return labels
+
+
+def folding_merges(model, sizes, seed=0):
+    """Per-group ``(P, Q)`` for :meth:`~inn_ms.model.IntegralModel.merge_channels`:
+    the channels clustered by k-means on their producer weights
+    (:func:`producer_rows`), producers merged by the cluster mean, consumers
+    by the cluster sum: data-free channel folding (as Model Folding, Wang
+    et al., ICLR 2025, without its statistics repair; :mod:`inn_ms.repair`
+    adds one)."""
+    rows = producer_rows(model)
+    merges = OrderedDict()
+    for g, n in sizes.items():
+        if g not in rows:
+            raise ValueError(f"folding: group {g!r} has no producer to cluster")
+        labels = kmeans(rows[g], int(n), seed=seed)
+        member = np.zeros((int(n), len(labels)))
+        member[labels, np.arange(len(labels))] = 1.0
+        merges[g] = (member / member.sum(1, keepdims=True), member)
+    return merges

@@ -215,6 +215,47 @@ def _prune_out(args, cfg, sizes):
     return args.out
 
 
+def _repair_options(args, cfg):
+    """``(resampling, repair, count)`` from the command line, else the
+    config's ``eval`` keys, else the defaults (each group's rule, no repair,
+    128 images)."""
+    e = cfg["eval"] if cfg is not None else {}
+    resampling = args.resample or e.get("resampling", "auto")
+    repair = args.repair or e.get("repair", "none")
+    count = args.calib if args.calib is not None else e.get("calib", 128)
+    if count < 1:
+        raise ValueError(f"--calib must be >= 1, got {count}")
+    if getattr(args, "calib_data", None) and repair != "calib":
+        raise ValueError("--calib-data is read only with --repair calib")
+    return (None if resampling == "auto" else resampling), repair, count
+
+
+def _calibration(args, cfg, repair, count, shape):
+    """Unlabelled calibration images for ``--repair calib``: ``--calib-data``
+    (a .npy array N x C x H x W), else the config's training data."""
+    if repair != "calib":
+        return None
+    path = getattr(args, "calib_data", None)
+    if path:
+        if not path.endswith(".npy") or not os.path.isfile(path):
+            raise ValueError(f"--calib-data must be an existing .npy file of images, got {path!r}")
+        import numpy as np
+        try:
+            images = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"--calib-data {path!r}: not a plain numpy array ({e})") from None
+        return images[:count]
+    if cfg is None:
+        raise ValueError("--repair calib needs images: --calib-data FILE.npy, or --config (its training data)")
+    if cfg["task"] == "super_resolution":
+        raise ValueError("--repair calib on a super-resolution config needs --calib-data (network inputs)")
+    import numpy as np
+    from inn_ms.datasets import build_source
+    source = build_source(cfg["data"], train=True)
+    n = min(count, source.size)
+    return np.concatenate([x for x, _ in source.batches(range(n), n, drop_remainder=False)])
+
+
 def _prune(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
@@ -234,10 +275,13 @@ def _prune(args):
         unknown = [g for g in sizes if g not in manifest["groups"]]
         if unknown:
             raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
+    resampling, repair, count = _repair_options(args, cfg)
+    calib = _calibration(args, cfg, repair, count, shape)
     model = load_artifact(path)
     macs = args.macs if args.flops is None else args.flops // 2
     plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=macs,
-                          input_shape=shape, multiple_of=multiple_of)
+                          input_shape=shape, multiple_of=multiple_of, resampling=resampling, repair=repair,
+                          calib=calib, calib_count=count, progress=not args.quiet)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     export_mindir(plain, out, shape, dynamic_batch=not args.static_batch, backend=args.backend)
     seconds = time.perf_counter() - t0
@@ -252,6 +296,11 @@ def _prune(args):
         full_macs = macs_of(model.discretize(), shape)
         print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer; "
               f"FLOPs {2 * report['macs']})")
+    rules = report["resampling"]
+    rules = rules if isinstance(rules, str) else ", ".join(f"{g} {r}" for g, r in rules.items())
+    repaired = (f"repaired on {report['calib_images']} {'synthesized' if repair == 'datafree' else 'calibration'} "
+                f"images" if report["repaired"] else "no repair" if repair == "none" else "full width: no repair")
+    print(f"resampling: {rules}; {repaired}")
     print(f"MindIR written to {out} ({'dynamic' if not args.static_batch else 'static'} batch, "
           f"{args.backend} convolution) in {seconds:.2f} s")
     return 0
@@ -330,17 +379,28 @@ def _eval(args):
         load_checkpoint(args.checkpoint, model)
     out = args.out or os.path.join(cfg["output_dir"], "eval")
     os.makedirs(os.path.dirname(os.path.abspath(out + ".png")), exist_ok=True)
+    resampling, repair, count = _repair_options(args, cfg)
+    options = {"resampling": resampling, "repair": repair, "calib_count": count}
+    if repair == "calib":
+        shape = None if sr else (1,) + tuple(source.input_shape)
+        options["calib"] = _calibration(args, cfg, repair, count, shape)
     if sr:
         d, e = cfg["data"], cfg["eval"]
+        if repair == "datafree":
+            raise ValueError("--repair datafree on a super-resolution network: the input size to synthesize is "
+                             "not fixed; use --repair calib with --calib-data")
         rows = evaluate_sr(model, source, d["scale"], args.widths, upscaled_input(cfg), e["tile"], e["tile_margin"],
-                           multiple_of, progress=not args.quiet)
+                           multiple_of, progress=not args.quiet, **options)
         print(f"{cfg['model']['name']} x{d['scale']} on {d['name']} ({len(source)} images, Y channel, border "
               f"{d['scale']} px; PSNR dB / SSIM), {args.checkpoint}")
         print("\n".join(sr_table(rows, per_image=len(source) <= 4)))
         plot_psnr(rows, out + ".png", title=f"{cfg['model']['name']} x{d['scale']}: PSNR vs compression")
     else:
         rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], multiple_of,
-                        progress=not args.quiet)
+                        progress=not args.quiet, **options)
+        if resampling is not None or repair != "none":
+            print(f"resampling: {resampling or 'each group its own'}; repair: {repair}"
+                  + (f" on {count} images" if repair != "none" else ""))
         print(f"{cfg['model']['name']} on {source.name} ({rows[0]['samples']} samples), {args.checkpoint}")
         print(f"{'keep':>6} {'params':>10} {'compr.':>7} {'top-1':>8} {'top-5':>8}  channels per group")
         for r in rows:
@@ -371,6 +431,8 @@ def _export(args):
     multiple_of = _multiple_of(args, cfg)
     artifact = _config_artifact(args, cfg)
     shape = _artifact_input_shape(args, read_manifest(artifact), cfg)
+    resampling, repair, count = _repair_options(args, cfg)
+    calib = _calibration(args, cfg, repair, count, shape)
     model = load_artifact(artifact)
     folder = args.out_dir or os.path.join(cfg["output_dir"], "mindir")
     os.makedirs(folder, exist_ok=True)
@@ -379,11 +441,19 @@ def _export(args):
     print(f"{'keep':>6} {'params':>10} {'MACs':>12} {'export s':>9}  file")
     for keep in widths:
         t0 = time.perf_counter()
-        plain, report = prune(model, keep=keep, input_shape=shape, multiple_of=multiple_of)
+        plain, report = prune(model, keep=keep, input_shape=shape, multiple_of=multiple_of, resampling=resampling,
+                              repair=repair, calib=calib, calib_count=count)
         path = os.path.join(folder, f"{name}_keep{int(round(keep * 100)):03d}.mindir")
         export_mindir(plain, path, shape, backend=args.backend)
         print(f"{keep:>6.2f} {report['params']:>10d} {report['macs']:>12d} {time.perf_counter() - t0:>9.2f}  {path}")
+    if repair != "none":
+        print(f"each width repaired on {count} {'synthesized' if repair == 'datafree' else 'calibration'} images")
     if args.elastic:
+        if repair != "none":
+            raise ValueError("the elastic MindIR samples its weights at run time and cannot carry per-width "
+                             "repairs: export it without --repair (or eval.repair: none)")
+        if resampling is not None:
+            model.set_resampling(resampling)
         path = export_elastic(model, os.path.join(folder, f"{name}_elastic.mindir"), shape, backend=args.backend)
         print(f"elastic (width a run-time input): {path}")
     return 0
@@ -435,6 +505,16 @@ def main(argv=None):
     p.add_argument("--backend", choices=["native", "matmul"], default="native",
                    help="convolution in the MindIR: MindSpore's Conv2D, or unfold + matmul (fast on CPU)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size to the input shape's")
+    p.add_argument("--resample", choices=["point", "antialiased"], default=None,
+                   help="rule sampling the smaller width (default: eval.resampling of --config, else the "
+                        "artifact's own)")
+    p.add_argument("--repair", choices=["none", "calib", "datafree"], default=None,
+                   help="refit the pruned layers on unlabelled images: calib (--calib-data or the config's "
+                        "training data) or datafree (synthesized from the BatchNorm statistics); default "
+                        "eval.repair of --config, else none")
+    p.add_argument("--calib", type=int, default=None, help="number of calibration images (default 128)")
+    p.add_argument("--calib-data", help="calibration images for --repair calib: a .npy array N x C x H x W")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_prune)
     p = sub.add_parser("elastic", help="export an artifact as one MindIR whose channel counts are a run-time input")
     p.add_argument("artifact", help="integral artifact (.inn)")
@@ -463,6 +543,15 @@ def main(argv=None):
                    help="round channel counts to a multiple (default: train.widths.multiple_of, else 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--out", help="path stem of the plot (.png) and table (.json); default output_dir/eval")
+    p.add_argument("--resample", choices=["point", "antialiased"], default=None,
+                   help="rule sampling the smaller width (default: eval.resampling of --config, else the "
+                        "artifact's own)")
+    p.add_argument("--repair", choices=["none", "calib", "datafree"], default=None,
+                   help="refit the pruned layers on unlabelled images: calib (--calib-data or the config's "
+                        "training data) or datafree (synthesized from the BatchNorm statistics); default "
+                        "eval.repair of --config, else none")
+    p.add_argument("--calib", type=int, default=None, help="number of calibration images (default 128)")
+    p.add_argument("--calib-data", help="calibration images for --repair calib: a .npy array N x C x H x W")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
     p = sub.add_parser("export", help="export every width of a config's run (eval.widths) as MindIR")
@@ -477,6 +566,15 @@ def main(argv=None):
     p.add_argument("--elastic", action="store_true", help="also export the elastic MindIR (any width at run time)")
     p.add_argument("--out-dir", help="folder for the MindIR files (default: output_dir/mindir)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--resample", choices=["point", "antialiased"], default=None,
+                   help="rule sampling the smaller width (default: eval.resampling of --config, else the "
+                        "artifact's own)")
+    p.add_argument("--repair", choices=["none", "calib", "datafree"], default=None,
+                   help="refit the pruned layers on unlabelled images: calib (--calib-data or the config's "
+                        "training data) or datafree (synthesized from the BatchNorm statistics); default "
+                        "eval.repair of --config, else none")
+    p.add_argument("--calib", type=int, default=None, help="number of calibration images (default 128)")
+    p.add_argument("--calib-data", help="calibration images for --repair calib: a .npy array N x C x H x W")
     p.set_defaults(func=_export)
     args = ap.parse_args(argv)
     try:

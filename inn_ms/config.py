@@ -219,6 +219,12 @@ SCHEMA = {
     },
     "eval": {
         "widths": _Field(_list(_float(0, 1, low_open=True), 1), [1.0, 0.75, 0.5], "keep ratios to evaluate"),
+        "resampling": _Field(_choice("auto", "point", "antialiased"), "auto",
+                             "rule sampling smaller widths (inn_ms.resampling); auto: each group's own"),
+        "repair": _Field(_choice("none", "calib", "datafree"), "none",
+                         "refit each width's layers (inn_ms.repair) on unlabelled training images (calib) or on "
+                         "images synthesized from the BatchNorm statistics (datafree)"),
+        "calib": _Field(_int(1), 128, "repair: the number of calibration images"),
         "batch_size": _Field(_int(1), 256),
         "tile": _Field(_int(1, optional=True), 96, "super resolution: images run in tiles of this many input "
                                                    "pixels a side (null: whole images)"),

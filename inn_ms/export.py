@@ -179,19 +179,35 @@ def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_o
         model.resize(sizes=saved)
 
 
-def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None, multiple_of=1):
+def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None, multiple_of=1,
+          resampling=None, repair="none", calib=None, calib_count=128, seed=0, progress=False):
     """The plain network at a target width and a report.
 
     Give one of ``keep`` (a ratio in (0, 1]), ``sizes`` (group → size; other
     groups stay at full size) or a budget (``params`` and/or ``macs``). Sizes
     are checked against the model's ``allowed_sizes`` (from its artifact)
     before anything is built. The model is returned to its sizes afterwards.
+
+    ``resampling``: the rule to sample with (:mod:`inn_ms.resampling`;
+    None: each group's own). ``repair`` (:mod:`inn_ms.repair`): ``"none"``,
+    ``"calib"`` (refit on ``calib``, unlabelled images, the first
+    ``calib_count``) or ``"datafree"`` (on ``calib_count`` images
+    synthesized from the network's statistics with ``seed``; needs
+    ``input_shape``). Either way the result is an ordinary plain network.
     """
+    from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
+    from inn_ms.resampling import check_rule
     chosen = [k for k, v in (("keep", keep), ("sizes", sizes), ("budget", params if params is not None else macs))
               if v is not None]
     if len(chosen) != 1:
         raise ValueError(f"prune: give exactly one of keep=, sizes= or a budget (params=/macs=), got {chosen}")
+    check_repair(repair)
+    if resampling is not None:
+        check_rule(resampling, "prune")
+    if input_shape is not None:
+        _check_shape(input_shape)
     t0 = time.perf_counter()
+    images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress)
     if keep is not None:
         target = model.sizes_for_keep(keep, multiple_of)
     elif sizes is not None:
@@ -203,13 +219,22 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     else:
         target = sizes_for_budget(model, params, macs, input_shape, multiple_of)
     _within(model, target, getattr(model, "allowed_sizes", {}))
-    saved = dict(model.sizes)
+    saved, saved_rules = dict(model.sizes), model.resampling
     try:
+        if resampling is not None:
+            model.set_resampling(resampling)
         model.resize(sizes=dict(target))
         plain = model.discretize()
+        repaired = images is not None and dict(target) != dict(model.full_sizes)  # full width: nothing to repair
+        if repaired:
+            refit(model, plain, images, maps=output_maps(model), progress=progress)
+        rules = model.resampling
     finally:
+        model.set_resampling(saved_rules)
         model.resize(sizes=saved)
-    report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters()}
+    report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters(),
+              "resampling": rules, "repair": repair, "repaired": repaired,
+              "calib_images": 0 if images is None else int(len(images))}
     if input_shape is not None:
         report["macs"] = macs_of(plain, input_shape, _positions(model, plain, input_shape))
     report["seconds"] = time.perf_counter() - t0

@@ -43,14 +43,24 @@ def same_padding(size, kernel, stride, dilation):
     return total // 2, total - total // 2
 
 
-def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
-    """2-D convolution by unfold + matmul.
+def explicit_padding(x, kernel, stride, pad_mode, padding, dilation):
+    """``(top, bottom, left, right)`` that ``pad_mode``/``padding`` (as in
+    ``nn.Conv2d``, ``padding`` a 4-tuple for ``'pad'``) mean for input ``x``."""
+    if pad_mode == "same":
+        t, b = same_padding(x.shape[2], kernel[0], stride[0], dilation[0])
+        lft, r = same_padding(x.shape[3], kernel[1], stride[1], dilation[1])
+        return (t, b, lft, r)
+    if pad_mode == "valid":
+        return (0, 0, 0, 0)
+    return tuple(padding)
 
-    ``padding`` is ``(top, bottom, left, right)``; ``groups`` is 1 (dense
-    matmul) or the channel count (depthwise: multiply-accumulate over taps).
-    """
+
+def unfold(x, kernel, stride, padding, dilation):
+    """The patches a convolution reads: ``(n, c·kh·kw, L)`` for ``L`` output
+    positions (``padding`` is ``(top, bottom, left, right)``), and the
+    output size ``(oh, ow)``."""
     n, c, h, w = x.shape
-    out_c, _, kh, kw = weight.shape
+    kh, kw = kernel
     top, bottom, left, right = padding
     if top != bottom or left != right:
         x = ops.pad(x, (left, right, top, bottom))
@@ -58,7 +68,18 @@ def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
         top = bottom = left = right = 0
     oh = (h + 2 * top - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (w + 2 * left - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    cols = ops.unfold(x, (kh, kw), dilation, (top, left), stride)  # (n, c·kh·kw, L)
+    return ops.unfold(x, (kh, kw), dilation, (top, left), stride), (oh, ow)
+
+
+def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
+    """2-D convolution by unfold + matmul.
+
+    ``padding`` is ``(top, bottom, left, right)``; ``groups`` is 1 (dense
+    matmul) or the channel count (depthwise: multiply-accumulate over taps).
+    """
+    n, c = x.shape[0], x.shape[1]
+    out_c, _, kh, kw = weight.shape
+    cols, (oh, ow) = unfold(x, (kh, kw), stride, padding, dilation)  # (n, c·kh·kw, L)
     length = oh * ow
     if groups == 1:
         cols2d = cols.transpose(1, 0, 2).reshape(c * kh * kw, n * length)
@@ -79,13 +100,7 @@ def conv2d(x, weight, bias, stride, pad_mode, padding, dilation, groups, backend
     and ``padding`` as in ``nn.Conv2d`` (``padding`` a 4-tuple when
     ``pad_mode='pad'``)."""
     if backend == "matmul" and (groups == 1 or groups == x.shape[1]):
-        if pad_mode == "same":
-            kh, kw = weight.shape[2], weight.shape[3]
-            t, b = same_padding(x.shape[2], kh, stride[0], dilation[0])
-            lft, r = same_padding(x.shape[3], kw, stride[1], dilation[1])
-            padding = (t, b, lft, r)
-        elif pad_mode == "valid":
-            padding = (0, 0, 0, 0)
+        padding = explicit_padding(x, weight.shape[2:], stride, pad_mode, padding, dilation)
         return conv2d_matmul(x, weight, bias, stride, padding, dilation, groups)
     top, bottom, left, right = padding if pad_mode == "pad" else (0, 0, 0, 0)
     if top != bottom or left != right:

@@ -159,15 +159,41 @@ class IntegralModel(SizeKeyed, nn.Cell):
         channels ``indices[group]`` (index arrays; groups not named keep all
         channels). The baseline that INN resampling is compared with: naive
         truncation, L1-norm or random channel selection."""
-        unknown = [n for n in indices if n not in self._groups]
-        if unknown:
-            raise ValueError(f"select_channels: unknown group(s) {unknown}; groups are {list(self._groups)}")
-        by_id = {id(p): name for name, p in self._groups.items()}
+        self._check_groups(indices, "select_channels")
         for name, idx in indices.items():
             idx = np.asarray(idx)
             full = self._groups[name].max_size
             if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= full or len(set(idx.tolist())) != len(idx):
                 raise ValueError(f"select_channels: indices of group {name!r} must be distinct ints in [0, {full})")
+        return self._full_size_plain({g: (i, i) for g, i in indices.items()}, "select_channels")
+
+    def merge_channels(self, merges):
+        """A plain network made of the *full-size* weights with the channels
+        of each group merged: ``merges[group] = (P, Q)``, two ``n × N``
+        matrices; producer output channel ``i`` becomes ``Σ_c P[i, c]·w_c``
+        (a cluster's mean, say) and consumer input channel ``i`` becomes
+        ``Σ_c Q[i, c]·w_c`` (the cluster's sum). The channel-folding
+        baseline (:mod:`inn_ms.baselines`)."""
+        self._check_groups(merges, "merge_channels")
+        for name, pq in merges.items():
+            full = self._groups[name].max_size
+            shapes = [np.shape(m) for m in pq] if isinstance(pq, (tuple, list)) and len(pq) == 2 else None
+            if shapes is None or len({s for s in shapes}) != 1 or len(shapes[0]) != 2 \
+                    or shapes[0][1] != full or not 1 <= shapes[0][0] <= full:
+                raise ValueError(f"merge_channels: group {name!r} needs (P, Q), two n x {full} matrices "
+                                 f"with 1 <= n <= {full}")
+        return self._full_size_plain(merges, "merge_channels")
+
+    def _check_groups(self, by_group, what):
+        unknown = [n for n in by_group if n not in self._groups]
+        if unknown:
+            raise ValueError(f"{what}: unknown group(s) {unknown}; groups are {list(self._groups)}")
+
+    def _full_size_plain(self, pairs, what):
+        """The plain network of the full-size weights with each group's
+        output axes taken by ``pairs[group][0]`` and input axes by
+        ``pairs[group][1]`` (index arrays or matrices)."""
+        by_id = {id(p): name for name, p in self._groups.items()}
 
         def pick(layer):
             if not isinstance(layer, IntegralLayer):
@@ -175,8 +201,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
             sel = {}
             for axis, p in layer.partitions.items():
                 if isinstance(p, CompositePartition):
-                    raise ValueError("select_channels: channels after a concatenation are not supported")
-                sel[axis] = indices.get(by_id.get(id(p)))
+                    raise ValueError(f"{what}: channels after a concatenation are not supported")
+                pair = pairs.get(by_id.get(id(p)))
+                sel[axis] = None if pair is None else pair[0 if axis == "out" else 1]
             return layer.discretize(out_index=sel.get("out"), in_index=sel.get("in"))
 
         saved = self.sizes

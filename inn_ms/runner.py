@@ -157,10 +157,25 @@ def width_rng(seed, step):
     return np.random.default_rng([int(seed), 1, int(step)])
 
 
-def evaluate(model, source, widths=(1.0,), batch_size=256, multiple_of=1, progress=False):
+def network_at(model, keep, multiple_of=1, resampling=None, repair="none", calib=None, calib_count=128,
+               input_shape=None):
+    """What evaluation runs at ``keep``: the integral model itself resized,
+    or, with a resampling rule or a repair (:func:`inn_ms.export.prune`),
+    the pruned plain network. The model is left resized to ``keep``."""
+    model.resize(keep=keep, multiple_of=multiple_of)
+    if resampling is None and repair == "none":
+        return model
+    from inn_ms.export import prune
+    plain, _ = prune(model, keep=keep, multiple_of=multiple_of, resampling=resampling, repair=repair, calib=calib,
+                     calib_count=calib_count, input_shape=input_shape)
+    return plain
+
+
+def evaluate(model, source, widths=(1.0,), batch_size=256, multiple_of=1, progress=False, **repair):
     """Top-1 and top-5 accuracy of ``model`` on ``source`` at every keep
     ratio in ``widths``, with the parameter count of the discretized network.
-    The model is left at full width."""
+    ``repair``: ``resampling``, ``repair``, ``calib``, ``calib_count`` of
+    :func:`network_at`. The model is left at full width."""
     from mindspore import Tensor
     from tqdm.auto import tqdm
     from inn_ms.model import count_parameters
@@ -168,12 +183,12 @@ def evaluate(model, source, widths=(1.0,), batch_size=256, multiple_of=1, progre
     full = model.full_parameters()
     try:
         for keep in widths:
-            model.resize(keep=keep, multiple_of=multiple_of)
-            model.set_train(False)
+            net = network_at(model, keep, multiple_of, input_shape=(1,) + tuple(source.input_shape), **repair)
+            net.set_train(False)
             top1 = top5 = n = 0
             for x, y in tqdm(source.batches(range(source.size), batch_size, drop_remainder=False),
                              desc=f"eval keep {keep:g}", disable=not progress, leave=False):
-                logits = model(Tensor(x)).asnumpy()
+                logits = net(Tensor(x)).asnumpy()
                 k = min(5, logits.shape[1])
                 best = np.argsort(-logits, axis=1)[:, :k]
                 top1 += int((best[:, 0] == y).sum())
@@ -208,7 +223,7 @@ def _pynative():
 
 
 def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=None, multiple_of=1,
-                bicubic=True, progress=False):
+                bicubic=True, progress=False, **repair):
     """PSNR (dB) and SSIM on Y (border ``scale``) of ``model`` on the image
     ``pairs`` (``[(name, hr, lr, up)]``, :mod:`inn_ms.data_sr`) at every keep
     ratio in ``widths``, each with the parameter count of the discretized
@@ -217,7 +232,8 @@ def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, marg
     mean ``psnr``/``ssim`` and ``per_image``. The model runs in PyNative
     mode, in tiles overlapping by ``margin`` input pixels (None: the
     receptive-field radius, :func:`inn_ms.data_sr.receptive_radius`, so
-    tiles change nothing); it is left at full width."""
+    tiles change nothing); it is left at full width. ``repair``: as in
+    :func:`evaluate` (a datafree repair needs ``input_shape`` in it)."""
     from tqdm.auto import tqdm
     from inn_ms import data_sr
     from inn_ms.model import count_parameters
@@ -229,9 +245,9 @@ def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, marg
     try:
         with _pynative():
             for keep in tqdm(widths, desc="eval widths", disable=not progress, leave=False):
-                model.resize(keep=keep, multiple_of=multiple_of)
-                model.set_train(False)
-                r = data_sr.evaluate(pairs, scale, model, upscaled, tile, margin)
+                net = network_at(model, keep, multiple_of, **repair)
+                net.set_train(False)
+                r = data_sr.evaluate(pairs, scale, net, upscaled, tile, margin)
                 params = count_parameters(model.discretize())
                 rows.append({"label": f"INN keep {keep:.2f}", "keep": float(keep), "sizes": dict(model.sizes),
                              "params": params, "compression": 1 - params / full, **r})

@@ -39,6 +39,16 @@ def fold_bn(layer, bn):
     return new
 
 
+def output_statistics(bn):
+    """Mean and standard deviation, per channel, of what ``bn`` outputs on
+    the data its moving statistics describe: ``β`` and ``|γ|·σ/√(σ²+ε)``.
+    Folding the BatchNorm away keeps them here, for data-free repair
+    (:mod:`inn_ms.synthesis`)."""
+    gamma, beta, var = (p.asnumpy().astype(np.float64) for p in (bn.gamma, bn.beta, bn.moving_variance))
+    var = np.maximum(var, 0.0)
+    return beta, np.abs(gamma) * np.sqrt(var / (var + float(bn.eps)))
+
+
 def fold_batchnorms(network, pairs):
     """Fold each BatchNorm at path ``bn`` into the layer at ``pairs[bn]``
     (from :attr:`inn_ms.graph.channels.ChannelGroups.bn_after`) and put an

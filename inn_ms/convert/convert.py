@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy as np
 from mindspore import nn
 
-from inn_ms.convert.bn import fold_batchnorms
+from inn_ms.convert.bn import fold_batchnorms, output_statistics
 from inn_ms.convert.cells import get_cell, name_parameters_by_path, set_cell
 from inn_ms.convert.permute import permute_channels
 from inn_ms.graph.channels import find_channel_groups
@@ -111,20 +111,31 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
     net = clone_network(network)
     net.set_train(False)
     groups = find_channel_groups(net, x, discrete_dims=discrete_dims, continuous_dims=continuous_dims)
-    folded = []
+    folded, statistics = [], OrderedDict()
     if fold_bn and groups.bn_after:
+        before = {layer: output_statistics(get_cell(net, bn)) for bn, layer in groups.bn_after.items()
+                  if isinstance(get_cell(net, bn), nn.BatchNorm2d)}
         folded = fold_batchnorms(net, groups.bn_after)
+        statistics = OrderedDict((groups.bn_after[bn], before[groups.bn_after[bn]]) for bn in folded
+                                 if groups.bn_after[bn] in before)
         if folded:
             groups = find_channel_groups(net, x, discrete_dims=discrete_dims, continuous_dims=continuous_dims)
     if not groups.continuous:
         raise ValueError("convert: no channel group can be continuous:\n" + groups.summary())
     report = permute_channels(net, groups, **(solver or {})) if permute else OrderedDict()
+    for path, (mean, std) in statistics.items():  # the statistics follow their channels
+        use = groups.layers.get(path)
+        if use is not None and use.out in report:
+            order = report[use.out]["order"]
+            statistics[path] = (mean[order], std[order])
 
     partitions = OrderedDict((name, UniformPartition(groups.groups[name].size, quadrature=quadrature, name=name))
                              for name in groups.continuous)
     for path, use in groups.layers.items():
         new = _integral_layer(get_cell(net, path), use, partitions, quadrature)
         if new is not None:
+            if path in statistics and hasattr(new, "record_output_statistics"):
+                new.record_output_statistics(*statistics[path])
             set_cell(net, path, new)
     name_parameters_by_path(net)
     model = IntegralModel(net, groups=partitions)

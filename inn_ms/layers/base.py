@@ -42,6 +42,25 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         self.out_axis = None if out_partition is None else AxisSampler(out_partition, m_out, integrate=False)
         self.in_axis = None if in_partition is None else AxisSampler(in_partition, m_in, integrate=integrate_in)
 
+    def record_output_statistics(self, mean, std):
+        """Keep the per-channel mean and standard deviation of this layer's
+        output in the full network (a BatchNorm folded into it knew them):
+        non-trainable Parameters ``output_mean``/``output_std`` of the full
+        channel count, saved with the weights, read by data-free repair."""
+        n = int(self.weight.shape[0]) if self.out_axis is None else self.out_axis.get_partition().max_size
+        for name, v in (("output_mean", mean), ("output_std", std)):
+            v = np.asarray(v, np.float32)
+            if v.shape != (n,) or not np.isfinite(v).all():
+                raise ValueError(f"{self.cls_name}: {name} must be {n} finite values, got shape {v.shape}")
+            setattr(self, name, Parameter(Tensor(v), name=name, requires_grad=False))
+
+    def output_statistics(self):
+        """``(mean, std)`` recorded by :meth:`record_output_statistics`, or None."""
+        mean = getattr(self, "output_mean", None)
+        if mean is None:
+            return None
+        return mean.asnumpy().astype(np.float64), self.output_std.asnumpy().astype(np.float64)
+
     @property
     def partitions(self):
         """The partitions of the continuous axes: ``{'out': …, 'in': …}``."""

@@ -20,7 +20,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.layers.base import AUTO, IntegralLayer, channel_count, check_channels, resolve_partition
-from inn_ms.layers.conv import _check_input
+from inn_ms.layers.conv import _check_input, take_channels
 
 
 class IntegralBatchNorm2d(IntegralLayer):
@@ -109,7 +109,7 @@ class IntegralBatchNorm2d(IntegralLayer):
         keep only those channels)."""
         values = self.sampled()
         if out_index is not None:
-            values = [v[np.asarray(out_index)] for v in values]
+            values = [take_channels(v, out_index, 0) for v in values]
         bn = nn.BatchNorm2d(len(values[0]), eps=self.eps, momentum=self.momentum)
         for p, v in zip((bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance), values):
             p.set_data(Tensor(np.asarray(v, np.float32)))

@@ -135,14 +135,15 @@ class IntegralConv2d(IntegralLayer):
     def discretize(self, out_index=None, in_index=None):
         """A plain convolution (an ``nn.Conv2d``) with the current sampled weight
         and bias; ``out_index``/``in_index`` keep only those channels of the
-        sampled weight (channel selection baselines)."""
+        sampled weight, or combine them (matrices; channel selection and
+        merging baselines, :func:`take_channels`)."""
         w = self.numpy_weight()
         b = self.numpy_bias()
         if self.depthwise:
             in_index = None
             if out_index is not None:
-                w = w[out_index]
-                b = None if b is None else b[out_index]
+                w = take_channels(w, out_index, 0)
+                b = None if b is None else take_channels(b, out_index, 0)
         else:
             w, b = _select(w, b, out_index, in_index)
         groups = w.shape[0] if self.depthwise else self.groups
@@ -173,13 +174,24 @@ class IntegralConv2d(IntegralLayer):
         return layer
 
 
+def take_channels(a, index, axis):
+    """Channels ``index`` of ``a`` along ``axis``: an index array keeps
+    those channels; an ``n × N`` matrix makes channel ``i`` the combination
+    ``Σ_c index[i, c] · a[c]`` (channel merging baselines)."""
+    index = np.asarray(index)
+    if index.ndim == 2:
+        return np.moveaxis(np.tensordot(index, a, axes=(1, axis)), 0, axis)
+    return np.take(a, index, axis=axis)
+
+
 def _select(w, b, out_index, in_index):
-    """Keep rows ``out_index`` and columns ``in_index`` of a sampled weight."""
+    """Rows ``out_index`` and columns ``in_index`` of a sampled weight
+    (index arrays or matrices, :func:`take_channels`)."""
     if out_index is not None:
-        w = w[np.asarray(out_index)]
-        b = None if b is None else b[np.asarray(out_index)]
+        w = take_channels(w, out_index, 0)
+        b = None if b is None else take_channels(b, out_index, 0)
     if in_index is not None:
-        w = w[:, np.asarray(in_index)]
+        w = take_channels(w, in_index, 1)
     return w, b
 
 
