@@ -109,8 +109,9 @@ def kmeans(points, k, seed=0, iterations=100):
         d = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
         new = d.argmin(1)
         for c in range(k):
-            if not np.any(new == c):  # refill an empty cluster with the worst-fitted point
-                worst = np.argmax(d[np.arange(n), new])
+            if not np.any(new == c):  # refill an empty cluster: the worst-fitted point of a shared one
+                shared = np.flatnonzero(np.bincount(new, minlength=k)[new] > 1)
+                worst = shared[np.argmax(d[shared, new[shared]])]
                 new[worst] = c
         if labels is not None and np.array_equal(new, labels):
             break

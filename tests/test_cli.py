@@ -79,3 +79,49 @@ def test_convert_writes_an_artifact(tmp_path, capsys):
     arch = read_manifest(str(out))["architecture"]
     assert arch["kind"] == "converted" and arch["builder"] == "mnist_torch_cnn"
     assert list(load_artifact(str(out)).full_sizes.values()) == [32, 32, 64, 64, 128, 128]
+
+
+@pytest.fixture(scope="module")
+def converted_artifact(tmp_path_factory):
+    from model_zoo.mnist_torch_cnn import bundled_checkpoint
+    out = tmp_path_factory.mktemp("art") / "m.inn"
+    assert main(["convert", "mnist_torch_cnn", "--weights", bundled_checkpoint(), "--input-shape", "2,1,28,28",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_prune_repairs_on_calibration_images(tmp_path, capsys, converted_artifact):
+    """--repair calib --calib-data: the MindIR is the repaired network."""
+    import numpy as np
+    from mindspore import Tensor
+    from inn_ms.artifact import load_artifact
+    from inn_ms.data import mnist_subset
+    from inn_ms.export import load_mindir, prune
+    xtr, _, xte, _ = mnist_subset(4000, 1000, seed=0)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, xtr[:48])
+    out = tmp_path / "m.mindir"
+    argv = ["prune", str(converted_artifact), "--keep", "0.5", "--repair", "calib", "--calib-data", str(calib),
+            "--calib", "32", "--resample", "antialiased", "--out", str(out), "--backend", "matmul", "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "resampling: antialiased; repaired on 32 calibration images" in text
+    plain, _ = prune(load_artifact(str(converted_artifact)), keep=0.5, resampling="antialiased", repair="calib",
+                     calib=xtr[:32])
+    plain.set_train(False)
+    x = Tensor(xte[:4])
+    np.testing.assert_allclose(load_mindir(str(out))(x).asnumpy(), plain(x).asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--repair", "calib"], "--calib-data FILE.npy, or --config"),
+    (["--calib-data", "x.npy"], "only with --repair calib"),
+    (["--repair", "calib", "--calib-data", "missing.npy"], "existing .npy file"),
+    (["--repair", "calib", "--calib-data", "x.npy", "--calib", "0"], "--calib must be >= 1")])
+def test_prune_repair_errors_write_nothing(tmp_path, monkeypatch, capsys, converted_artifact, extra, message):
+    import numpy as np
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 28, 28), np.float32))
+    assert main(["prune", str(converted_artifact), "--keep", "0.5", "--out", "m.mindir"] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
