@@ -207,7 +207,8 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     if input_shape is not None:
         _check_shape(input_shape)
     t0 = time.perf_counter()
-    images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress)
+    if repair == "none" and calib is not None:
+        raise ValueError("calibration images were given but repair is 'none': choose repair='calib'")
     if keep is not None:
         target = model.sizes_for_keep(keep, multiple_of)
     elif sizes is not None:
@@ -219,13 +220,16 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     else:
         target = sizes_for_budget(model, params, macs, input_shape, multiple_of)
     _within(model, target, getattr(model, "allowed_sizes", {}))
+    repaired = repair != "none" and dict(target) != dict(model.full_sizes)  # full width: nothing to repair
+    # Checked (and synthesized) only when needed; bad images are refused either way.
+    images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress) \
+        if repaired or repair == "calib" else None
     saved, saved_rules = dict(model.sizes), model.resampling
     try:
         if resampling is not None:
             model.set_resampling(resampling)
         model.resize(sizes=dict(target))
         plain = model.discretize()
-        repaired = images is not None and dict(target) != dict(model.full_sizes)  # full width: nothing to repair
         if repaired:
             refit(model, plain, images, maps=output_maps(model), progress=progress)
         rules = model.resampling
@@ -234,7 +238,7 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
         model.resize(sizes=saved)
     report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters(),
               "resampling": rules, "repair": repair, "repaired": repaired,
-              "calib_images": 0 if images is None else int(len(images))}
+              "calib_images": int(len(images)) if repaired else 0}
     if input_shape is not None:
         report["macs"] = macs_of(plain, input_shape, _positions(model, plain, input_shape))
     report["seconds"] = time.perf_counter() - t0

@@ -422,7 +422,7 @@ def _fit_network(reference, pruned, maps):
     return network, fits
 
 
-def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, progress=False):
+def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, reference=None, progress=False):
     """Refit ``plain`` (a pruned plain network of ``model``, e.g. from
     :meth:`~inn_ms.model.IntegralModel.discretize` at the current sizes) on
     ``images`` (numpy, ``N × C × H × W``, no labels) so that every layer
@@ -430,6 +430,10 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, progress=
     pruned to full output channels (default :func:`output_maps` of
     ``model`` at its current sizes). ``ridge``: pull towards the current
     weights (a fraction of the mean diagonal of each layer's Gram matrix).
+    ``reference``: the integral model whose full width is the target
+    (default ``model``; needed when ``model``'s partitions were made
+    trainable by pipeline B, which fixes their size, so that ``model`` has
+    no full width any more — a fresh conversion of the same network).
     Changes ``plain`` in place and returns a report: ``layers`` maps each
     refitted layer, in the order they ran, to its relative residual
     ``|X w − t|²/|t|²`` on the images before and after its refit."""
@@ -442,7 +446,15 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, progress=
     plain.set_train(False)
     names = {p: p.name for p in plain.get_parameters()}
     batch = int(min(batch_size, len(images)))
-    reference = _reference(model, images[:1], batch)
+    if reference is None:
+        if any(getattr(p, "trainable", False) for p in model.groups.values()):
+            raise ValueError("repair: the model's partitions are trainable (pipeline B) and fix its width, so "
+                             "it has no full width to repair towards; pass reference= (the converted model)")
+        reference = model
+    elif [tuple(p) for p in reference.full_sizes.items()] != \
+            [(g, getattr(p, "full_size", p.max_size)) for g, p in model.groups.items()]:
+        raise ValueError(f"repair: the reference's groups {dict(reference.full_sizes)} are not the model's")
+    reference = _reference(reference, images[:1], batch)
     full_probed, turn = reference.network, reference.turn
     try:
         pruned_probed, fits = _fit_network(reference, plain, maps)
@@ -519,6 +531,14 @@ def _fingerprint(model):
     return h.hexdigest()
 
 
+def clear_cache(model):
+    """Drop what repairs keep on ``model`` between calls (the compiled
+    full network and synthesized images), so that its memory can be
+    returned (``gc.collect()`` then ``mindspore.ms_memory_recycle()``)."""
+    model.__dict__.pop("_repair_reference", None)
+    model.__dict__.pop("_synthetic_images", None)
+
+
 def calibration_images(model, repair, calib=None, count=128, input_shape=None, seed=0, progress=False):
     """The images a repair fits on: for ``"calib"``, the first ``count`` of
     the user's ``calib`` (unlabelled, ``N × C × H × W``); for
@@ -556,4 +576,4 @@ def calibration_images(model, repair, calib=None, count=128, input_shape=None, s
     return cache[key]
 
 
-__all__ = ["REPAIRS", "calibration_images", "check_repair", "group_maps", "output_maps", "repair"]
+__all__ = ["REPAIRS", "calibration_images", "check_repair", "clear_cache", "group_maps", "output_maps", "repair"]

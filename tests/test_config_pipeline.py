@@ -120,3 +120,20 @@ def test_config_command_errors_write_nothing(tmp_path, monkeypatch, capsys, argv
     assert main(argv + ["--set", f"output_dir={tmp_path / 'run'}"] if "--config" in argv else argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_prune_from_config_repairs_on_the_training_data(converted, capsys, rng):
+    """eval.repair / eval.calib / eval.resampling: the calibration images are
+    the config's first training samples (labels unused)."""
+    from inn_ms.datasets import build_source
+    out, overrides = converted
+    artifact = str(out / "converted.inn")
+    sets = overrides + ["eval.repair=calib", "eval.calib=24", "eval.resampling=antialiased"]
+    assert main(["prune", artifact, "--config", TORCH_CONFIG, "--keep", "0.5", "--backend", "matmul",
+                 "--out", str(out / "r.mindir"), "--quiet"] + _sets(*sets)) == 0
+    assert "resampling: antialiased; repaired on 24 calibration images" in capsys.readouterr().out
+    source = build_source(load_config(TORCH_CONFIG, sets)["data"], train=True)
+    calib = np.concatenate([x for x, _ in source.batches(range(24), 24, drop_remainder=False)])
+    plain, _ = prune(load_artifact(artifact), keep=0.5, resampling="antialiased", repair="calib", calib=calib)
+    x = rng.normal(size=(3, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(run(load_mindir(str(out / "r.mindir")), x), run(plain, x), rtol=1e-4, atol=1e-4)
