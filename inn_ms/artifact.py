@@ -1,20 +1,30 @@
 """The integral artifact: one file that lets a device resample a network.
 
-A ``.inn`` file is a zip archive of two members:
+A ``.inn`` file is a zip archive of three members:
 
 * ``manifest.json`` — format name and version, the architecture (a zoo
   network and its arguments, or a discrete builder plus the conversion
   options that turned it integral), every channel group with its full size,
   the size it was saved at and the sizes allowed, the quadrature and the
-  resampling rule of each group, the parametrization (Keys cubic kernel, control grid sizes per
-  layer) and the SHA-256 of the weights;
+  resampling rule of each group, the parametrization (Keys cubic kernel,
+  control grid sizes per layer);
 * ``weights.ckpt`` — the continuous parameters (control values, biases,
-  BatchNorm statistics) as a MindSpore checkpoint.
+  BatchNorm statistics) as a MindSpore checkpoint;
+* ``digest.sha256`` — one SHA-256 over the manifest and the weights, so an
+  edited manifest (a group size, the architecture) is refused as corrupt
+  just like edited weights.
 
 Loading rebuilds the architecture with inn_ms alone (no PyTorch, no training
 code), checks the groups and every parameter against the manifest, and
-loads the weights. Writes are atomic (temporary file, then rename); a
-truncated, corrupt or newer-version file is refused with a clear message.
+loads the weights. The architecture is built only by a known builder
+(:mod:`inn_ms.builders`): a file cannot make us import or call anything
+else. Writes are atomic (:func:`inn_ms.fileio.atomic_write`); a truncated,
+corrupt, incomplete or newer-version file is refused with a clear message.
+
+Format versions 1 and 2 (inn_ms before the digest) have a checksum of the
+weights only. They are refused by default; ``load_artifact(path,
+legacy=True)`` reads one whose manifest you trust, and
+:func:`upgrade_artifact` rewrites it as version 3.
 """
 import hashlib
 import json
@@ -24,14 +34,20 @@ import tempfile
 import zipfile
 
 import inn_ms
+from inn_ms.builders import UntrustedBuilderError, is_callable_name, registered_builders, resolve
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
+from inn_ms.fileio import atomic_write
 from inn_ms.layers.base import IntegralLayer
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "inn_ms-integral"
-VERSION = 2  # the newest version read; 2 adds a group's "resampling" rule (inn_ms.resampling)
+VERSION = 3  # the newest version read; 2 added a group's "resampling" rule, 3 the digest over everything
+LEGACY_VERSIONS = (1, 2)  # a checksum of the weights only
 KERNEL = "keys(a=-0.75), edge-clamped"
+MANIFEST, WEIGHTS, DIGEST = "manifest.json", "weights.ckpt", "digest.sha256"
+# Options of inn_ms.convert.convert a converted architecture may record.
+CONVERT_OPTIONS = ("fold_bn", "quadrature", "discrete_dims", "continuous_dims")
 
 
 class ArtifactError(ValueError):
@@ -52,33 +68,92 @@ def converted_architecture(builder, input_shape, builder_kwargs=None, **convert_
             "input_shape": [int(v) for v in input_shape], "convert": dict(convert_options)}
 
 
-def build_discrete(builder, kwargs):
-    """A discrete network from a zoo name (``mindcv:<name>`` included) or
-    ``module:callable``."""
-    if ":" in builder and not builder.startswith("mindcv:"):
-        import importlib
-        module, _, attr = builder.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot import architecture {builder!r}: {e}") from None
-        return fn(**kwargs)
-    from model_zoo import create_model
-    return create_model(builder, integral=False, **kwargs)
+def build_discrete(builder, kwargs, builders=None):
+    """A discrete network from a builder the caller names: a registered name
+    (the zoo's, ``mindcv:<name>``) or a ``module:callable``, which is
+    imported because the caller asked for it by name (a command line, a
+    config). Architectures read from files go through :func:`rebuild`."""
+    trusted = builders
+    if is_callable_name(builder) and builders is None:
+        trusted = [builder]
+    try:
+        fn = resolve(builder, trusted, kind="discrete")
+    except UntrustedBuilderError:
+        raise ValueError(f"unknown model {builder!r}; known: {registered_builders()}, or a module:function "
+                         f"that returns the network") from None
+    return fn(**kwargs)
 
 
-def rebuild(architecture):
-    """The integral model an architecture spec describes, with fresh weights."""
+def _architecture_error(path, text):
+    return ArtifactError(f"{path!r}: invalid architecture in the manifest: {text}")
+
+
+def _check_architecture(architecture, path="artifact"):
+    """The architecture spec, checked key by key (a named error, not a KeyError)."""
+    if not isinstance(architecture, dict):
+        raise _architecture_error(path, f"expected an object, got {type(architecture).__name__}")
     kind = architecture.get("kind")
-    if kind == "zoo":
-        from model_zoo import create_model
-        return create_model(architecture["name"], integral=True, **architecture.get("kwargs", {}))
+    if kind not in ("zoo", "converted"):
+        raise _architecture_error(path, f"unknown kind {kind!r} (expected 'zoo' or 'converted')")
+    key = "name" if kind == "zoo" else "builder"
+    if not isinstance(architecture.get(key), str) or not architecture[key]:
+        raise _architecture_error(path, f"a {kind} architecture needs {key!r} (a string), got "
+                                        f"{architecture.get(key)!r}")
+    if not isinstance(architecture.get("kwargs", {}), dict):
+        raise _architecture_error(path, f"'kwargs' must be an object, got {architecture['kwargs']!r}")
     if kind == "converted":
-        from inn_ms.convert import convert
-        net = build_discrete(architecture["builder"], architecture.get("kwargs", {}))
-        options = dict(architecture.get("convert", {}))
-        return convert(net, tuple(architecture["input_shape"]), permute=False, verify=False, **options)
-    raise ArtifactError(f"unknown architecture kind {kind!r} (expected 'zoo' or 'converted')")
+        shape = architecture.get("input_shape")
+        if (not isinstance(shape, list) or len(shape) < 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+            raise _architecture_error(path, f"'input_shape' must be a list of at least two ints >= 1, got {shape!r}")
+        options = architecture.get("convert", {})
+        if not isinstance(options, dict):
+            raise _architecture_error(path, f"'convert' must be an object, got {options!r}")
+        unknown = sorted(k for k in options if k not in CONVERT_OPTIONS)
+        if unknown:
+            raise _architecture_error(path, f"unknown conversion option(s) {unknown}; allowed: {list(CONVERT_OPTIONS)}")
+    return architecture
+
+
+def rebuild(architecture, builders=None):
+    """The integral model an architecture spec describes, with fresh weights.
+    The builder it names must be known (:mod:`inn_ms.builders`) or trusted by
+    the caller through ``builders``; it is resolved before anything runs."""
+    _check_architecture(architecture)
+    kwargs = dict(architecture.get("kwargs", {}))
+    if architecture["kind"] == "zoo":
+        return resolve(architecture["name"], builders, kind="integral")(**kwargs)
+    fn = resolve(architecture["builder"], builders, kind="discrete")
+    from inn_ms.convert import convert
+    net = fn(**kwargs)
+    return convert(net, tuple(architecture["input_shape"]), permute=False, verify=False,
+                   **architecture.get("convert", {}))
+
+
+def describe_architecture(architecture):
+    """``name(k=v, ...)`` of an architecture spec, for messages."""
+    if not isinstance(architecture, dict):
+        return repr(architecture)
+    name = architecture.get("name") if architecture.get("kind") == "zoo" else architecture.get("builder")
+    kwargs = architecture.get("kwargs") or {}
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items())) if isinstance(kwargs, dict) else repr(kwargs)
+    return f"{name}({args})"
+
+
+def check_same_architecture(architecture, name, kwargs=None, what="the artifact"):
+    """Raise unless ``architecture`` (an artifact's) is built by ``name`` with
+    every argument of ``kwargs`` recorded and equal (arguments it records
+    beyond them, such as filled-in defaults, are not compared)."""
+    architecture = _json_ready(architecture, "architecture")  # tuples as lists, as a manifest has them
+    _check_architecture(architecture, what)
+    built = architecture["name"] if architecture["kind"] == "zoo" else architecture["builder"]
+    recorded = architecture.get("kwargs", {})
+    wanted = _json_ready(kwargs or {}, "kwargs")
+    differ = sorted(k for k, v in wanted.items() if k not in recorded or recorded[k] != v)
+    if built != name or differ:
+        expected = f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(wanted.items()))})"
+        raise ValueError(f"{what} holds {describe_architecture(architecture)}, but the config describes {expected}"
+                         + (f" (they differ in {differ})" if differ and built == name else ""))
 
 
 def _json_ready(value, what):
@@ -107,12 +182,19 @@ def _manifest(model, architecture, allowed_sizes):
         if isinstance(layer, IntegralLayer):
             layers[path] = {"type": type(layer).__name__, "control": [int(s) for s in layer.weight.shape[:2]]
                             if hasattr(layer, "weight") else [int(layer.num_features)]}
-    # Version 1 readers know only point sampling: a file that needs another
-    # rule says version 2, so they refuse it instead of sampling it wrongly.
-    version = 2 if any("resampling" in g for g in groups.values()) else 1
-    return {"format": FORMAT, "version": version, "inn_ms_version": inn_ms.__version__,
+    return {"format": FORMAT, "version": VERSION, "inn_ms_version": inn_ms.__version__,
             "architecture": architecture, "groups": groups,
             "parametrization": {"kernel": KERNEL, "layers": layers}}
+
+
+def _digest(manifest_bytes, weights):
+    """SHA-256 over both members, each framed by its name and length (so no
+    bytes can move from one member to the other unnoticed)."""
+    h = hashlib.sha256()
+    for name, data in ((MANIFEST, manifest_bytes), (WEIGHTS, weights)):
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
 
 
 def save_artifact(model, path, architecture=None, allowed_sizes=None):
@@ -130,87 +212,138 @@ def save_artifact(model, path, architecture=None, allowed_sizes=None):
         raise ValueError("save_artifact: the model does not know how it was built; pass architecture= "
                          "(inn_ms.artifact.zoo_architecture or converted_architecture)")
     architecture = _json_ready(architecture, "architecture")
+    _check_architecture(architecture, "save_artifact")
     unknown = [g for g in (allowed_sizes or {}) if g not in model.groups]
     if unknown:
         raise ValueError(f"allowed_sizes names unknown group(s) {unknown}; groups are {list(model.groups)}")
     manifest = _manifest(model, architecture, dict(allowed_sizes or {}))
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        ckpt = os.path.join(tmp, "weights.ckpt")
+    with tempfile.TemporaryDirectory() as scratch:
+        ckpt = os.path.join(scratch, WEIGHTS)
         # Keyed by path in the Cell tree: a Parameter's own name changes when
         # its Cell is attached to another parent (a train step, a loss cell).
         ms.save_checkpoint([{"name": path, "data": p} for path, p in network_parameters(model).items()], ckpt)
         with open(ckpt, "rb") as f:
             weights = f.read()
-        manifest["weights_sha256"] = hashlib.sha256(weights).hexdigest()
-        partial = os.path.join(tmp, "artifact.inn")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-            z.writestr("weights.ckpt", weights)
-        os.replace(partial, path)
+    text = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
+    with atomic_write(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr(MANIFEST, text)
+            z.writestr(WEIGHTS, weights)
+            z.writestr(DIGEST, _digest(text, weights) + "\n")
     logger.info("saved integral artifact %s (%d groups)", path, len(manifest["groups"]))
     return manifest
 
 
-def read_manifest(path):
-    """The manifest of artifact ``path``, checked for format and version."""
-    manifest, _ = _read(path, weights=False)
+def read_manifest(path, legacy=False):
+    """The manifest of artifact ``path``, checked for format, version, the
+    digest over manifest and weights, and every key loading needs."""
+    manifest, _ = _read(path, legacy)
     return manifest
 
 
-def _read(path, weights=True):
+def _check_groups(path, groups):
+    if not isinstance(groups, dict) or not groups:
+        raise ArtifactError(f"{path!r}: the manifest's 'groups' must be a non-empty object, got {groups!r}")
+    for name, g in groups.items():
+        if not isinstance(g, dict):
+            raise ArtifactError(f"{path!r}: group {name!r} in the manifest must be an object, got {g!r}")
+        missing = [k for k in ("full_size", "size", "allowed") if k not in g]
+        if missing:
+            raise ArtifactError(f"{path!r}: group {name!r} in the manifest has no {missing}")
+        full, size, allowed = g["full_size"], g["size"], g["allowed"]
+        ints = [full, size] + (list(allowed) if isinstance(allowed, list) else [])
+        if (not isinstance(allowed, list) or len(allowed) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in ints)
+                or not 1 <= allowed[0] <= allowed[1] <= full or not 1 <= size <= full):
+            raise ArtifactError(f"{path!r}: group {name!r} in the manifest is inconsistent: full_size {full!r}, "
+                                f"size {size!r}, allowed {allowed!r} (need 1 <= size <= full_size and "
+                                f"1 <= low <= high <= full_size)")
+
+
+def _read(path, legacy=False):
+    """``(manifest, weights bytes)`` of artifact ``path``, every check done."""
     if not os.path.isfile(path):
         raise ArtifactError(f"no integral artifact at {path!r}")
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-            if "manifest.json" not in names or "weights.ckpt" not in names:
+            if MANIFEST not in names or WEIGHTS not in names:
                 raise ArtifactError(f"{path!r} is a zip archive but not an integral artifact "
-                                    f"(needs manifest.json and weights.ckpt, has {sorted(names)})")
-            manifest = json.loads(z.read("manifest.json").decode("utf-8"))
-            data = z.read("weights.ckpt") if weights else None
+                                    f"(needs {MANIFEST} and {WEIGHTS}, has {sorted(names)})")
+            text = z.read(MANIFEST)
+            manifest = json.loads(text.decode("utf-8"))
+            data = z.read(WEIGHTS)
+            digest = z.read(DIGEST).decode("ascii").strip() if DIGEST in names else None
     except ArtifactError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError,
             json.JSONDecodeError) as e:
         raise ArtifactError(f"cannot read integral artifact {path!r} (corrupt or truncated?): "
                             f"{type(e).__name__}: {e}") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{path!r} is not an inn_ms integral artifact (format {manifest.get('format')!r})"
-                            if isinstance(manifest, dict) else f"{path!r}: manifest is not an object")
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path!r}: manifest is not an object")
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{path!r} is not an inn_ms integral artifact (format {manifest.get('format')!r})")
     version = manifest.get("version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ArtifactError(f"{path!r}: invalid format version {version!r}")
     if version > VERSION:
         raise ArtifactError(f"{path!r} has artifact format version {version}, newer than this inn_ms "
                             f"({inn_ms.__version__}) reads (up to {VERSION}): upgrade inn_ms")
-    if data is not None and hashlib.sha256(data).hexdigest() != manifest.get("weights_sha256"):
-        raise ArtifactError(f"{path!r}: the weights do not match the manifest's checksum (corrupt file)")
+    if version in LEGACY_VERSIONS:
+        if not legacy:
+            raise ArtifactError(f"{path!r} has format version {version}, whose checksum covers the weights but not "
+                                f"the manifest: if you trust the file, rewrite it once with "
+                                f"inn_ms.artifact.upgrade_artifact({path!r}) (or load it with legacy=True)")
+        if hashlib.sha256(data).hexdigest() != manifest.get("weights_sha256"):
+            raise ArtifactError(f"{path!r}: the weights do not match the manifest's checksum (corrupt file)")
+        logger.warning("%s: format version %d, its manifest is not covered by a checksum (read as trusted)",
+                       path, version)
+    elif digest is None:
+        raise ArtifactError(f"{path!r}: no {DIGEST} member (corrupt or incomplete file)")
+    elif digest != _digest(text, data):
+        raise ArtifactError(f"{path!r}: manifest and weights do not match the file's digest (corrupt or "
+                            f"edited file)")
+    missing = [k for k in ("architecture", "groups") if k not in manifest]
+    if missing:
+        raise ArtifactError(f"{path!r}: the manifest has no {' and no '.join(repr(k) for k in missing)} "
+                            f"(an incomplete artifact)")
+    _check_architecture(manifest["architecture"], path)
+    _check_groups(path, manifest["groups"])
     return manifest, data
 
 
-def load_artifact(path):
+def load_artifact(path, builders=None, legacy=False):
     """The :class:`~inn_ms.model.IntegralModel` saved in artifact ``path``,
     at the sizes it was saved at. Carries ``allowed_sizes`` (group →
-    ``(low, high)``) and ``architecture``."""
+    ``(low, high)``) and ``architecture``.
+
+    The architecture is built only by a known builder (the zoo's networks,
+    ``mindcv:<name>``, builders registered with
+    :func:`inn_ms.builders.register_builder`) or one the caller trusts here:
+    ``builders={name: callable}`` or ``builders=["module:function"]``. A
+    file naming anything else is refused before anything is imported.
+    ``legacy``: read a version 1–2 file, whose manifest has no checksum."""
     import mindspore as ms
 
-    manifest, data = _read(path)
+    manifest, data = _read(path, legacy)
     try:
-        model = rebuild(manifest["architecture"])
+        model = rebuild(manifest["architecture"], builders)
+    except UntrustedBuilderError as e:
+        raise UntrustedBuilderError(f"{path!r}: {e}") from None
     except ArtifactError:
         raise
     except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{path!r}: cannot rebuild the architecture {manifest.get('architecture')!r}: "
-                            f"{e}") from e
-    groups = manifest.get("groups", {})
+        raise ArtifactError(f"{path!r}: cannot rebuild the architecture "
+                            f"{describe_architecture(manifest['architecture'])}: {e}") from e
+    groups = manifest["groups"]
     found = {n: p.max_size for n, p in model.groups.items()}
     expected = {n: g["full_size"] for n, g in groups.items()}
     if found != expected:
         raise ArtifactError(f"{path!r}: the rebuilt network's channel groups {found} differ from the "
                             f"artifact's {expected}")
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = os.path.join(tmp, "weights.ckpt")
+        ckpt = os.path.join(tmp, WEIGHTS)
         with open(ckpt, "wb") as f:
             f.write(data)
         try:
@@ -246,5 +379,14 @@ def load_artifact(path):
     return model
 
 
-__all__ = ["ArtifactError", "FORMAT", "VERSION", "build_discrete", "converted_architecture", "load_artifact",
-           "read_manifest", "rebuild", "save_artifact", "zoo_architecture"]
+def upgrade_artifact(path, out=None, builders=None):
+    """Rewrite a version 1–2 artifact (whose manifest has no checksum) as the
+    current version, after loading it completely; ``out`` defaults to
+    ``path`` itself (replaced atomically). Only for files you trust."""
+    model = load_artifact(path, builders=builders, legacy=True)
+    return save_artifact(model, out or path, allowed_sizes=model.allowed_sizes)
+
+
+__all__ = ["ArtifactError", "FORMAT", "VERSION", "build_discrete", "check_same_architecture",
+           "converted_architecture", "describe_architecture", "load_artifact", "read_manifest", "rebuild",
+           "save_artifact", "upgrade_artifact", "zoo_architecture"]

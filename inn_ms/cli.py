@@ -155,6 +155,25 @@ def _sizes_arg(text):
     return sizes
 
 
+def _trusted(args, cfg=None):
+    """The builders ``--trust-builder`` names, each checked to be a
+    module:function name, and a config's own ``model.name`` when it is one
+    (``train``/``convert`` with that config import it anyway); None: only
+    the known builders."""
+    from inn_ms.builders import is_callable_name, trusted_builders
+    names = list(args.trust_builder)
+    trusted_builders(names)
+    if cfg is not None and is_callable_name(cfg["model"]["name"]):
+        names.append(cfg["model"]["name"])
+    return names or None
+
+
+def _add_trust_option(p):
+    p.add_argument("--trust-builder", action="append", default=[], metavar="MODULE:FUNCTION",
+                   help="let the artifact's architecture be built by this function (imported and called); "
+                        "without it only the zoo's networks and mindcv:<name> are built (repeatable)")
+
+
 def _artifact_input_shape(args, manifest, cfg=None):
     """``--input-shape``, or else the shape the artifact's conversion
     recorded, or else (with a classification config) one sample of the
@@ -277,7 +296,7 @@ def _prune(args):
             raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
     resampling, repair, count = _repair_options(args, cfg)
     calib = _calibration(args, cfg, repair, count, shape)
-    model = load_artifact(path)
+    model = load_artifact(path, builders=_trusted(args, cfg))
     macs = args.macs if args.flops is None else args.flops // 2
     plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=macs,
                           input_shape=shape, multiple_of=multiple_of, resampling=resampling, repair=repair,
@@ -316,7 +335,7 @@ def _elastic(args):
         raise ValueError(f"--out must end with .mindir, got {args.out!r}")
     manifest = read_manifest(args.artifact)
     shape = _artifact_input_shape(args, manifest)
-    model = load_artifact(args.artifact)
+    model = load_artifact(args.artifact, builders=_trusted(args))
     export_elastic(model, args.out, shape, dynamic_batch=not args.static_batch, backend=args.backend,
                    buckets=args.buckets)
     print(f"elastic MindIR written to {args.out} in {time.perf_counter() - t0:.2f} s "
@@ -373,7 +392,7 @@ def _eval(args):
         source = build_source(cfg["data"], train=False)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
-        model = load_artifact(args.checkpoint)
+        model = load_artifact(args.checkpoint, builders=_trusted(args, cfg))
     else:
         model = build_model(cfg)
         load_checkpoint(args.checkpoint, model)
@@ -433,7 +452,7 @@ def _export(args):
     shape = _artifact_input_shape(args, read_manifest(artifact), cfg)
     resampling, repair, count = _repair_options(args, cfg)
     calib = _calibration(args, cfg, repair, count, shape)
-    model = load_artifact(artifact)
+    model = load_artifact(artifact, builders=_trusted(args, cfg))
     folder = args.out_dir or os.path.join(cfg["output_dir"], "mindir")
     os.makedirs(folder, exist_ok=True)
     name = cfg["model"]["name"].replace(":", "_")
@@ -515,6 +534,7 @@ def main(argv=None):
     p.add_argument("--calib", type=int, default=None, help="number of calibration images (default 128)")
     p.add_argument("--calib-data", help="calibration images for --repair calib: a .npy array N x C x H x W")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_trust_option(p)
     p.set_defaults(func=_prune)
     p = sub.add_parser("elastic", help="export an artifact as one MindIR whose channel counts are a run-time input")
     p.add_argument("artifact", help="integral artifact (.inn)")
@@ -526,6 +546,7 @@ def main(argv=None):
     p.add_argument("--buckets", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
                    help="fractions of full width with a static-shape branch each; a call runs the "
                         "narrowest one holding its sizes (more: less wasted compute, larger file)")
+    _add_trust_option(p)
     p.set_defaults(func=_elastic)
     p = sub.add_parser("train", help="train a zoo network from a YAML config with random widths")
     p.add_argument("--config", required=True, help="YAML config (ascend_configs/<model>_<device>.yaml)")
@@ -553,6 +574,7 @@ def main(argv=None):
     p.add_argument("--calib", type=int, default=None, help="number of calibration images (default 128)")
     p.add_argument("--calib-data", help="calibration images for --repair calib: a .npy array N x C x H x W")
     p.add_argument("--quiet", action="store_true")
+    _add_trust_option(p)
     p.set_defaults(func=_eval)
     p = sub.add_parser("export", help="export every width of a config's run (eval.widths) as MindIR")
     p.add_argument("--config", required=True, help="YAML config the run was trained with")
@@ -575,6 +597,7 @@ def main(argv=None):
                         "eval.repair of --config, else none")
     p.add_argument("--calib", type=int, default=None, help="number of calibration images (default 128)")
     p.add_argument("--calib-data", help="calibration images for --repair calib: a .npy array N x C x H x W")
+    _add_trust_option(p)
     p.set_defaults(func=_export)
     args = ap.parse_args(argv)
     try:

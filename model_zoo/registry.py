@@ -4,16 +4,43 @@
 An entry whose function has no ``num_classes`` argument (the
 super-resolution networks) has no classes: ``create_model`` refuses a
 ``num_classes`` for it instead of silently ignoring it, and does not record
-one in the artifact's architecture."""
+one in the artifact's architecture.
+
+Every entry is also registered as a known builder in
+:mod:`inn_ms.builders`, so an integral artifact that names it can be loaded
+(and one that names anything else is refused); so are ``mindcv:<name>`` and
+the mindcv bridge's plain builder that converted mindcv artifacts record."""
+import functools
 import inspect
+
+from inn_ms.builders import Builder, register_builder, register_prefix
 
 _REGISTRY = {}
 
 
 def register_model(fn):
     """Decorator: make ``fn(num_classes=..., integral=..., **kw)`` available by its name."""
-    _REGISTRY[fn.__name__] = fn
+    name = fn.__name__
+    _REGISTRY[name] = fn
+    register_builder(name, discrete=functools.partial(create_model, name, integral=False),
+                     integral=functools.partial(create_model, name, integral=True))
     return fn
+
+
+def _mindcv_builder(rest):
+    name = "mindcv:" + rest
+    return Builder(name, discrete=functools.partial(create_model, name, integral=False),
+                   integral=functools.partial(create_model, name, integral=True))
+
+
+def _mindcv_plain(**kwargs):
+    from model_zoo.mindcv_bridge import build_plain
+    return build_plain(**kwargs)
+
+
+register_prefix("mindcv:", _mindcv_builder)
+# What a converted mindcv network's architecture records (mindcv_bridge.create).
+register_builder("model_zoo.mindcv_bridge:build_plain", discrete=_mindcv_plain)
 
 
 def list_models():

@@ -1,0 +1,169 @@
+"""Known architecture builders: the only code a file may ask us to run.
+
+An integral artifact records its architecture by name (``"mnist_cnn"``,
+``"mindcv:resnet18"``, ``"mypkg.nets:make_net"``). Loading looks that name
+up here and never imports what a file names: a name is built only if
+
+* it is registered (:func:`register_builder`; the model zoo registers its
+  networks when ``model_zoo`` is imported, which loading does for a name it
+  does not know: ``model_zoo`` is part of this project, so importing it runs
+  no code a file chose),
+* it starts with a registered prefix (``mindcv:<name>``, a network of the
+  mindcv package), or
+* the caller trusts it for this one call: ``builders={name: callable}``, or
+  ``builders=["module:function"]`` (the caller names the function, so it may
+  be imported; the CLI's ``--trust-builder``).
+
+Anything else is refused with :class:`UntrustedBuilderError` before any
+import. This is the library side of the registry: it imports nothing from
+the zoo at module level, so a zoo (this one or another) fills it.
+"""
+import importlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+logger = logging.getLogger(__name__)
+
+# Packages of this project whose import registers builders; imported only
+# when a name is not known yet (never a package a file names).
+PROVIDERS = ("model_zoo",)
+
+_CALLABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class UntrustedBuilderError(ValueError):
+    """A file names an architecture builder that nobody registered or trusted."""
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A known builder: ``discrete(**kwargs)`` returns the plain network
+    (what a converted architecture starts from); ``integral(**kwargs)``, when
+    given, the integral model (what a zoo architecture records)."""
+
+    name: str
+    discrete: Optional[Callable] = None
+    integral: Optional[Callable] = None
+
+
+_BUILDERS = {}
+_PREFIXES = {}
+
+
+def register_builder(name, discrete=None, integral=None):
+    """Make ``name`` loadable: ``discrete(**kwargs)`` builds the plain network,
+    ``integral(**kwargs)`` the integral model (either may be None). A later
+    registration of the same name replaces the earlier one."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a builder name is a non-empty string, got {name!r}")
+    if discrete is None and integral is None:
+        raise ValueError(f"register_builder({name!r}): give discrete= and/or integral=")
+    _BUILDERS[name] = Builder(name, discrete, integral)
+    return name
+
+
+def register_prefix(prefix, factory):
+    """Names ``prefix + rest`` resolve to ``factory(rest)``, a :class:`Builder`
+    (the factory checks ``rest`` itself, e.g. that mindcv has such a model)."""
+    if not isinstance(prefix, str) or not prefix.endswith(":"):
+        raise ValueError(f"a builder prefix ends with ':', got {prefix!r}")
+    _PREFIXES[prefix] = factory
+    return prefix
+
+
+def registered_builders():
+    """Registered names and prefixes (``'mindcv:*'``), sorted."""
+    return sorted(_BUILDERS) + sorted(p + "*" for p in _PREFIXES)
+
+
+def is_callable_name(name):
+    """Whether ``name`` has the form ``module.path:function``."""
+    return isinstance(name, str) and bool(_CALLABLE_NAME.match(name))
+
+
+def _load_providers():
+    for package in PROVIDERS:
+        try:
+            importlib.import_module(package)
+        except ImportError as e:  # a library installed without its zoo
+            logger.debug("builder provider %s not available: %s", package, e)
+
+
+def _lookup(name):
+    if name in _BUILDERS:
+        return _BUILDERS[name]
+    for prefix, factory in _PREFIXES.items():
+        if name.startswith(prefix):
+            return factory(name[len(prefix):])
+    return None
+
+
+def _import_trusted(name):
+    """The function ``module:attr`` the caller trusted by name."""
+    if not _CALLABLE_NAME.match(name):
+        raise ValueError(f"a trusted builder is named module:function (e.g. mypkg.nets:make_net), got {name!r}")
+    module, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import builder {name!r}: {e}") from None
+    if not callable(fn):
+        raise ValueError(f"builder {name!r} is not callable")
+    return fn
+
+
+def trusted_builders(builders):
+    """The caller's ``builders`` (a mapping name → callable, or names of
+    ``module:function``) as ``{name: callable or None}`` (None: import the
+    named function when it is needed); a malformed entry is refused."""
+    if builders is None:
+        return {}
+    if isinstance(builders, str):
+        builders = [builders]
+    if isinstance(builders, dict):
+        bad = [n for n, fn in builders.items() if not isinstance(n, str) or not callable(fn)]
+        if bad:
+            raise ValueError(f"builders= maps names to callables; bad entries for {bad}")
+        return dict(builders)
+    names = list(builders)
+    for n in names:
+        if not isinstance(n, str) or not _CALLABLE_NAME.match(n):
+            raise ValueError(f"a trusted builder is named module:function (e.g. mypkg.nets:make_net), got {n!r}")
+    return {n: None for n in names}
+
+
+def resolve(name, builders=None, kind="discrete"):
+    """The function that builds architecture ``name``: ``kind='discrete'``
+    returns a plain network, ``'integral'`` an integral model (zoo
+    architectures). ``builders``: what the caller trusts for this call
+    (module docstring). Raises :class:`UntrustedBuilderError` for anything
+    else, before importing anything a file named."""
+    if kind not in ("discrete", "integral"):
+        raise ValueError(f"kind must be 'discrete' or 'integral', got {kind!r}")
+    if not isinstance(name, str) or not name:
+        raise UntrustedBuilderError(f"the architecture's builder must be a name (a string), got {name!r}")
+    trusted = trusted_builders(builders)
+    if trusted.get(name) is not None:  # the caller's own function comes first
+        return trusted[name]
+    builder = _lookup(name)
+    if builder is None:
+        _load_providers()
+        builder = _lookup(name)
+    if builder is None and name in trusted:  # named by the caller, known to nobody: import it
+        return _import_trusted(name)
+    if builder is None:
+        how = (f"if you trust it, pass builders=[{name!r}] (CLI: --trust-builder {name})"
+               if _CALLABLE_NAME.match(name) else
+               "register it with inn_ms.builders.register_builder, or pass builders={name: function}")
+        raise UntrustedBuilderError(f"unknown architecture builder {name!r}: a file may only name a registered "
+                                    f"builder (the zoo's networks, mindcv:<name>) and this one is not; {how}")
+    fn = builder.integral if kind == "integral" else builder.discrete
+    if fn is None:
+        raise UntrustedBuilderError(f"builder {name!r} has no {kind} form")
+    return fn
+
+
+__all__ = ["Builder", "PROVIDERS", "UntrustedBuilderError", "register_builder", "register_prefix",
+           "is_callable_name", "registered_builders", "resolve", "trusted_builders"]
