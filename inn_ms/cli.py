@@ -383,6 +383,12 @@ def _eval(args):
             raise ValueError(f"--widths: keep ratios must be in (0, 1], got {keep}")
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint!r} not found")
+    if args.checkpoint.endswith(".inn"):  # an artifact records its network: it must be the config's
+        from inn_ms.artifact import check_same_architecture, read_manifest
+        m = cfg["model"]
+        kwargs = dict(m["kwargs"], **({} if m["num_classes"] is None else {"num_classes": m["num_classes"]}))
+        check_same_architecture(read_manifest(args.checkpoint)["architecture"], m["name"], kwargs,
+                                what=f"--checkpoint {args.checkpoint!r}")
     setup_device(cfg)
     sr = cfg["task"] == "super_resolution"
     if sr:

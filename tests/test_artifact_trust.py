@@ -1,6 +1,7 @@
 """What an integral artifact can make us do: build only known or trusted
 architectures (never import what the file names), be refused whole when any
-of it was edited (one digest over manifest and weights), name a missing key."""
+of it was edited (one digest over manifest and weights), name a missing key,
+and be the architecture the config says when ``eval`` reads it."""
 import os
 import sys
 
@@ -8,13 +9,14 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from inn_ms.artifact import ArtifactError, load_artifact, read_manifest, save_artifact, upgrade_artifact
+from inn_ms.artifact import (ArtifactError, check_same_architecture, load_artifact, read_manifest, save_artifact,
+                             upgrade_artifact)
 from inn_ms.builders import UntrustedBuilderError, register_builder
 from inn_ms.cli import main
 from inn_ms.convert import convert
 from model_zoo import create_model
 
-from helpers import rewrite_artifact
+from helpers import ROOT, rewrite_artifact
 
 WIDTHS = (4, 8, 8, 8, 16)
 PROBE = '''\
@@ -177,3 +179,20 @@ def test_legacy_files_are_read_only_when_trusted(zoo_artifact, tmp_path):
     upgrade_artifact(str(old))
     assert read_manifest(str(old))["version"] == 3
     assert list(load_artifact(str(old)).full_sizes.values()) == [4, 8, 8, 8, 16]
+
+
+def test_eval_refuses_an_artifact_of_another_architecture(tmp_path, capsys):
+    config = os.path.join(ROOT, "ascend_configs", "mnist_cnn_cpu.yaml")
+    other = tmp_path / "other.inn"
+    save_artifact(create_model("mnist_cnn", widths=WIDTHS), str(other))  # the config says widths 8, 16, 16, 16, 32
+    out = tmp_path / "out"
+    assert main(["eval", "--config", config, "--checkpoint", str(other), "--set", f"output_dir={out}",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "mnist_cnn(" in err and "[4, 8, 8, 8, 16]" in err and "[8, 16, 16, 16, 32]" in err and "widths" in err
+    assert not out.exists()
+    same = create_model("mnist_cnn", num_classes=10, widths=(8, 16, 16, 16, 32), control_ratio=0.5).architecture
+    check_same_architecture(same, "mnist_cnn", {"widths": [8, 16, 16, 16, 32], "control_ratio": 0.5,
+                                                "num_classes": 10})
+    with pytest.raises(ValueError, match="holds resnet_small.*describes mnist_cnn"):
+        check_same_architecture(create_model("resnet_small").architecture, "mnist_cnn", {})
