@@ -6,6 +6,12 @@ one channel count per group (in ``model.groups`` order). Exported as MindIR
 (:func:`export_elastic`), it lets a device with nothing but a MindIR
 runtime choose its width per call, with no recompilation and no Python.
 
+Sizes outside a group's range (at least 2, at most its allowed maximum,
+by default the full width) are refused by the runner inn_ms ships
+(:class:`inn_ms.export.MindIRGraph`, which reads the ranges the MindIR
+records) and clamped to the range by the graph itself, for runtimes that
+call the MindIR directly.
+
 How: every layer samples its control values inside the graph from the size
 tensor: nodes ``i/(n−1)`` for ``i < n``, the Keys kernel's four taps at each
 node (four gathers and a weighted sum: the kernel matrix is banded, so this
@@ -259,9 +265,16 @@ class ElasticBucket(nn.Cell):
 
 class ElasticNetwork(nn.Cell):
     """``net(x, sizes)``: the integral network at run-time channel counts,
-    run by the narrowest bucket whose widths hold ``sizes``."""
+    run by the narrowest bucket whose widths hold ``sizes``.
 
-    def __init__(self, network, buckets, group_names, full_sizes, fractions):
+    ``sizes`` are first clamped to each group's valid range ``[low, high]``
+    (:func:`elastic_ranges`), in the graph itself: a runtime that calls the
+    MindIR without inn_ms's checks (:class:`inn_ms.export.MindIRGraph`
+    refuses such sizes) gets the network at the nearest valid width, never
+    numbers from an impossible one (wider than trained, or below two
+    channels, where the partition is undefined)."""
+
+    def __init__(self, network, buckets, group_names, full_sizes, fractions, ranges=None):
         super().__init__()
         # The control weights, which every bucket shares; held here first so
         # their names are the integral model's ("network.conv1.weight").
@@ -270,6 +283,10 @@ class ElasticNetwork(nn.Cell):
         self.group_names = list(group_names)
         self.full_sizes = list(full_sizes)
         self.fractions = tuple(fractions)
+        ranges = ranges or [(2, n) for n in self.full_sizes]
+        self.ranges = [tuple(r) for r in ranges]
+        self.low = Tensor(np.array([r[0] for r in ranges], np.int32))
+        self.high = Tensor(np.array([r[1] for r in ranges], np.int32))
 
     def invalidate(self):
         """Make the next call resample every layer (needed after loading or
@@ -281,10 +298,23 @@ class ElasticNetwork(nn.Cell):
             bucket.state.sizes.set_data(Tensor(np.zeros(len(self.group_names), np.int32)))
 
     def construct(self, x, sizes):
+        sizes = ops.minimum(ops.maximum(sizes, self.low), self.high)
         for k in range(len(self.buckets) - 1):
             if self.buckets[k].fits(sizes):
                 return self.buckets[k](x, sizes)
         return self.buckets[-1](x, sizes)
+
+
+def elastic_ranges(model):
+    """``[(low, high)]`` per group (in ``model.groups`` order): the sizes an
+    elastic network of ``model`` accepts, the group's allowed range (from its
+    artifact) with at least 2 channels (a one-node partition has no spacing)."""
+    allowed = getattr(model, "allowed_sizes", None) or {}
+    ranges = []
+    for name, full in model.full_sizes.items():
+        low, high = allowed.get(name, (2, full))
+        ranges.append((max(2, int(low)), min(int(high), int(full))))
+    return ranges
 
 
 def bucket_rows(model, fraction):
@@ -313,7 +343,8 @@ def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
         branches = [_bucket(base, group_index, bucket_rows(model, f)) for f in fractions]
     finally:
         model.resize(sizes=saved)
-    net = ElasticNetwork(base, branches, model.groups.keys(), model.full_sizes.values(), fractions)
+    net = ElasticNetwork(base, branches, model.groups.keys(), model.full_sizes.values(), fractions,
+                         elastic_ranges(model))
     return _named(net)
 
 
@@ -349,7 +380,9 @@ def _bucket(base, group_index, rows):
 
 def elastic_sizes(model, keep=None, sizes=None):
     """The int32 size vector for an elastic network of ``model``: one keep
-    ratio, or ``sizes`` per group (others full). Sizes below 2 are refused."""
+    ratio, or ``sizes`` per group (others full). Sizes outside a group's
+    range (:func:`elastic_ranges`: at least 2, within its allowed sizes) are
+    refused."""
     if (keep is None) == (sizes is None):
         raise ValueError("elastic_sizes: give exactly one of keep= or sizes=")
     target = dict(model.full_sizes)
@@ -360,10 +393,9 @@ def elastic_sizes(model, keep=None, sizes=None):
         if unknown:
             raise ValueError(f"elastic_sizes: unknown group(s) {unknown}; groups are {list(target)}")
         target.update(sizes)
-    for name, n in target.items():
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= model.full_sizes[name]:
-            raise ValueError(f"elastic_sizes: size of group {name!r} must be an int in "
-                             f"[2, {model.full_sizes[name]}], got {n!r}")
+    for (name, n), (low, high) in zip(target.items(), elastic_ranges(model)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not low <= n <= high:
+            raise ValueError(f"elastic_sizes: size of group {name!r} must be an int in [{low}, {high}], got {n!r}")
     return Tensor(np.array([target[g] for g in model.groups], np.int32))
 
 
@@ -371,8 +403,23 @@ def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native
                    buckets=(0.25, 0.5, 0.75, 1.0)):
     """Export the elastic network of ``model`` as MindIR with inputs
     ``(x, sizes)``; see :func:`inn_ms.export.export_mindir` for the options
-    and :func:`make_elastic` for ``buckets``."""
-    from inn_ms.export import export_mindir
+    and :func:`make_elastic` for ``buckets``. ``input_shape`` is checked
+    first (the full-width network must compile for it, as ``prune``
+    checks), so no MindIR is written that cannot run its own input. The
+    file records every group's name and range, which
+    :class:`inn_ms.export.MindIRGraph` checks ``sizes`` against."""
+    from inn_ms.export import check_input_shape, export_mindir
+    saved = dict(model.sizes)
+    try:
+        model.resize(sizes=dict(model.full_sizes))
+        shape = check_input_shape(model.discretize(), input_shape)
+    finally:
+        model.resize(sizes=saved)
     net = make_elastic(model, buckets=buckets)
-    return export_mindir(net, path, input_shape, dynamic_batch=dynamic_batch, backend=backend,
-                         extra_inputs=(elastic_sizes(model, keep=1.0),))
+    ranges = elastic_ranges(model)
+    groups = [{"name": g, "full": int(model.full_sizes[g]), "low": low, "high": high}
+              for g, (low, high) in zip(model.groups, ranges)]
+    widest = Tensor(np.array([high for _, high in ranges], np.int32))
+    return export_mindir(net, path, shape, dynamic_batch=dynamic_batch, backend=backend,
+                         extra_inputs=(widest,), input_names=["x", "sizes"],
+                         info={"elastic": {"sizes_input": 1, "groups": groups}})

@@ -15,7 +15,6 @@ times faster on CPU runtimes (inn_ms.functional).
 """
 import logging
 import os
-import tempfile
 import time
 from collections import OrderedDict
 
@@ -35,32 +34,50 @@ def _check_shape(input_shape):
     return shape
 
 
-def export_mindir(network, path, input_shape, dynamic_batch=True, backend="native", extra_inputs=()):
+INFO_KEY = "inn_ms"  # the MindIR's user_info entry with what inn_ms records about it (JSON)
+
+
+def export_mindir(network, path, input_shape, dynamic_batch=True, backend="native", extra_inputs=(),
+                  input_names=None, info=None):
     """Write ``network`` (a plain Cell) to ``path`` (``.mindir``) for inputs of
     ``input_shape``; with ``dynamic_batch`` the batch axis is free;
     ``extra_inputs``: example tensors of further inputs (fixed shapes). The
-    file appears only when complete. Returns ``path``."""
+    file appears only when complete. Returns ``path``.
+
+    The MindIR records (in its ``user_info``, as JSON under ``"inn_ms"``)
+    the inputs' names (``input_names``, default ``x``, ``input1``, …) and
+    ``info``, a JSON object of more facts for the runner
+    (:class:`MindIRGraph`); MindSpore itself records each input's shape and
+    type, which the runner checks calls against."""
+    import json
+    from inn_ms.fileio import atomic_write
     if not str(path).endswith(".mindir"):
         raise ValueError(f"a MindIR file's name ends with .mindir, got {path!r}")
     if backend not in ("native", "matmul"):
         raise ValueError(f"backend must be 'native' or 'matmul', got {backend!r}")
     shape = _check_shape(input_shape)
+    names = list(input_names) if input_names is not None else \
+        ["x"] + [f"input{k + 1}" for k in range(len(extra_inputs))]
+    if len(names) != 1 + len(extra_inputs):
+        raise ValueError(f"input_names: {len(names)} names for {1 + len(extra_inputs)} inputs")
+    record = json.dumps({"format": "inn_ms-mindir", "version": 1, "inputs": names, **(info or {})})
     spec = Tensor(shape=[None] + list(shape[1:]), dtype=ms.float32) if dynamic_batch \
         else Tensor(np.zeros(shape, np.float32))
     cells = [c for _, c in network.cells_and_names() if hasattr(c, "conv_backend")]
     saved = [c.conv_backend for c in cells]
     was_training = network.training
-    folder = os.path.dirname(os.path.abspath(path))
+
+    def record_info(proto):
+        proto.user_info[INFO_KEY] = record
+
     try:
         for c in cells:
             c.conv_backend = backend
         network.set_train(False)
         from inn_ms.keyed import renew_graph_identity
         renew_graph_identity(network)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            base = os.path.join(tmp, "model")
-            ms.export(network, spec, *extra_inputs, file_name=base, file_format="MINDIR")
-            os.replace(base + ".mindir", path)
+        with atomic_write(path) as tmp:
+            ms.export(network, spec, *extra_inputs, file_name=tmp, file_format="MINDIR", custom_func=record_info)
     finally:
         for c, b in zip(cells, saved):
             c.conv_backend = b
@@ -74,17 +91,32 @@ class MindIRGraph:
     per input shape: a GraphCell compiles again when the shape changes,
     which MindSpore 2.10 cannot do for a graph with control flow (the
     elastic MindIR fails with "actor already exists"), and compiling for
-    the dynamic shape instead runs 2–4× slower kernels (measured)."""
+    the dynamic shape instead runs 2–4× slower kernels (measured).
+
+    Every call is checked against the inputs the MindIR declares (count,
+    type ``mindspore.Tensor``, dtype, rank, fixed axes, free axes >= 1),
+    and the sizes given to an elastic MindIR against each group's allowed
+    range, so a bad call gets one line naming the input instead of a
+    MindSpore error (or, for a wrong channel count, wrong numbers)."""
 
     def __init__(self, path):
-        from inn_ms.graph.mindir import input_specs
+        import json
+        from inn_ms.graph.mindir import read_header
         self.path = path
         try:
-            self.input_specs = input_specs(path)
+            self.input_specs, user_info = read_header(path)
             first = nn.GraphCell(ms.load(path))
         except Exception as e:  # protobuf's DecodeError is not a RuntimeError
             raise ValueError(f"cannot load MindIR {path!r} (corrupt or truncated?): "
-                             f"{str(e).splitlines()[0]}") from e
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        try:
+            self.info = json.loads(user_info.get(INFO_KEY, "{}"))
+        except json.JSONDecodeError:
+            self.info = {}
+        names = self.info.get("inputs") if isinstance(self.info, dict) else None
+        self.input_names = list(names) if isinstance(names, list) and len(names) == len(self.input_specs) \
+            else [f"input {k}" for k in range(len(self.input_specs))]
+        self.elastic = _elastic_groups(self.info, self.input_specs)
         self.dynamic = any(d < 0 for shape, _ in self.input_specs for d in shape)
         self._first = first
         self._by_shape = {}
@@ -105,10 +137,62 @@ class MindIRGraph:
             raise ValueError(f"{self.path}: a loaded MindIR runs as exported (inference); it cannot train")
         return self
 
-    def __call__(self, *inputs):
+    def check_inputs(self, *inputs):
+        """Raise a ValueError naming the first input that does not fit the
+        MindIR's declared inputs (or an elastic size outside its range)."""
         if len(inputs) != len(self.input_specs):
-            raise ValueError(f"{self.path}: the MindIR takes {len(self.input_specs)} input(s), got {len(inputs)}")
+            raise ValueError(f"{self.path}: the MindIR takes {len(self.input_specs)} input(s) "
+                             f"({', '.join(self.input_names)}), got {len(inputs)}")
+        for name, x, (shape, dtype) in zip(self.input_names, inputs, self.input_specs):
+            want = "(" + ", ".join("N" if d < 0 else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+            kind = _dtype_name(dtype)
+            if not isinstance(x, Tensor):
+                raise ValueError(f"{self.path}: input {name!r} must be a mindspore.Tensor of {kind} and shape "
+                                 f"{want}, got {type(x).__module__}.{type(x).__qualname__} "
+                                 f"(wrap it: mindspore.Tensor(array))")
+            if x.dtype != dtype:
+                raise ValueError(f"{self.path}: input {name!r} must be {kind}, got {_dtype_name(x.dtype)}")
+            got = tuple(x.shape)
+            if len(got) != len(shape):
+                raise ValueError(f"{self.path}: input {name!r} must have rank {len(shape)} {want}, got shape {got}")
+            for axis, (d, g) in enumerate(zip(shape, got)):
+                if d >= 0 and g != d:
+                    raise ValueError(f"{self.path}: input {name!r} must have shape {want}, got {got} "
+                                     f"(axis {axis}: {g} instead of {d})")
+                if d < 0 and g < 1:
+                    raise ValueError(f"{self.path}: input {name!r} has {g} entries on its free axis {axis} "
+                                     f"(shape {got}); it needs at least 1")
+        if self.elastic is not None:
+            k, groups = self.elastic
+            sizes = inputs[k].asnumpy()
+            for (group, low, high), n in zip(groups, sizes):
+                if not low <= n <= high:
+                    raise ValueError(f"{self.path}: size {int(n)} of group {group!r} is outside its range "
+                                     f"[{low}, {high}]")
+
+    def __call__(self, *inputs):
+        self.check_inputs(*inputs)
         return self._graph_for(inputs)(*inputs)
+
+
+def _dtype_name(dtype):
+    return str(dtype).lower()
+
+
+def _elastic_groups(info, specs):
+    """``(index of the sizes input, [(group, low, high), ...])`` recorded by
+    :func:`inn_ms.elastic.export_elastic`, or None for a plain MindIR."""
+    e = info.get("elastic") if isinstance(info, dict) else None
+    if not isinstance(e, dict):
+        return None
+    try:
+        k = int(e["sizes_input"])
+        groups = [(str(g["name"]), int(g["low"]), int(g["high"])) for g in e["groups"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not 0 <= k < len(specs) or specs[k][0] != (len(groups),):
+        return None
+    return k, groups
 
 
 def load_mindir(path):
@@ -116,6 +200,19 @@ def load_mindir(path):
     if not os.path.isfile(path):
         raise ValueError(f"no MindIR file at {path!r}")
     return MindIRGraph(path)
+
+
+def check_input_shape(network, input_shape):
+    """Raise a ValueError unless the plain ``network`` compiles for one
+    sample of ``input_shape`` (e.g. too small an image for its poolings);
+    the check ``prune`` gets from tracing, for exports that do not trace."""
+    from inn_ms.graph.mindir import trace
+    shape = _check_shape(input_shape)
+    try:
+        trace(network, (1,) + shape[1:])
+    except ValueError as e:
+        raise ValueError(f"input shape {shape} does not fit the network: {e}") from None
+    return shape
 
 
 def macs_of(network, input_shape, positions=None):

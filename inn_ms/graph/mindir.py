@@ -207,6 +207,13 @@ _DTYPES = {"FLOAT": ms.float32, "FLOAT16": ms.float16, "DOUBLE": ms.float64, "IN
 def input_specs(path):
     """The inputs of the MindIR file ``path`` as ``(shape, dtype)`` pairs,
     ``-1`` for a free axis (read from the protobuf, no compilation)."""
+    return read_header(path)[0]
+
+
+def read_header(path):
+    """``(input specs, user info)`` of the MindIR file ``path``: the inputs as
+    in :func:`input_specs` and the ``user_info`` strings stored at export
+    (``ms.export(..., custom_func=...)``), read with one parse."""
     from mindspore.train import mind_ir_pb2
 
     model = mind_ir_pb2.ModelProto()
@@ -221,5 +228,4 @@ def input_specs(path):
         if name not in _DTYPES:
             raise ValueError(f"{path}: input {v.name!r} has unsupported type {name}")
         specs.append((tuple(int(d) for d in t.dims), _DTYPES[name]))
-    return specs
-
+    return specs, dict(model.user_info)
