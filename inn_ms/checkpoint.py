@@ -9,10 +9,12 @@ learning-rate table, which the config rebuilds), and the position reached:
 order are functions of the seed and the step (:mod:`inn_ms.runner`), so no
 random-generator state needs saving.
 
-Files are written to a temporary name and renamed, so a run killed while
-saving leaves the previous checkpoint intact and at most a file
-``*.tmp.ckpt``, which :func:`latest_checkpoint` ignores and removes.
+Files are written through :func:`inn_ms.fileio.atomic_write`, so a run
+killed while saving leaves the previous checkpoint intact and at most a
+hidden ``.ckpt_e*.partial.ckpt`` temporary, which :func:`latest_checkpoint`
+removes.
 """
+import contextlib
 import glob
 import logging
 import os
@@ -21,12 +23,42 @@ import re
 import mindspore as ms
 
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
+from inn_ms.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt_e(\d+)_s(\d+)\.ckpt$")
 _POSITION = ("epoch", "step", "epoch_step", "global_batch")
 _SKIP = ("learning_rate",)
+# Temporaries of interrupted saves: fileio's (and MindSpore's own beside it), and the names used before it.
+_TEMPORARIES = (".ckpt_e*_s*.partial.ckpt", ".ckpt_e*_s*.partial.tmp", "ckpt_e*_s*.tmp.ckpt")
+
+
+@contextlib.contextmanager
+def _mindspore_log_off():
+    """Silence MindSpore's own logger inside the block: a failed save logs a
+    CRITICAL line naming the temporary file, then raises the error that the
+    caller reports with the real path (:mod:`inn_ms.fileio`)."""
+    try:
+        from mindspore.log import _get_logger
+        ms_logger = _get_logger()
+    except Exception:  # another MindSpore layout: keep its messages
+        yield
+        return
+    disabled, ms_logger.disabled = ms_logger.disabled, True
+    try:
+        yield
+    finally:
+        ms_logger.disabled = disabled
+
+
+def write_mindspore_checkpoint(path, save_obj, append_dict=None):
+    """``ms.save_checkpoint(save_obj, ...)`` to ``path``, atomically and with
+    the user's umask mode (MindSpore's own files are read-only); an error
+    names ``path`` and leaves no temporary behind."""
+    with atomic_write(path) as tmp, _mindspore_log_off():
+        ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
+    return path
 
 
 def checkpoint_name(epoch, step):
@@ -51,12 +83,8 @@ def save_checkpoint(path, model, optimizer=None, epoch=0, step=0, epoch_step=0, 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     entries = [{"name": n, "data": p} for n, p in _entries(model, optimizer).items()]
-    tmp = path[:-len(".ckpt")] + ".tmp.ckpt" if path.endswith(".ckpt") else path + ".tmp.ckpt"
-    ms.save_checkpoint(entries, tmp, append_dict={"epoch": int(epoch), "step": int(step),
-                                                  "epoch_step": int(epoch_step), "global_batch": int(global_batch)})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_mindspore_checkpoint(path, entries, {"epoch": int(epoch), "step": int(step),
+                                               "epoch_step": int(epoch_step), "global_batch": int(global_batch)})
     if optimizer is None and not (epoch or step):
         logger.info("weights %s", path)
     else:
@@ -82,9 +110,11 @@ def latest_checkpoint(folder, clean=True):
     temporaries left by a run killed while saving."""
     if not os.path.isdir(folder):
         return None
-    for tmp in glob.glob(os.path.join(folder, "ckpt_e*_s*.tmp.ckpt")) if clean else ():
-        logger.warning("removing %s, left by an interrupted save", tmp)
-        os.remove(tmp)
+    for pattern in _TEMPORARIES if clean else ():
+        for tmp in glob.glob(os.path.join(folder, pattern)):
+            logger.warning("removing %s, left by an interrupted save", tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
     found = list_checkpoints(folder)
     return found[-1] if found else None
 

@@ -30,6 +30,7 @@ from inn_ms.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoin
     save_checkpoint
 from inn_ms.config import dump_config
 from inn_ms.datasets import build_sources, epoch_order, shard
+from inn_ms.fileio import atomic_write, check_output_dir, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -275,13 +276,6 @@ def sr_table(rows, per_image=True):
     return lines
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def train(cfg, resume="auto", progress=True):
     """Train the model of ``cfg`` with random widths; returns a summary.
 
@@ -302,6 +296,8 @@ def train(cfg, resume="auto", progress=True):
     t = cfg["train"]
     seed = t["seed"]
     out = cfg["output_dir"]
+    if rank == 0:
+        check_output_dir(out)  # before any data is read or network built
     ms.set_seed(seed)
     sr = cfg["task"] == "super_resolution"
     if sr:
@@ -358,9 +354,7 @@ def train(cfg, resume="auto", progress=True):
                 history = [h for h in json.load(f) if h["step"] <= position["step"]]
     if writer:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "config.yaml.tmp"), "w") as f:
-            f.write(dump_config(cfg))
-        os.replace(os.path.join(out, "config.yaml.tmp"), os.path.join(out, "config.yaml"))
+        write_text(os.path.join(out, "config.yaml"), dump_config(cfg))
 
     total = t["epochs"] * steps_per_epoch if t["max_steps"] is None else min(t["max_steps"],
                                                                               t["epochs"] * steps_per_epoch)
@@ -426,7 +420,7 @@ def train(cfg, resume="auto", progress=True):
                 history.append(record)
             save(epoch + 1 if done else epoch, 0 if done else epoch_step)
             if writer:
-                _write_json(os.path.join(out, "history.json"), history)
+                write_json(os.path.join(out, "history.json"), history)
     finally:
         model.resize(sizes=full_sizes)
         trainer.step_cell.set_train(False)
@@ -452,10 +446,11 @@ def _figure():
 
 def _save_figure(plt, fig, path):
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:] or "png")
+    finally:
+        plt.close(fig)
     return path
 
 
