@@ -26,9 +26,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from inn_ms.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoints, load_checkpoint, \
-    save_checkpoint
-from inn_ms.config import dump_config
+from inn_ms.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint, resume_latest, save_checkpoint
+from inn_ms.config import ConfigError, dump_config
 from inn_ms.datasets import build_sources, epoch_order, shard
 from inn_ms.fileio import atomic_write, check_output_dir, write_json, write_text
 
@@ -296,7 +295,8 @@ def train(cfg, resume="auto", progress=True):
     t = cfg["train"]
     seed = t["seed"]
     out = cfg["output_dir"]
-    if rank == 0:
+    writer = rank == 0
+    if writer:
         check_output_dir(out)  # before any data is read or network built
     ms.set_seed(seed)
     sr = cfg["task"] == "super_resolution"
@@ -333,16 +333,17 @@ def train(cfg, resume="auto", progress=True):
     trainer = RandomWidthTrainer(model, loss_fn, optimizer, sampler, seed=seed, sandwich=t["sandwich"],
                                  loss_scale=loss_scale)
 
-    writer = rank == 0
+    position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0, "epoch_loss": 0.0}
     if resume == "auto":
-        resume = latest_checkpoint(out, clean=writer)
+        resume, found = resume_latest(out, model, optimizer, clean=writer)
+        position = found or position
     elif resume is None and writer:
         for old in list_checkpoints(out):
             os.remove(old)
-    position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0}
+    elif resume:
+        position = load_checkpoint(resume, model, optimizer)
     history = []
     if resume:
-        position = load_checkpoint(resume, model, optimizer)
         if position["global_batch"] not in (0, global_batch):
             raise ValueError(f"checkpoint {resume} was written with {position['global_batch']} samples per step "
                              f"(all ranks), this run has {global_batch}: resume with the same batch size and "
@@ -361,11 +362,20 @@ def train(cfg, resume="auto", progress=True):
     step, full_sizes = position["step"], dict(model.full_sizes)
     save_every = t["save_every_steps"]
     losses_this_run = []
+    # Sum and count of the batch losses of the current epoch done before this run (a resumed
+    # epoch's mean loss covers the whole epoch); None: a checkpoint that did not record it.
+    earlier_sum = position["epoch_loss"] if position["epoch_step"] else 0.0
+    earlier_count = position["epoch_step"] if earlier_sum is not None else 0
+    if earlier_sum is None:
+        logger.warning("%s does not record the loss of the epoch's first %d batches: that epoch's loss in "
+                       "history.json covers the resumed batches only", resume, position["epoch_step"])
+        earlier_sum = 0.0
 
-    def save(epoch, epoch_step):
+    def save(epoch, epoch_step, epoch_loss=0.0):
         if writer:
             save_checkpoint(os.path.join(out, checkpoint_name(epoch, step)), model, optimizer, epoch=epoch,
-                            step=step, epoch_step=epoch_step, global_batch=global_batch, keep=t["keep_checkpoints"])
+                            step=step, epoch_step=epoch_step, global_batch=global_batch, keep=t["keep_checkpoints"],
+                            epoch_loss=epoch_loss)
 
     try:
         for epoch in range(position["epoch"], t["epochs"]):
@@ -386,6 +396,8 @@ def train(cfg, resume="auto", progress=True):
             bar = tqdm(batches, total=stop - start, desc=f"epoch {epoch + 1}/{t['epochs']}",
                        disable=not (progress and writer), leave=False)
             losses = []
+            resumed = epoch == position["epoch"] and start > 0
+            loss_before, count_before = (earlier_sum, earlier_count) if resumed else (0.0, 0)
             epoch_step = start
             for x, y in bar:
                 xb, yb = Tensor(x), Tensor(y)
@@ -397,12 +409,13 @@ def train(cfg, resume="auto", progress=True):
                 epoch_step += 1
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if save_every and step % save_every == 0 and epoch_step < steps_per_epoch:
-                    save(epoch, epoch_step)
+                    save(epoch, epoch_step, loss_before + float(np.sum(losses)))
             losses_this_run += losses
             done = epoch_step == steps_per_epoch
             model.resize(sizes=full_sizes)
+            n_losses = count_before + len(losses)
             record = {"epoch": epoch + 1 if done else epoch + epoch_step / steps_per_epoch, "step": step,
-                      "loss": float(np.mean(losses)) if losses else None}
+                      "loss": (loss_before + float(np.sum(losses))) / n_losses if n_losses else None}
             if writer and sr:
                 e = cfg["eval"]
                 r = evaluate_sr(model, eval_src, cfg["data"]["scale"], (1.0,), upscaled, e["tile"], e["tile_margin"],
@@ -418,7 +431,8 @@ def train(cfg, resume="auto", progress=True):
                             f"{record['epoch']:g}", t["epochs"], step, record["loss"], 100 * acc["top1"],
                             100 * acc["top5"])
                 history.append(record)
-            save(epoch + 1 if done else epoch, 0 if done else epoch_step)
+            save(epoch + 1 if done else epoch, 0 if done else epoch_step,
+                 0.0 if done else loss_before + float(np.sum(losses)))
             if writer:
                 write_json(os.path.join(out, "history.json"), history)
     finally:

@@ -75,7 +75,7 @@ def test_checkpoint_files(tmp_path):
     other = create_model("mnist_cnn", widths=(4, 4, 4, 4, 8))
     before = other.network.conv1.weight.asnumpy().copy() if hasattr(other.network.conv1, "weight") else None
     pos = load_checkpoint(str(tmp_path / checkpoint_name(2, 10)), other)
-    assert pos == {"epoch": 2, "step": 10, "epoch_step": 0, "global_batch": 32}
+    assert pos == {"epoch": 2, "step": 10, "epoch_step": 0, "global_batch": 32, "epoch_loss": 0.0}
     opt2 = nn.Adam(other.trainable_params(), learning_rate=0.01)
     opt.moment1[0].set_data(opt.moment1[0] + 1.5)  # not the freshly initialised state
     save_checkpoint(str(tmp_path / "with_moments.ckpt"), model, opt)
