@@ -384,13 +384,13 @@ def _eval(args):
         source = build_sr_source(cfg["data"], upscaled_input(cfg), train=False)
     else:
         source = build_source(cfg["data"], train=False)
+        source.check(progress=not args.quiet)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
         model = load_artifact(args.checkpoint)
     else:
         model = build_model(cfg)
         load_checkpoint(args.checkpoint, model)
-    out = args.out or os.path.join(cfg["output_dir"], "eval")
     os.makedirs(os.path.dirname(os.path.abspath(out + ".png")), exist_ok=True)
     resampling, repair, count = _repair_options(args, cfg)
     options = {"resampling": resampling, "repair": repair, "calib_count": count}

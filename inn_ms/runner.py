@@ -39,6 +39,7 @@ def setup_device(cfg):
     the communication group and data-parallel context. Returns ``(rank, world)``."""
     from inn_ms.functional import set_conv_backend
     dev = cfg["device"]
+    check_device(dev["target"])
     ms.set_context(device_target=dev["target"], mode=ms.GRAPH_MODE if dev["mode"] == "graph" else ms.PYNATIVE_MODE)
     set_conv_backend(dev["conv_backend"])
     if not cfg["distributed"]:
@@ -53,6 +54,19 @@ def setup_device(cfg):
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world)
     logger.info("rank %d of %d", rank, world)
     return rank, world
+
+
+def check_device(target):
+    """Refuse a ``device.target`` this MindSpore build cannot run (GPU or
+    Ascend on a CPU-only wheel), naming the targets it can."""
+    hal = getattr(ms, "hal", None)
+    if hal is None or not hasattr(hal, "is_available"):
+        return
+    if not hal.is_available(target):
+        usable = [t for t in ("CPU", "GPU", "Ascend") if hal.is_available(t)]
+        raise ConfigError(f"device.target is {target}, but this MindSpore {ms.__version__} cannot use it "
+                          f"(a build for {', '.join(usable) or 'no device'}): set device.target to "
+                          f"{usable[0] if usable else 'CPU'} or install MindSpore for {target}")
 
 
 def build_model(cfg):
@@ -311,6 +325,8 @@ def train(cfg, resume="auto", progress=True):
     if not sr and train_src.num_classes > cfg["model"]["num_classes"]:
         raise ValueError(f"data set {train_src.name} has {train_src.num_classes} classes, "
                          f"model.num_classes is {cfg['model']['num_classes']}")
+    for source in (train_src, eval_src) if not sr else ():
+        source.check(progress=progress and writer)  # a broken image is named now, not after an epoch
     global_batch = t["batch_size"] * world
     steps_per_epoch = train_src.size // global_batch
     if steps_per_epoch == 0:
