@@ -16,6 +16,12 @@ table and a plot).
 config (``--config``, with ``--set key=value`` overrides), so one file
 drives a model from PyTorch weights to MindIR; ``convert`` and ``prune``
 also work from arguments alone.
+
+A bad input ends the command with one line on stderr, ``inn-ms: error: ...``:
+exit code 2 for a request that cannot be honoured (``ValueError``), 1 for a
+file that cannot be read or written (``OSError``: the path and the reason).
+Output paths are checked before any long work, and a write that fails
+leaves no temporary file behind (:mod:`inn_ms.fileio`).
 """
 import argparse
 import os
@@ -113,7 +119,8 @@ def _convert(args):
         raise ValueError(f"--out must end with .inn (integral artifact) or .ckpt (weights only), got {out!r}")
     if weights and not os.path.isfile(weights):
         raise ValueError(f"no checkpoint file {weights!r} (the PyTorch weights to convert)")
-    import mindspore as ms
+    from inn_ms.fileio import check_output
+    check_output(out)
     from inn_ms.artifact import build_discrete, save_artifact
     from inn_ms.convert import convert, load_torch_weights
     net = build_discrete(arch, kwargs)
@@ -135,9 +142,8 @@ def _convert(args):
         save_artifact(model, out)
         print(f"integral artifact written to {out}")
         return 0
-    tmp = out[:-len(".ckpt")] + ".partial.ckpt"
-    ms.save_checkpoint(model, tmp)
-    os.replace(tmp, out)
+    from inn_ms.checkpoint import write_mindspore_checkpoint
+    write_mindspore_checkpoint(out, model)
     print(f"integral checkpoint written to {out}")
     return 0
 
@@ -287,6 +293,8 @@ def _prune(args):
     cfg = _run_config(args) if args.config else None
     multiple_of = _multiple_of(args, cfg)
     out = _prune_out(args, cfg, sizes)
+    from inn_ms.fileio import check_output
+    check_output(out)
     path = _config_artifact(args, cfg)
     manifest = read_manifest(path)
     shape = _artifact_input_shape(args, manifest, cfg)
@@ -333,6 +341,8 @@ def _elastic(args):
     t0 = time.perf_counter()
     if not args.out.endswith(".mindir"):
         raise ValueError(f"--out must end with .mindir, got {args.out!r}")
+    from inn_ms.fileio import check_output
+    check_output(args.out)
     manifest = read_manifest(args.artifact)
     shape = _artifact_input_shape(args, manifest)
     model = load_artifact(args.artifact, builders=_trusted(args))
@@ -370,7 +380,6 @@ def _train(args):
 
 def _eval(args):
     os.environ.setdefault("GLOG_v", "3")
-    import json
     from inn_ms.checkpoint import load_checkpoint
     from inn_ms.datasets import build_source
     from inn_ms.runner import build_model, evaluate, evaluate_sr, plot_accuracy, plot_psnr, setup_device, sr_table, \
@@ -389,6 +398,10 @@ def _eval(args):
         kwargs = dict(m["kwargs"], **({} if m["num_classes"] is None else {"num_classes": m["num_classes"]}))
         check_same_architecture(read_manifest(args.checkpoint)["architecture"], m["name"], kwargs,
                                 what=f"--checkpoint {args.checkpoint!r}")
+    from inn_ms.fileio import check_output, write_json
+    out = args.out or os.path.join(cfg["output_dir"], "eval")
+    check_output(out + ".png")
+    check_output(out + ".json")
     setup_device(cfg)
     sr = cfg["task"] == "super_resolution"
     if sr:
@@ -396,13 +409,13 @@ def _eval(args):
         source = build_sr_source(cfg["data"], upscaled_input(cfg), train=False)
     else:
         source = build_source(cfg["data"], train=False)
+        source.check(progress=not args.quiet)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
         model = load_artifact(args.checkpoint, builders=_trusted(args, cfg))
     else:
         model = build_model(cfg)
         load_checkpoint(args.checkpoint, model)
-    out = args.out or os.path.join(cfg["output_dir"], "eval")
     os.makedirs(os.path.dirname(os.path.abspath(out + ".png")), exist_ok=True)
     resampling, repair, count = _repair_options(args, cfg)
     options = {"resampling": resampling, "repair": repair, "calib_count": count}
@@ -432,10 +445,7 @@ def _eval(args):
             print(f"{r['keep']:>6.2f} {r['params']:>10d} {r['compression']:>7.1%} {r['top1']:>8.2%} "
                   f"{r['top5']:>8.2%}  {','.join(str(v) for v in r['sizes'].values())}")
         plot_accuracy(rows, out + ".png", title=f"{cfg['model']['name']}: accuracy vs compression")
-    tmp = out + ".json.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"config": args.config, "checkpoint": args.checkpoint, "rows": rows}, f, indent=2)
-    os.replace(tmp, out + ".json")
+    write_json(out + ".json", {"config": args.config, "checkpoint": args.checkpoint, "rows": rows})
     print(f"plot {out}.png, table {out}.json")
     return 0
 
@@ -454,21 +464,25 @@ def _export(args):
         if not 0 < keep <= 1:
             raise ValueError(f"--widths: keep ratios must be in (0, 1], got {keep}")
     multiple_of = _multiple_of(args, cfg)
+    from inn_ms.fileio import check_output, check_output_dir
+    folder = check_output_dir(args.out_dir or os.path.join(cfg["output_dir"], "mindir"))
+    name = cfg["model"]["name"].replace(":", "_")
+    paths = {keep: os.path.join(folder, f"{name}_keep{int(round(keep * 100)):03d}.mindir") for keep in widths}
+    for path in list(paths.values()) + ([os.path.join(folder, f"{name}_elastic.mindir")] if args.elastic else []):
+        check_output(path)
     artifact = _config_artifact(args, cfg)
     shape = _artifact_input_shape(args, read_manifest(artifact), cfg)
     resampling, repair, count = _repair_options(args, cfg)
     calib = _calibration(args, cfg, repair, count, shape)
     model = load_artifact(artifact, builders=_trusted(args, cfg))
-    folder = args.out_dir or os.path.join(cfg["output_dir"], "mindir")
     os.makedirs(folder, exist_ok=True)
-    name = cfg["model"]["name"].replace(":", "_")
     print(f"{name}: {artifact}, input {shape}, {args.backend} convolution, dynamic batch")
     print(f"{'keep':>6} {'params':>10} {'MACs':>12} {'export s':>9}  file")
     for keep in widths:
         t0 = time.perf_counter()
         plain, report = prune(model, keep=keep, input_shape=shape, multiple_of=multiple_of, resampling=resampling,
                               repair=repair, calib=calib, calib_count=count)
-        path = os.path.join(folder, f"{name}_keep{int(round(keep * 100)):03d}.mindir")
+        path = paths[keep]
         export_mindir(plain, path, shape, backend=args.backend)
         print(f"{keep:>6.2f} {report['params']:>10d} {report['macs']:>12d} {time.perf_counter() - t0:>9.2f}  {path}")
     if repair != "none":
@@ -611,6 +625,10 @@ def main(argv=None):
     except ValueError as e:
         print(f"inn-ms: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from inn_ms.fileio import describe_os_error
+        print(f"inn-ms: error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

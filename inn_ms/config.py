@@ -316,6 +316,12 @@ def _check_task(cfg):
     task = cfg["task"] = zoo or (cfg["task"] if cfg["task"] != "auto" else
                                  "super_resolution" if d["name"] in SR_DATASETS else "classification")
     what = f"model.name {m['name']!r} ({task.replace('_', ' ')})"
+    if zoo is not None and not m["name"].startswith("mindcv:"):
+        from model_zoo.registry import check_kwargs
+        try:
+            check_kwargs(m["name"], m["kwargs"])
+        except ValueError as e:
+            raise ConfigError(f"model.kwargs: {e}") from None
     if task == "classification":
         if d["name"] in SR_DATASETS:
             raise ConfigError(f"data.name {d['name']!r} is a super-resolution data set; {what} needs one of "

@@ -14,6 +14,11 @@ sub-folder per class), and two offline sets for tests and demos:
 Random crops and flips for training use ``mindspore.dataset`` ops seeded
 per epoch: exact on resume at an epoch boundary; resuming mid-epoch
 re-seeds the rest of that epoch's augmentation.
+
+:meth:`Source.check` reads every file of a source before training starts:
+MindSpore's pipeline meets a broken image only when a batch needs it (after
+most of an epoch), and then raises an error that does not name the file or,
+for a JPEG cut short after its header, kills the process (SIGFPE).
 """
 import logging
 import os
@@ -55,6 +60,10 @@ class Source:
             data = data.map(operations=image_ops, input_columns="image", num_parallel_workers=workers)
         data = data.map(operations=ds.transforms.TypeCast(np.int32), input_columns="label")
         return data.batch(batch_size, drop_remainder=drop_remainder)
+
+    def check(self, progress=False):
+        """Raise ``ValueError`` naming the files the pipeline could not read.
+        Nothing to check for samples held in memory."""
 
     def batches(self, indices, batch_size, augment=False, seed=0, drop_remainder=True, workers=1):
         """Iterator of numpy ``(x, y)`` batches of :meth:`pipeline`."""
@@ -144,9 +153,76 @@ class ImageFolderSource(Source):
         import mindspore.dataset as ds
         return ds.ImageFolderDataset(self.folder, sampler=sampler, decode=True, class_indexing=self.class_indexing)
 
+    def files(self):
+        """Every file the reader takes as an image: all files under each class
+        folder, sub-folders and hidden files included (as MindSpore's
+        ``ImageFolderDataset`` without ``extensions``)."""
+        out = []
+        for cls in self.class_indexing:
+            for root, dirs, names in os.walk(os.path.join(self.folder, cls)):
+                dirs.sort()
+                out += [os.path.join(root, n) for n in sorted(names)]
+        return out
+
+    def check(self, progress=False):
+        """Read every image (not only the first ``limit``) and raise one
+        ``ValueError`` naming those that cannot be decoded. About 0.15 ms per
+        image (headers; a full decode only where the header check cannot
+        tell), a few minutes for ImageNet's 1.28 million."""
+        from tqdm.auto import tqdm
+        files = self.files()
+        bad = []
+        for path in tqdm(files, desc=f"checking {self.folder}", disable=not progress, leave=False):
+            problem = image_problem(path)
+            if problem:
+                bad.append(f"{path} ({problem})")
+        if bad:
+            raise ValueError(f"imagefolder: {len(bad)} of {len(files)} files under {self.folder!r} cannot be read "
+                             f"as images: {'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; remove or "
+                             f"replace them")
+
     def _transforms(self, augment):
         return _image_ops(augment, self.image_size, [255 * m for m in IMAGENET_MEAN],
                           [255 * s for s in IMAGENET_STD], resized_crop=True)
+
+
+def image_problem(path):
+    """None if MindSpore's ``Decode`` (what ``ImageFolderDataset`` uses)
+    reads the image file ``path`` whole, else what is wrong with it. JPEG
+    and PNG files are checked by their structure with Pillow (a PNG's chunk
+    checksums; a JPEG's markers and its end-of-image marker), which is fast;
+    any other file, or a JPEG with bytes after its end marker, is decoded."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, os.path.getsize(path) - 2))
+            tail = f.read(2)
+    except OSError as e:
+        return f"cannot be read: {e.strerror}"
+    if not head:
+        return "empty file"
+    try:
+        with Image.open(path) as im:
+            kind = im.format
+            im.verify()
+    except UnidentifiedImageError:
+        return "not an image"
+    except Exception as e:  # Pillow raises many kinds for broken files
+        return f"damaged: {e}"
+    if kind == "PNG" or (kind == "JPEG" and tail == b"\xff\xd9"):
+        return None
+    import glob
+    import mindspore.dataset.vision as vision
+    dumps = set(glob.glob("abnormal_image.*"))  # MindSpore copies an image it cannot decode to ./abnormal_image.*
+    try:
+        vision.Decode()(np.fromfile(path, np.uint8))
+    except RuntimeError:
+        for dump in set(glob.glob("abnormal_image.*")) - dumps:
+            os.remove(dump)
+        return ("cut short or damaged" if kind == "JPEG" else
+                f"a {kind} image, which MindSpore cannot decode (JPEG, PNG, BMP and TIFF can)")
+    return None
 
 
 def _digits(n_train, n_test, image_size):

@@ -26,10 +26,10 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from inn_ms.checkpoint import checkpoint_name, latest_checkpoint, list_checkpoints, load_checkpoint, \
-    save_checkpoint
-from inn_ms.config import dump_config
+from inn_ms.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint, resume_latest, save_checkpoint
+from inn_ms.config import ConfigError, dump_config
 from inn_ms.datasets import build_sources, epoch_order, shard
+from inn_ms.fileio import atomic_write, check_output_dir, write_json, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def setup_device(cfg):
     the communication group and data-parallel context. Returns ``(rank, world)``."""
     from inn_ms.functional import set_conv_backend
     dev = cfg["device"]
+    check_device(dev["target"])
     ms.set_context(device_target=dev["target"], mode=ms.GRAPH_MODE if dev["mode"] == "graph" else ms.PYNATIVE_MODE)
     set_conv_backend(dev["conv_backend"])
     if not cfg["distributed"]:
@@ -53,6 +54,19 @@ def setup_device(cfg):
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world)
     logger.info("rank %d of %d", rank, world)
     return rank, world
+
+
+def check_device(target):
+    """Refuse a ``device.target`` this MindSpore build cannot run (GPU or
+    Ascend on a CPU-only wheel), naming the targets it can."""
+    hal = getattr(ms, "hal", None)
+    if hal is None or not hasattr(hal, "is_available"):
+        return
+    if not hal.is_available(target):
+        usable = [t for t in ("CPU", "GPU", "Ascend") if hal.is_available(t)]
+        raise ConfigError(f"device.target is {target}, but this MindSpore {ms.__version__} cannot use it "
+                          f"(a build for {', '.join(usable) or 'no device'}): set device.target to "
+                          f"{usable[0] if usable else 'CPU'} or install MindSpore for {target}")
 
 
 def build_model(cfg):
@@ -275,13 +289,6 @@ def sr_table(rows, per_image=True):
     return lines
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def train(cfg, resume="auto", progress=True):
     """Train the model of ``cfg`` with random widths; returns a summary.
 
@@ -302,6 +309,9 @@ def train(cfg, resume="auto", progress=True):
     t = cfg["train"]
     seed = t["seed"]
     out = cfg["output_dir"]
+    writer = rank == 0
+    if writer:
+        check_output_dir(out)  # before any data is read or network built
     ms.set_seed(seed)
     sr = cfg["task"] == "super_resolution"
     if sr:
@@ -315,6 +325,8 @@ def train(cfg, resume="auto", progress=True):
     if not sr and train_src.num_classes > cfg["model"]["num_classes"]:
         raise ValueError(f"data set {train_src.name} has {train_src.num_classes} classes, "
                          f"model.num_classes is {cfg['model']['num_classes']}")
+    for source in (train_src, eval_src) if not sr else ():
+        source.check(progress=progress and writer)  # a broken image is named now, not after an epoch
     global_batch = t["batch_size"] * world
     steps_per_epoch = train_src.size // global_batch
     if steps_per_epoch == 0:
@@ -337,16 +349,17 @@ def train(cfg, resume="auto", progress=True):
     trainer = RandomWidthTrainer(model, loss_fn, optimizer, sampler, seed=seed, sandwich=t["sandwich"],
                                  loss_scale=loss_scale)
 
-    writer = rank == 0
+    position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0, "epoch_loss": 0.0}
     if resume == "auto":
-        resume = latest_checkpoint(out, clean=writer)
+        resume, found = resume_latest(out, model, optimizer, clean=writer)
+        position = found or position
     elif resume is None and writer:
         for old in list_checkpoints(out):
             os.remove(old)
-    position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0}
+    elif resume:
+        position = load_checkpoint(resume, model, optimizer)
     history = []
     if resume:
-        position = load_checkpoint(resume, model, optimizer)
         if position["global_batch"] not in (0, global_batch):
             raise ValueError(f"checkpoint {resume} was written with {position['global_batch']} samples per step "
                              f"(all ranks), this run has {global_batch}: resume with the same batch size and "
@@ -358,20 +371,27 @@ def train(cfg, resume="auto", progress=True):
                 history = [h for h in json.load(f) if h["step"] <= position["step"]]
     if writer:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "config.yaml.tmp"), "w") as f:
-            f.write(dump_config(cfg))
-        os.replace(os.path.join(out, "config.yaml.tmp"), os.path.join(out, "config.yaml"))
+        write_text(os.path.join(out, "config.yaml"), dump_config(cfg))
 
     total = t["epochs"] * steps_per_epoch if t["max_steps"] is None else min(t["max_steps"],
                                                                               t["epochs"] * steps_per_epoch)
     step, full_sizes = position["step"], dict(model.full_sizes)
     save_every = t["save_every_steps"]
     losses_this_run = []
+    # Sum and count of the batch losses of the current epoch done before this run (a resumed
+    # epoch's mean loss covers the whole epoch); None: a checkpoint that did not record it.
+    earlier_sum = position["epoch_loss"] if position["epoch_step"] else 0.0
+    earlier_count = position["epoch_step"] if earlier_sum is not None else 0
+    if earlier_sum is None:
+        logger.warning("%s does not record the loss of the epoch's first %d batches: that epoch's loss in "
+                       "history.json covers the resumed batches only", resume, position["epoch_step"])
+        earlier_sum = 0.0
 
-    def save(epoch, epoch_step):
+    def save(epoch, epoch_step, epoch_loss=0.0):
         if writer:
             save_checkpoint(os.path.join(out, checkpoint_name(epoch, step)), model, optimizer, epoch=epoch,
-                            step=step, epoch_step=epoch_step, global_batch=global_batch, keep=t["keep_checkpoints"])
+                            step=step, epoch_step=epoch_step, global_batch=global_batch, keep=t["keep_checkpoints"],
+                            epoch_loss=epoch_loss)
 
     try:
         for epoch in range(position["epoch"], t["epochs"]):
@@ -392,6 +412,8 @@ def train(cfg, resume="auto", progress=True):
             bar = tqdm(batches, total=stop - start, desc=f"epoch {epoch + 1}/{t['epochs']}",
                        disable=not (progress and writer), leave=False)
             losses = []
+            resumed = epoch == position["epoch"] and start > 0
+            loss_before, count_before = (earlier_sum, earlier_count) if resumed else (0.0, 0)
             epoch_step = start
             for x, y in bar:
                 xb, yb = Tensor(x), Tensor(y)
@@ -403,12 +425,13 @@ def train(cfg, resume="auto", progress=True):
                 epoch_step += 1
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if save_every and step % save_every == 0 and epoch_step < steps_per_epoch:
-                    save(epoch, epoch_step)
+                    save(epoch, epoch_step, loss_before + float(np.sum(losses)))
             losses_this_run += losses
             done = epoch_step == steps_per_epoch
             model.resize(sizes=full_sizes)
+            n_losses = count_before + len(losses)
             record = {"epoch": epoch + 1 if done else epoch + epoch_step / steps_per_epoch, "step": step,
-                      "loss": float(np.mean(losses)) if losses else None}
+                      "loss": (loss_before + float(np.sum(losses))) / n_losses if n_losses else None}
             if writer and sr:
                 e = cfg["eval"]
                 r = evaluate_sr(model, eval_src, cfg["data"]["scale"], (1.0,), upscaled, e["tile"], e["tile_margin"],
@@ -424,9 +447,10 @@ def train(cfg, resume="auto", progress=True):
                             f"{record['epoch']:g}", t["epochs"], step, record["loss"], 100 * acc["top1"],
                             100 * acc["top5"])
                 history.append(record)
-            save(epoch + 1 if done else epoch, 0 if done else epoch_step)
+            save(epoch + 1 if done else epoch, 0 if done else epoch_step,
+                 0.0 if done else loss_before + float(np.sum(losses)))
             if writer:
-                _write_json(os.path.join(out, "history.json"), history)
+                write_json(os.path.join(out, "history.json"), history)
     finally:
         model.resize(sizes=full_sizes)
         trainer.step_cell.set_train(False)
@@ -452,10 +476,11 @@ def _figure():
 
 def _save_figure(plt, fig, path):
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:] or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

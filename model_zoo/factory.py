@@ -7,6 +7,7 @@ channel group, so architecture code says which dimensions belong together
 and nothing else.
 """
 import math
+import numbers
 from collections import OrderedDict
 
 from mindspore import nn
@@ -159,6 +160,19 @@ def check_stem(stem, model):
     if stem not in STEMS:
         raise ValueError(f"{model}: stem must be one of {STEMS}, got {stem!r}")
     return stem
+
+
+def check_widths(widths, model, names=None):
+    """``widths`` as a tuple of positive ints, one per name of ``names``
+    (any number >= 1 without): a wrong length or value is named here
+    rather than failing somewhere inside the network's constructor."""
+    want = f"{len(names)} channel counts ({', '.join(names)})" if names else "one or more channel counts"
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__"):
+        raise ValueError(f"{model}: widths must be a list of {want}, got {widths!r}")
+    if (names and len(widths) != len(names)) or not len(widths) or \
+            any(isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in widths):
+        raise ValueError(f"{model}: widths must be {want}, positive ints, got {list(widths)!r}")
+    return tuple(int(w) for w in widths)
 
 
 def scaled(channels, width, model):

@@ -4,7 +4,7 @@ every hidden layer (``c1`` … ``c4``, ``fc``); input pixels and class scores
 stay discrete."""
 from mindspore import nn, ops
 
-from model_zoo.factory import finish, make_factory
+from model_zoo.factory import check_widths, finish, make_factory
 from model_zoo.registry import register_model
 
 
@@ -38,4 +38,5 @@ def mnist_cnn(num_classes=10, integral=True, widths=(16, 32, 64, 64, 128), in_ch
     weights for training from scratch (README: at half width 90.8 % → 96.1 %).
     Use 1.0 to load or convert a discrete network exactly."""
     f = make_factory(integral, quadrature, control_ratio)
-    return finish(MnistCNN(f, tuple(widths), in_channels, num_classes), f)
+    widths = check_widths(widths, "mnist_cnn", ("conv1", "conv2", "conv3", "conv4", "fc1"))
+    return finish(MnistCNN(f, widths, in_channels, num_classes), f)

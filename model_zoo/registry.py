@@ -57,6 +57,33 @@ def has_classes(name):
     return "num_classes" in inspect.signature(_REGISTRY[name]).parameters
 
 
+# Options of the integral layers that every zoo builder takes (the plain networks for conversion accept
+# and drop them).
+_FACTORY_OPTIONS = ("quadrature", "control_ratio")
+# Arguments create_model passes itself, never through a config's model.kwargs.
+_RESERVED = {"integral": "decided by model.convert (null: built integral)",
+             "num_classes": "set model.num_classes instead", "checkpoint": "set model.checkpoint instead"}
+
+
+def check_kwargs(name, kwargs):
+    """Raise a ValueError naming the first key of ``kwargs`` that zoo
+    builder ``name`` does not take, with the closest argument it does take;
+    before anything is built (a config's ``model.kwargs``)."""
+    import difflib
+    has_classes(name)  # unknown names are refused there
+    params = inspect.signature(_REGISTRY[name]).parameters
+    taken = [p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL) and p not in _RESERVED]
+    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
+        taken += [p for p in _FACTORY_OPTIONS if p not in taken]
+    for key in kwargs:
+        if key in _RESERVED:
+            raise ValueError(f"{key!r} is not a builder argument here: {_RESERVED[key]}")
+        if key not in taken:
+            close = difflib.get_close_matches(str(key), taken, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{name} takes no argument {key!r}{hint}; it takes {sorted(taken)}")
+
+
 def sr_scale(name, kwargs=None):
     """For a super-resolution network that upsamples by itself (its builder
     takes ``scale``, as ``edsr``): the scale it is built with from

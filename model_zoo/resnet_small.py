@@ -4,7 +4,7 @@ stage's blocks all write into the stage group ``s{k}``; each block's inner
 width is its own group ``s{k}b{j}``."""
 from mindspore import nn, ops
 
-from model_zoo.factory import finish, make_factory
+from model_zoo.factory import check_widths, finish, make_factory
 from model_zoo.registry import register_model
 
 
@@ -48,4 +48,4 @@ class SmallResNet(nn.Cell):
 def resnet_small(num_classes=10, integral=True, widths=(16, 32, 64), blocks=2, in_channels=3,
                  quadrature="trapezoid", control_ratio=1.0):
     f = make_factory(integral, quadrature, control_ratio)
-    return finish(SmallResNet(f, tuple(widths), blocks, in_channels, num_classes), f)
+    return finish(SmallResNet(f, check_widths(widths, "resnet_small"), blocks, in_channels, num_classes), f)

@@ -24,7 +24,6 @@ Prints the table, writes it as JSON and a PNG plot of accuracy vs parameters.
 """
 import argparse
 import gc
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
 from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
 from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
+from inn_ms.fileio import atomic_write, write_json  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
 from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
@@ -179,10 +179,9 @@ def plot(rows_before, rows_after, full_params, path):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=120)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -302,10 +301,7 @@ def main(argv=None):
           f"pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s")
     result = {"args": vars(args), "torch_accuracy": acc_torch, "convert_seconds": t_convert,
               "pipeline_b_seconds": t_b, "train_seconds": t_train, "exported": exported, "total_variation": tv, "before": before, "after": after}
-    tmp = out + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out)
+    write_json(out, result)
     print(f"\nresults: {out}, plot: {png} (whole job {time.time() - t_start:.0f} s)")
     return result
 

@@ -7,7 +7,6 @@ baseline — the same architecture trained once at full width and naively
 truncated to its first channels.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from mindspore import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from inn_ms.data import mnist_subset  # noqa: E402
+from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
 from model_zoo import create_model  # noqa: E402
@@ -119,11 +119,7 @@ def main(argv=None):
           "\ntruncated: baseline trained at full width only, first channels kept.")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"args": vars(args), "rows": rows, "train_seconds": {"inn": t_inn, "baseline": t_base}},
-                  f, indent=2)
-    os.replace(tmp, args.out)
+    write_json(args.out, {"args": vars(args), "rows": rows, "train_seconds": {"inn": t_inn, "baseline": t_base}})
     print(f"\nresults written to {args.out}")
 
 

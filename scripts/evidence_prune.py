@@ -18,10 +18,8 @@ baselines side by side, every number from this one run.
     python scripts/evidence_prune.py --parts cnn        # one part
 """
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("GLOG_v", "3")
@@ -37,6 +35,7 @@ from inn_ms.convert import convert  # noqa: E402
 from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.export import prune  # noqa: E402
+from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.repair import calibration_images, group_maps, output_maps, repair  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
 from model_zoo import create_model  # noqa: E402
@@ -198,10 +197,7 @@ def main(argv=None):
     out["seconds"] = time.time() - t0
     folder = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(out, f, indent=1, default=float)
-    os.replace(tmp, args.out)
+    write_json(args.out, out, indent=1, default=float)
     print(f"\nwhole run {out['seconds']:.0f} s; results: {args.out}")
     return 0
 

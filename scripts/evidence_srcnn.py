@@ -7,10 +7,8 @@ fine-tuning, beside bicubic upscaling.
     python scripts/evidence_srcnn.py --help
 """
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("GLOG_v", "3")
@@ -116,10 +114,8 @@ def main(argv=None):
                "total_seconds": total, "loss_history": history}
         d = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(tmp, args.json)
+        from inn_ms.fileio import write_json
+        write_json(args.json, out, indent=1)
     return 0
 
 

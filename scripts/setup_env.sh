@@ -11,19 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=""
 [ "${1:-}" = "test" ] && extra="[test]"
-if [ -n "${INN_MS_PYTHON:-}" ]; then
-  PY="$INN_MS_PYTHON"
-elif [ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] && [ ! -x .venv/bin/python ]; then
-  PY="$(command -v python || command -v python3)"
-else
-  if [ ! -x .venv/bin/python ]; then
-    "${PYTHON:-python3}" -m venv .venv >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip >&2
-  fi
+. scripts/python_env.sh
+if ! PY=$(inn_ms_python "$PWD"); then
+  "${PYTHON:-python3}" -m venv .venv >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip >&2
   PY="$PWD/.venv/bin/python"
 fi
-# The package list is pyproject.toml's dependencies (numpy<2 for MindSpore 2.10, scikit-image
-# for the offline super-resolution photos, ...) plus, for the tests, the [test] extra;
-# torch==2.13.0 (CPU) is only used by tests, as a reference implementation.
+# The package list is requirements.txt (pyproject.toml reads its dependencies from it: numpy<2
+# for MindSpore 2.10, scikit-image for the offline super-resolution photos, ...) plus, for the
+# tests, the [test] extra; torch==2.13.0 (CPU) is only used by tests, as a reference implementation.
 "$PY" -m pip install --quiet -e ".$extra" >&2
 echo "$PY"

@@ -14,7 +14,6 @@ and multiply–accumulates per image from the traced graph
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("GLOG_v", "3")
@@ -23,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 
 from inn_ms.export import prune
+from inn_ms.fileio import write_text
 from model_zoo import create_model
 from model_zoo.registry import has_classes
 
@@ -127,11 +127,7 @@ def write_readme(path, table):
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:
         text = INTRO + block + "\n"
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def main():

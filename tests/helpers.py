@@ -30,8 +30,8 @@ def run_script(cmd):
 def checkpoint_weights(path):
     """The network weights of a training checkpoint (position entries dropped)."""
     import mindspore as ms
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()
-            if k not in ("epoch", "step", "epoch_step", "global_batch")}
+    from inn_ms.checkpoint import META_KEYS
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if k not in META_KEYS}
 
 
 def run(net, x):
