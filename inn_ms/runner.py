@@ -102,16 +102,19 @@ def build_model(cfg):
 
 def _from_artifact(cfg):
     """``model.checkpoint`` as an integral artifact, checked against
-    ``model.name``: the artifact records the network it holds."""
+    ``model.name``: the artifact records the network it holds. A config's
+    own ``module:function`` name is trusted (training imports it anyway)."""
     from inn_ms.artifact import load_artifact, read_manifest
+    from inn_ms.builders import is_callable_name
     path = cfg["model"]["checkpoint"]
     if not os.path.isfile(path):
         raise ValueError(f"model.checkpoint {path!r} not found")
+    name = cfg["model"]["name"]
     arch = read_manifest(path)["architecture"]
     built = arch.get("name") if arch.get("kind") == "zoo" else arch.get("builder")
-    if built != cfg["model"]["name"]:
-        raise ValueError(f"model.checkpoint {path!r} holds {built!r}, but model.name is {cfg['model']['name']!r}")
-    return load_artifact(path)
+    if built != name:
+        raise ValueError(f"model.checkpoint {path!r} holds {built!r}, but model.name is {name!r}")
+    return load_artifact(path, builders=[name] if is_callable_name(name) else None)
 
 
 def lr_schedule(sched, lr, epochs, steps_per_epoch):
