@@ -18,9 +18,16 @@ giving the stem and the second stage stride 1 (a usual CIFAR adaptation).
 ``width``: the width multiplier (rounded to whole channels rather than
 multiples of 8; the last convolution keeps at least 1280 channels, as
 published).
+
+torchvision weights: the discrete network (``integral=False``) with
+``stem="imagenet"`` at width 1.0 is torchvision's ``mobilenet_v2``;
+:meth:`MobileNetV2.torch_module_map` tells
+:func:`inn_ms.convert.load_torch_weights` which torchvision module is which
+of its own (``features.3.conv.1.0`` is ``features.2.body.3``).
 """
 from mindspore import nn, ops
 
+from inn_ms.convert.torch_names import torchvision_mobilenet_v2_table
 from model_zoo.factory import check_stem, finish, make_factory, scaled
 from model_zoo.registry import register_model
 
@@ -77,6 +84,17 @@ class MobileNetV2(nn.Cell):
     def construct(self, x):
         x = self.features(self.stem(x))
         return self.classifier(self.dropout(ops.mean(x, (2, 3))))
+
+    def torch_module_map(self):
+        """``{torchvision module path: this network's}``: torchvision's
+        ``features.0`` is ``stem``, ``features.{b}`` (b = 1…17) is
+        ``features.{b-1}.body``, ``features.18`` the last convolution and
+        BatchNorm, ``classifier.1`` is ``classifier``."""
+        cells = list(self.features.name_cells().items())
+        blocks = [[f"features.{name}.body.{i}" for i, c in cell.body.name_cells().items() if c._params]
+                  for name, cell in cells if isinstance(cell, InvertedResidual)]
+        tail = [f"features.{name}" for name, cell in cells if not isinstance(cell, InvertedResidual) and cell._params]
+        return torchvision_mobilenet_v2_table(["stem.0", "stem.1"], blocks, tail, "classifier")
 
 
 @register_model

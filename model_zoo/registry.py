@@ -129,11 +129,13 @@ def create_model(name, num_classes=None, integral=True, checkpoint=None, **kwarg
 def load_checkpoint_checked(model, path):
     """Load a MindSpore ``.ckpt`` into ``model`` after checking every
     parameter is present with the right shape (MindSpore's own loader stops
-    half-way on a shape mismatch). Extra entries (optimiser state) are ignored."""
+    half-way on a shape mismatch) and every value is valid (finite; BatchNorm
+    variances non-negative). Extra entries (optimiser state) are ignored."""
     import mindspore as ms
-    from inn_ms.convert.weights import checkpoint_misfit
+    from inn_ms.convert.weights import check_values, checkpoint_misfit
     ckpt = ms.load_checkpoint(path)
     params = {p.name: p for p in model.get_parameters()}
+    check_values({n: ckpt[n] for n in params if n in ckpt}, f"checkpoint {path}")
     missing, mismatched = checkpoint_misfit(params, ckpt)
     if missing or mismatched:
         raise ValueError(f"checkpoint {path} does not fit the model, nothing loaded; "

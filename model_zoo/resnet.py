@@ -20,12 +20,19 @@ ResNet-50 1 + 4 + 2·16 = 37. Input pixels and class scores stay discrete.
 
 ``stem``: ``"cifar"`` (default; a 3×3 stride-1 convolution and no max
 pooling, for 32×32 inputs) or ``"imagenet"`` (the published 7×7 stride-2
-convolution and 3×3 stride-2 max pooling, padded "same" as MindSpore and
-mindcv do: the converter's graph-based group finder reads that pooling as
-channel-wise, which it does not for explicitly padded pooling; the shapes are
-PyTorch's). Downsampling in a bottleneck is on its
-3×3 convolution (the common "v1.5" placement). ``width``: a multiplier
-of every stage's width (1.0: the published network).
+convolution and 3×3 stride-2 max pooling padded by one pixel on every side
+as torchvision pads it: an explicit −∞ pad, then an unpadded pooling.
+MindSpore's ``pad_mode="same"``, which mindcv uses, pads only after an even
+input and shifts every window: ResNet-18 logits move by 1.6–2.8 % at 224×224).
+Downsampling in a bottleneck is on its 3×3 convolution (the common "v1.5"
+placement), as in torchvision. ``width``: a multiplier of every stage's
+width (1.0: the published network).
+
+torchvision weights: the discrete network (``integral=False``) with
+``stem="imagenet"`` at width 1.0 is torchvision's ``resnet18`` /
+``resnet50``; :meth:`ResNet.torch_module_map` tells
+:func:`inn_ms.convert.load_torch_weights` which torchvision module is which
+of its own (``layer2.0.downsample.0`` is ``blocks.2.shortcut.conv``).
 
 ``*_separable``: every 3×3 convolution after the stem is a depthwise 3×3 on
 its input group (carrying the stride) followed by a 1×1 convolution to the
@@ -99,6 +106,20 @@ class Bottleneck(nn.Cell):
         return self.relu(y + s)
 
 
+class TorchMaxPool2d(nn.Cell):
+    """Max pooling padded as PyTorch pads it: ``padding`` pixels of −∞ on
+    every side, then an unpadded pooling (``nn.MaxPool2d(k, s, padding=p)``
+    of PyTorch)."""
+
+    def __init__(self, kernel_size, stride, padding):
+        super().__init__()
+        self.padding = (padding,) * 4
+        self.pool = nn.MaxPool2d(kernel_size, stride)
+
+    def construct(self, x):
+        return self.pool(ops.pad(x, self.padding, value=float("-inf")))
+
+
 def _shortcut(f, cin, cout, stride, in_group, out_group):
     if stride == 1 and cin == cout:
         if in_group != out_group:  # an identity add joins the two: they must be one group
@@ -115,7 +136,7 @@ class ResNet(nn.Cell):
         stem_group = "layer1" if block.expansion == 1 else "stem"
         if stem == "imagenet":
             self.stem = f.conv(in_channels, c0, 7, stride=2, padding=3, has_bias=False, out_group=stem_group)
-            self.pool = nn.MaxPool2d(3, 2, pad_mode="same")
+            self.pool = TorchMaxPool2d(3, 2, 1)
         else:
             self.stem = f.conv(in_channels, c0, 3, padding=1, has_bias=False, out_group=stem_group)
             self.pool = None
@@ -123,13 +144,34 @@ class ResNet(nn.Cell):
         self.relu = nn.ReLU()
         blocks = []
         cin, gin = c0, stem_group
+        self._stages = []  # (k, j) of each block: torchvision's layer{k}.{j}
         for k, (stage_width, depth) in enumerate(zip(widths, depths), start=1):
             for j in range(depth):
                 stride = 2 if (j == 0 and k > 1) else 1
                 blocks.append(block(f, cin, stage_width, stride, gin, f"layer{k}", f"layer{k}.{j}", separable))
+                self._stages.append((k, j))
                 cin, gin = stage_width * block.expansion, f"layer{k}"
         self.blocks = nn.SequentialCell(blocks)
         self.fc = f.dense(cin, num_classes, in_group=gin)
+        self._separable = separable
+
+    def torch_module_map(self):
+        """``{torchvision module path: this network's}``: ``conv1``/``bn1`` are
+        ``stem``/``bn``, ``layer{k}.{j}`` is ``blocks.{i}``, a block's
+        ``downsample.0``/``.1`` its ``shortcut.conv``/``.bn``. Empty for the
+        separable variants (torchvision has no such network)."""
+        if self._separable:
+            return {}
+        table = {"conv1": "stem", "bn1": "bn", "fc": "fc"}
+        for i, (k, j) in enumerate(self._stages):
+            block = self.blocks[i]
+            convs = ("conv1", "bn1", "conv2", "bn2") + (("conv3", "bn3") if hasattr(block, "conv3") else ())
+            for name in convs:
+                table[f"layer{k}.{j}.{name}"] = f"blocks.{i}.{name}"
+            if block.shortcut is not None:
+                table[f"layer{k}.{j}.downsample.0"] = f"blocks.{i}.shortcut.conv"
+                table[f"layer{k}.{j}.downsample.1"] = f"blocks.{i}.shortcut.bn"
+        return table
 
     def construct(self, x):
         x = self.relu(self.bn(self.stem(x)))

@@ -90,8 +90,14 @@ def test_load_reproduces_torch_logits(tmp_path, trained_torch, rng, ext):
 
 
 def test_structural_matching_when_names_differ(trained_torch, rng):
+    """Renamed modules pair up where their shapes leave one choice (the
+    convolutions, the head); the two BatchNorms of equal shapes are not
+    paired by position but refused, with a name_map to complete."""
     ms_net = MsNet(names=("stem", "norm_a", "dw", "norm_b", "head"))
-    load_torch_weights(ms_net, trained_torch.state_dict())
+    with pytest.raises(WeightLoadError, match=r"\['bn1', 'bn2'\] and network modules \['norm_a', 'norm_b'\]") as err:
+        load_torch_weights(ms_net, trained_torch.state_dict())
+    assert "name_map={'bn1': 'norm_a', 'bn2': 'norm_b'}" in str(err.value)
+    load_torch_weights(ms_net, trained_torch.state_dict(), name_map={"bn1": "norm_a", "bn2": "norm_b"})
     got, ref = _logits(trained_torch, ms_net, rng)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
