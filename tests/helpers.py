@@ -78,3 +78,31 @@ def rewrite_artifact(src, dst, manifest=None, weights=None, sign=True):
             z.writestr(DIGEST, _digest(text, w))
         elif digest is not None:
             z.writestr(DIGEST, digest)
+
+
+def save_torch_state_dict(net, path):
+    """A torch module's state_dict as ``path`` (a ``pathlib.Path``) in three
+    orders of the same tensors: ``.pth`` in module order, ``.safetensors``
+    as the format sorts it, ``.npz`` in reverse-sorted order."""
+    import torch
+    sd = net.state_dict()
+    if path.suffix == ".pth":
+        torch.save(sd, path)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    else:
+        np.savez(path, **{k: sd[k].numpy() for k in sorted(sd, reverse=True)})
+    return str(path)
+
+
+def randomize_torch_bn(*bns):
+    """Non-trivial statistics and affine parameters for torch BatchNorms (a
+    torch seed set by the caller makes them repeatable)."""
+    import torch
+    with torch.no_grad():
+        for bn in bns:
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.3, 0.3)

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 tnn = torch.nn
 
 from inn_ms.convert import load_torch_weights  # noqa: E402
+from helpers import randomize_torch_bn  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -53,12 +54,7 @@ class MsNet(nn.Cell):
 def tnet():
     torch.manual_seed(0)
     net = TorchNet()
-    with torch.no_grad():
-        for bn in (net.bn1, net.bn2):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.uniform_(-0.3, 0.3)
+    randomize_torch_bn(net.bn1, net.bn2)
     return net.eval()
 
 

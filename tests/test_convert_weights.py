@@ -7,6 +7,7 @@ from mindspore import Tensor, nn, ops
 torch = pytest.importorskip("torch")
 
 from inn_ms.convert import CheckpointError, WeightLoadError, load_torch_weights, read_state_dict  # noqa: E402
+from helpers import randomize_torch_bn  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -50,12 +51,7 @@ class MsNet(nn.Cell):
 def trained_torch():
     torch.manual_seed(0)
     net = TorchNet()
-    with torch.no_grad():  # non-trivial BatchNorm statistics and affine parameters
-        for bn in (net.bn1, net.bn2):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.uniform_(-0.3, 0.3)
+    randomize_torch_bn(net.bn1, net.bn2)
     return net.eval()
 
 

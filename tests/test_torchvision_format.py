@@ -16,6 +16,7 @@ tnn = torch.nn
 
 from inn_ms.convert import load_torch_weights  # noqa: E402
 from model_zoo import create_model  # noqa: E402
+from helpers import save_torch_state_dict  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 CLASSES = 10
@@ -125,20 +126,6 @@ def tv_mobilenet_v2():
     return _randomized(TvMobileNetV2(CLASSES))
 
 
-def _save(net, path):
-    """``.pth`` in module order, ``.safetensors`` as the format sorts it,
-    ``.npz`` in reverse-sorted order: three orders of the same tensors."""
-    sd = net.state_dict()
-    if path.suffix == ".pth":
-        torch.save(sd, path)
-    elif path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
-    else:
-        np.savez(path, **{k: sd[k].numpy() for k in sorted(sd, reverse=True)})
-    return str(path)
-
-
 def _compare(torch_net, ms_net, size=64):
     x = np.random.default_rng(1).standard_normal((1, 3, size, size)).astype(np.float32)
     with torch.no_grad():
@@ -159,7 +146,7 @@ def test_zoo_resnet18_is_torchvision_resnet18_from_every_format(tmp_path, tv_res
     loaded = []
     for ext in (".pth", ".safetensors", ".npz"):
         net = create_model("resnet18", num_classes=CLASSES, integral=False, stem="imagenet")
-        load_torch_weights(net, _save(tv_resnet18, tmp_path / f"resnet18{ext}"))
+        load_torch_weights(net, save_torch_state_dict(tv_resnet18, tmp_path / f"resnet18{ext}"))
         assert _compare(tv_resnet18, net) <= 1e-5, ext
         loaded.append(_weights(net))
     for other in loaded[1:]:
@@ -168,7 +155,7 @@ def test_zoo_resnet18_is_torchvision_resnet18_from_every_format(tmp_path, tv_res
 
 def test_zoo_mobilenet_v2_is_torchvision_mobilenet_v2(tmp_path, tv_mobilenet_v2):
     net = create_model("mobilenet_v2", num_classes=CLASSES, integral=False, stem="imagenet")
-    load_torch_weights(net, _save(tv_mobilenet_v2, tmp_path / "mobilenet_v2.safetensors"))
+    load_torch_weights(net, save_torch_state_dict(tv_mobilenet_v2, tmp_path / "mobilenet_v2.safetensors"))
     assert _compare(tv_mobilenet_v2, net) <= 1e-5
 
 
@@ -178,7 +165,7 @@ def test_mindcv_mobilenet_v2_loads_torchvision_weights(tmp_path, tv_mobilenet_v2
     mindcv = pytest.importorskip("mindcv")
     net = mindcv.create_model("mobilenet_v2_100", pretrained=False, num_classes=CLASSES)
     with caplog.at_level(logging.WARNING, logger="inn_ms"):
-        load_torch_weights(net, _save(tv_mobilenet_v2, tmp_path / "mobilenet_v2.safetensors"))
+        load_torch_weights(net, save_torch_state_dict(tv_mobilenet_v2, tmp_path / "mobilenet_v2.safetensors"))
     assert not caplog.records
     assert _compare(tv_mobilenet_v2, net) <= 1e-5
 
@@ -190,7 +177,7 @@ def test_mindcv_resnet18_loads_torchvision_weights_and_says_its_pooling_differs(
     mindcv = pytest.importorskip("mindcv")
     net = mindcv.create_model("resnet18", pretrained=False, num_classes=CLASSES)
     with caplog.at_level(logging.WARNING, logger="inn_ms"):
-        load_torch_weights(net, _save(tv_resnet18, tmp_path / "resnet18.safetensors"))
+        load_torch_weights(net, save_torch_state_dict(tv_resnet18, tmp_path / "resnet18.safetensors"))
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "max_pool" in warned[0] and "pad_mode='same'" in warned[0], warned
     np.testing.assert_array_equal(net.classifier.weight.asnumpy(), tv_resnet18.fc.weight.detach().numpy())

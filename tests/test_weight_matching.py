@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 tnn = torch.nn
 
 from inn_ms.convert import WeightLoadError, load_torch_weights  # noqa: E402
+from helpers import save_torch_state_dict  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -53,18 +54,6 @@ def tnet():
     return TorchResidual().eval()
 
 
-def _save(net, path):
-    sd = net.state_dict()
-    if path.suffix == ".pth":
-        torch.save(sd, path)
-    elif path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
-    else:
-        np.savez(path, **{k: sd[k].numpy() for k in sorted(sd, reverse=True)})
-    return str(path)
-
-
 def _rel_err(tnet, ms_net):
     x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():
@@ -78,7 +67,7 @@ def test_same_shaped_modules_are_not_paired_by_order(tmp_path, tnet, ext):
     """The two residual convolutions loaded swapped (by module order); now
     the load is refused naming both sides, and the suggested name_map loads
     the network PyTorch computes."""
-    path = _save(tnet, tmp_path / f"residual{ext}")
+    path = save_torch_state_dict(tnet, tmp_path / f"residual{ext}")
     net = MsResidual()
     with pytest.raises(WeightLoadError, match=r"checkpoint modules \['res_conv1', 'res_conv2'\] and network "
                                               r"modules \['conv_a', 'conv_b'\] all hold") as err:
@@ -117,7 +106,7 @@ def test_unique_shapes_pair_alike_from_every_key_order(tmp_path):
     tnet = Torch().eval()
     for ext in (".pth", ".safetensors", ".npz"):
         net = Ms()
-        load_torch_weights(net, _save(tnet, tmp_path / f"unique{ext}"))
+        load_torch_weights(net, save_torch_state_dict(tnet, tmp_path / f"unique{ext}"))
         assert _rel_err(tnet, net) <= 1e-5, ext
 
 
