@@ -23,12 +23,19 @@ a run-time factor, so its axes build the dense matrix in the graph instead
 (taps reaching far enough for the smallest size, folded onto the grid).
 
 Sampling is not repeated on every call: each convolution and dense layer
-keeps its sampled weight and bias in buffers, and the graph resamples (a
-branch on ``sizes != last sizes``) only when the sizes change. A device that
-picks its width once and then runs many inputs pays for the sampling once;
-without the cache it cost about twice the convolutions themselves
-(ResNet-18, 112², batch 4). The MindIR holds the buffers too, so it is about
-twice the size of a fixed export.
+keeps its sampled weight and bias in buffers, and a bucket resamples only
+when the sizes change. A device that picks its width once and then runs
+many inputs pays for the sampling once; without the kept samples it cost
+about twice the convolutions themselves (ResNet-18, 112², batch 4). The
+buffers are run-time state: the MindIR stores them without data
+(:func:`is_runtime_state`), so the file holds the control weights and
+about as many bytes as a fixed full-width export, and the first call
+after loading fills them. The branch on a change of sizes is pure (fresh
+samples or the kept ones) and the buffers are written after it: an assign
+inside the branch made MindSpore 2.10 hold twice the activation memory of
+the whole forward pass (measured). Each bucket computes the sampling taps
+of all its blocks from one table (a few ops per bucket, not per layer),
+which keeps the graph, and the export's compile time, small.
 
 Shapes stay those of the full width, so the graph is static: the first
 ``n`` channels of each group carry exactly the width-``n`` network's
@@ -216,6 +223,9 @@ class ElasticAxis(nn.Cell):
         return self.sample_rows(ops.eye(total, total, ms.float32))
 
 
+DENSE_SAMPLING = True  # sample cached layers by matmuls (see _sample_axis), not gathers
+
+
 class _Spec:
     """One sampling block a bucket computes once per refresh and every layer
     reading it shares: a group (or a fixed part, ``group`` None) with
@@ -297,7 +307,11 @@ def _sample_axis(x, sampler, dense, axis):
     one gather of the four taps per row and a weighted sum (the kernel
     matrix is banded: 4·rows·r work, not m·rows·r), or a dense matmul."""
     if dense:
-        return ops.matmul(sampler, x)
+        if axis == 0:
+            return ops.matmul(sampler, x)
+        lead, m, rest = x.shape  # a 2-D matmul: a broadcast batched one would copy the matrix per row
+        out = ops.matmul(sampler, ops.transpose(x, (1, 0, 2)).reshape(m, lead * rest))
+        return ops.transpose(out.reshape(-1, lead, rest), (1, 0, 2))
     idx, wts = sampler
     rows = idx.shape[0]
     picked = ops.gather(x, idx.reshape(-1), axis)
@@ -557,7 +571,7 @@ def _bucket(base, group_index, rows):
             spec = _Spec(g, full, m, r, axis.integrate, rule)
             keys.append(specs.setdefault(spec.key, (len(specs), spec))[0])
             starts.append(start)
-        plan_ = _Axis(keys, starts, sum(m for _, _, m in axis.blocks), axis.dense)
+        plan_ = _Axis(keys, starts, sum(m for _, _, m in axis.blocks), axis.dense or DENSE_SAMPLING)
         return plan_, axes.setdefault(plan_.key, (len(axes), plan_))[0]
 
     def replace(cell):
