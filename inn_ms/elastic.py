@@ -23,12 +23,22 @@ a run-time factor, so its axes build the dense matrix in the graph instead
 (taps reaching far enough for the smallest size, folded onto the grid).
 
 Sampling is not repeated on every call: each convolution and dense layer
-keeps its sampled weight and bias in buffers, and the graph resamples (a
-branch on ``sizes != last sizes``) only when the sizes change. A device that
-picks its width once and then runs many inputs pays for the sampling once;
-without the cache it cost about twice the convolutions themselves
-(ResNet-18, 112², batch 4). The MindIR holds the buffers too, so it is about
-twice the size of a fixed export.
+keeps its sampled weight and bias in buffers, and a bucket resamples only
+when the sizes change. A device that picks its width once and then runs
+many inputs pays for the sampling once; without the kept samples it cost
+about twice the convolutions themselves (ResNet-18, 112², batch 4). The
+buffers are run-time state: the MindIR stores them without data
+(:func:`is_runtime_state`), so the file holds the control weights and
+about as many bytes as a fixed full-width export, and the first call
+after loading fills them. The branch on a change of sizes is pure (fresh
+samples or the kept ones) and the buffers are written after it: an assign
+inside the branch made MindSpore 2.10 hold twice the activation memory of
+the whole forward pass (measured). Each bucket computes the sampling taps
+of all its blocks from one table (a few ops per bucket, not per layer),
+which keeps the graph, and the export's compile time, small; cached layers
+are sampled by matmuls with the bucket's dense matrices, because
+MindSpore reuses no temporaries inside the branch and the four gathers
+held four copies of every weight (ResNet-18: 1.9 GB against 0.75 GB).
 
 Shapes stay those of the full width, so the graph is static: the first
 ``n`` channels of each group carry exactly the width-``n`` network's
@@ -216,25 +226,138 @@ class ElasticAxis(nn.Cell):
         return self.sample_rows(ops.eye(total, total, ms.float32))
 
 
-class SampledCache(nn.Cell):
-    """An integral convolution or dense layer whose sampled weight and bias
-    are kept in buffers: :meth:`refresh` resamples them (at the sizes in the
-    shared state), ``construct`` runs the layer on the buffers."""
+DENSE_SAMPLING = True  # sample cached layers by matmuls (see _sample_axis), not gathers
 
-    def __init__(self, layer, weight_shape, bias_shape):
+
+class _Spec:
+    """One sampling block a bucket computes once per refresh and every layer
+    reading it shares: a group (or a fixed part, ``group`` None) with
+    ``rows`` rows in the bucket, sampled from ``m`` control values, with or
+    without the quadrature, under a rule."""
+
+    def __init__(self, group, full, m, rows, integrate, rule):
+        self.group, self.full, self.m, self.rows = group, int(full), int(m), int(rows)
+        self.integrate, self.rule = bool(integrate), rule
+        self.key = (group, self.full, self.m, self.rows, self.integrate, rule)
+
+
+def _spec_taps(spec, n):
+    """Block ``spec`` at size ``n`` (a float scalar tensor): ``(idx, wts)``,
+    the Keys kernel's four taps per row as control indices ``(rows, 4)`` and
+    weights (rows past ``n`` weigh zero, quadrature folded in) — or, for an
+    antialiased rule, the dense ``rows × m`` matrix."""
+    i = Tensor(np.arange(spec.rows, dtype=np.float32))
+    n = ops.maximum(n, 2.0)
+    step = 1.0 / (n - 1.0)
+    mask = ops.cast(i < n, ms.float32)
+    if spec.integrate:
+        ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
+        mask = mask * step * (1.0 - 0.5 * ends) * spec.full
+    m = spec.m
+    x = ops.minimum(i * step, 1.0)
+    if spec.rule != "point":
+        if m == 1:
+            return mask.reshape(-1, 1)
+        s, reach = ops.maximum((m - 1.0) / (n - 1.0), 1.0), 2 * (m - 1) + 1
+        return antialiased_matrix(x, m, s, reach) * mask.reshape(-1, 1)
+    if m == 1:
+        return ops.zeros((spec.rows, 4), ms.int32), \
+            ops.concat([mask.reshape(-1, 1), ops.zeros((spec.rows, 3), ms.float32)], 1)
+    pos = x * (m - 1)
+    taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
+    wts = keys_kernel(pos.reshape(-1, 1) - taps) * mask.reshape(-1, 1)
+    return ops.cast(ops.clip_by_value(taps, 0.0, float(m - 1)), ms.int32), wts
+
+
+class _Axis:
+    """How a cached layer's axis is sampled in its bucket: the specs of its
+    blocks (indices into the bucket's list) and where each block's control
+    values start; ``dense`` when a block is antialiased (a matrix, not taps)."""
+
+    def __init__(self, specs, starts, total, dense):
+        self.specs, self.starts, self.total, self.dense = tuple(specs), tuple(starts), int(total), dense
+        self.key = (self.specs, self.starts, self.total, dense)
+
+
+def _axis_sampler(axis, blocks, specs):
+    """The bucket-wide sampler of ``axis`` (its taps, or its dense matrix):
+    blocks stacked, each block's control columns offset to its place."""
+    if axis.dense:
+        total, mats = axis.total, []
+        for k, start in zip(axis.specs, axis.starts):
+            block = blocks[k]
+            if specs[k].rule == "point":  # taps as a dense block
+                idx, wts = block
+                block = (ops.one_hot(idx, specs[k].m, Tensor(1.0, ms.float32), Tensor(0.0, ms.float32))
+                         * wts.reshape(specs[k].rows, 4, 1)).sum(1)
+            parts = [block]
+            if start > 0:
+                parts.insert(0, ops.zeros((specs[k].rows, start), ms.float32))
+            after = total - start - specs[k].m
+            if after > 0:
+                parts.append(ops.zeros((specs[k].rows, after), ms.float32))
+            mats.append(parts[0] if len(parts) == 1 else ops.concat(parts, 1))
+        return mats[0] if len(mats) == 1 else ops.concat(mats, 0)
+    idx = [blocks[k][0] + start if start else blocks[k][0] for k, start in zip(axis.specs, axis.starts)]
+    wts = [blocks[k][1] for k in axis.specs]
+    if len(idx) == 1:
+        return idx[0], wts[0]
+    return ops.concat(idx, 0), ops.concat(wts, 0)
+
+
+def _sample_axis(x, sampler, dense, axis):
+    """``x`` sampled along ``axis`` (0 of ``m × r`` or 1 of ``s × m × r``):
+    one gather of the four taps per row and a weighted sum (the kernel
+    matrix is banded: 4·rows·r work, not m·rows·r), or a dense matmul."""
+    if dense:
+        if axis == 0:
+            return ops.matmul(sampler, x)
+        lead, m, rest = x.shape  # a 2-D matmul: a broadcast batched one would copy the matrix per row
+        out = ops.matmul(sampler, ops.transpose(x, (1, 0, 2)).reshape(m, lead * rest))
+        return ops.transpose(out.reshape(-1, lead, rest), (1, 0, 2))
+    idx, wts = sampler
+    rows = idx.shape[0]
+    picked = ops.gather(x, idx.reshape(-1), axis)
+    if axis == 0:
+        return (picked.reshape(rows, 4, -1) * wts.reshape(rows, 4, 1)).sum(1)
+    return (picked.reshape(x.shape[0], rows, 4, -1) * wts.reshape(1, rows, 4, 1)).sum(2)
+
+
+class SampledCache(nn.Cell):
+    """An integral convolution or dense layer run on sampled weights kept
+    in buffers (``sampled_weight``, ``sampled_bias``): its bucket writes
+    them when the sizes change (:meth:`sample`), ``construct`` reads them.
+    The buffers are run-time state: the MindIR stores them without data."""
+
+    def __init__(self, layer, weight_shape, bias_shape, out_axis=None, in_axis=None):
         super().__init__()
         self.layer = layer
+        self.out = out_axis  # _Axis or None (a discrete axis)
+        self.inp = in_axis
         self.sampled_weight = Parameter(Tensor(np.zeros(weight_shape, np.float32)), name="sampled_weight",
-                                requires_grad=False)
+                                        requires_grad=False)
         self.has_bias = bias_shape is not None
         self.sampled_bias = None if bias_shape is None else Parameter(
             Tensor(np.zeros(bias_shape, np.float32)), name="sampled_bias", requires_grad=False)
 
-    def refresh(self):
-        ops.assign(self.sampled_weight, self.layer.sample_weight())
+    def sample(self, samplers):
+        """The weight and bias at the bucket's current sizes; ``samplers``:
+        the bucket's axis samplers (:func:`_axis_sampler`), by axis index."""
+        w = self.layer.weight
+        shape = w.shape
+        if self.out is not None:
+            rows = _sample_axis(w.reshape(shape[0], -1), samplers[self.out_index], self.out.dense, 0)
+            w = rows.reshape((rows.shape[0],) + shape[1:])
+        if self.inp is not None:
+            s = w.shape
+            cols = _sample_axis(w.reshape(s[0], s[1], -1), samplers[self.in_index], self.inp.dense, 1)
+            w = cols.reshape((s[0], cols.shape[1]) + s[2:])
+        b = None
         if self.has_bias:
-            ops.assign(self.sampled_bias, self.layer.sample_bias())
-        return self.sampled_weight
+            b = self.layer.bias
+            if self.out is not None:
+                b = _sample_axis(b.reshape(-1, 1), samplers[self.out_index], self.out.dense, 0).reshape(-1)
+        return w, b
 
     def construct(self, x, size_key=None):
         return self.layer.forward_sampled(x, self.sampled_weight, self.sampled_bias)
@@ -242,24 +365,106 @@ class SampledCache(nn.Cell):
 
 class ElasticBucket(nn.Cell):
     """The network with static shapes of ``rows`` channels per group, for
-    any sizes up to those: its own size state and sampled-weight caches,
-    refreshed when the sizes differ from the last call's."""
+    any sizes up to those, with its own last sizes and sampled weights.
 
-    def __init__(self, network, state, caches, rows):
+    A call compares the sizes with the last call's; a pure branch gives
+    either fresh samples (each sampling block computed once, shared by the
+    layers reading it) or the kept ones, and the buffers are written after
+    it, unconditionally. (An assign inside the branch made MindSpore 2.10
+    hold twice the activation memory of the whole forward pass: measured.)"""
+
+    def __init__(self, network, state, caches, rows, specs, axes):
         super().__init__()
         self.network = network
         self.state = state
         self.caches = list(caches)  # a plain list: the caches are sub-cells of ``network`` already
+        self.biased = [c for c in self.caches if c.has_bias]
         self.rows = Tensor(np.array(rows, np.int32))
+        self.specs = list(specs)
+        self.axes = list(axes)
+        self._table(len(rows))
+
+    def _table(self, groups):
+        """Constant per-row columns of the point-rule blocks' table (see
+        :meth:`_taps`); a fixed part (no group) reads its full size from
+        entries appended to the sizes."""
+        rows, group, full, last, integrate, fixed, self.table_starts = [], [], [], [], [], [], []
+        offset = 0
+        for spec in self.specs:
+            if spec.rule != "point":
+                self.table_starts.append(None)
+                continue
+            if spec.group is None:
+                fixed.append(float(spec.full))
+                g = groups + len(fixed) - 1
+            else:
+                g = spec.group
+            self.table_starts.append(offset)
+            offset += spec.rows
+            rows += list(range(spec.rows))
+            group += [g] * spec.rows
+            full += [spec.full] * spec.rows
+            last += [spec.m - 1] * spec.rows
+            integrate += [float(spec.integrate)] * spec.rows
+        const = lambda v, t=np.float32: Tensor(np.array(v, t)) if offset else None
+        self.table_row, self.table_group = const(rows), const(group, np.int32)
+        self.table_full, self.table_last, self.table_integrate = const(full), const(last), const(integrate)
+        self.fixed = Tensor(np.array(fixed, np.float32)) if fixed else None
 
     def fits(self, sizes):
         return (sizes <= self.rows).all()
 
+    def _taps(self, sizes):
+        """Every point-rule block's taps at once, over one table of all their
+        rows (a handful of ops for the whole bucket, not per block: the
+        graph's size and compile time follow its op count)."""
+        n = ops.cast(sizes, ms.float32)
+        if self.fixed is not None:
+            n = ops.concat([n, self.fixed])
+        n = ops.maximum(ops.gather(n, self.table_group, 0), 2.0)
+        i = self.table_row
+        step = 1.0 / (n - 1.0)
+        mask = ops.cast(i < n, ms.float32)
+        ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
+        q = mask * (1.0 + self.table_integrate * (step * (1.0 - 0.5 * ends) * self.table_full - 1.0))
+        pos = ops.minimum(i * step, 1.0) * self.table_last
+        taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
+        wts = keys_kernel(pos.reshape(-1, 1) - taps) * q.reshape(-1, 1)
+        idx = ops.cast(ops.minimum(ops.maximum(taps, 0.0), self.table_last.reshape(-1, 1)), ms.int32)
+        return idx, wts
+
+    def _samples(self, sizes):
+        blocks = []
+        if self.table_row is not None:
+            idx, wts = self._taps(sizes)
+        n = ops.cast(sizes, ms.float32)
+        for spec, start in zip(self.specs, self.table_starts):
+            if start is not None:
+                blocks.append((idx[start:start + spec.rows], wts[start:start + spec.rows]))
+            else:
+                blocks.append(_spec_taps(spec, n[spec.group] if spec.group is not None
+                                         else Tensor(float(spec.full), ms.float32)))
+        samplers = [_axis_sampler(axis, blocks, self.specs) for axis in self.axes]
+        weights, biases = [], []
+        for cache in self.caches:
+            w, b = cache.sample(samplers)
+            weights.append(w)
+            if cache.has_bias:
+                biases.append(b)
+        return weights, biases
+
     def construct(self, x, sizes):
-        if (sizes != self.state.sizes).any():
-            ops.assign(self.state.sizes, sizes)
-            for cache in self.caches:
-                cache.refresh()
+        changed = (sizes != self.state.sizes).any()
+        ops.assign(self.state.sizes, sizes)
+        if changed:
+            weights, biases = self._samples(sizes)
+        else:
+            weights = [cache.sampled_weight for cache in self.caches]
+            biases = [cache.sampled_bias for cache in self.biased]
+        for cache, w in zip(self.caches, weights):
+            ops.assign(cache.sampled_weight, w)
+        for cache, b in zip(self.biased, biases):
+            ops.assign(cache.sampled_bias, b)
         return self.network(x)
 
 
@@ -353,12 +558,24 @@ def _bucket(base, group_index, rows):
     network, whose Parameters it shares) with ``rows`` channels per group."""
     state = _SizeState(len(group_index))
     by_group = dict(enumerate(rows))
-    caches = []
+    caches, specs, axes = [], {}, {}
 
     def axes_only(cell):
         if isinstance(cell, AxisSampler):
             return ElasticAxis(cell, group_index, state, by_group)
         return None
+
+    def plan(axis):
+        """Register ``axis``'s blocks and its sampler with the bucket; its index."""
+        if axis is None:
+            return None, None
+        keys, starts = [], []
+        for (g, full, m), r, start, rule in zip(axis.blocks, axis.rows, axis.starts, axis.rules):
+            spec = _Spec(g, full, m, r, axis.integrate, rule)
+            keys.append(specs.setdefault(spec.key, (len(specs), spec))[0])
+            starts.append(start)
+        plan_ = _Axis(keys, starts, sum(m for _, _, m in axis.blocks), axis.dense or DENSE_SAMPLING)
+        return plan_, axes.setdefault(plan_.key, (len(axes), plan_))[0]
 
     def replace(cell):
         if isinstance(cell, (IntegralConv2d, IntegralDense)):
@@ -369,13 +586,18 @@ def _bucket(base, group_index, rows):
             if layer.in_axis is not None:
                 shape[1] = layer.in_axis.size
             bias = None if cell.bias is None else (shape[0],)
-            cache = SampledCache(layer, tuple(shape), bias)
+            out_plan, out_index = plan(layer.out_axis)
+            in_plan, in_index = plan(layer.in_axis)
+            cache = SampledCache(layer, tuple(shape), bias, out_plan, in_plan)
+            cache.out_index, cache.in_index = out_index, in_index
             caches.append(cache)
             return cache
         return axes_only(cell)
 
     network = _rebuild(base, replace, share_parameters=True)
-    return ElasticBucket(network, state, caches, rows)
+    spec_list = [spec for _, spec in sorted(specs.values(), key=lambda v: v[0])]
+    axis_list = [a for _, a in sorted(axes.values(), key=lambda v: v[0])]
+    return ElasticBucket(network, state, caches, rows, spec_list, axis_list)
 
 
 def elastic_sizes(model, keep=None, sizes=None):
@@ -422,4 +644,10 @@ def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native
     widest = Tensor(np.array([high for _, high in ranges], np.int32))
     return export_mindir(net, path, shape, dynamic_batch=dynamic_batch, backend=backend,
                          extra_inputs=(widest,), input_names=["x", "sizes"],
-                         info={"elastic": {"sizes_input": 1, "groups": groups}})
+                         info={"elastic": {"sizes_input": 1, "groups": groups}}, runtime_state=is_runtime_state)
+
+
+def is_runtime_state(name):
+    """Whether the Parameter ``name`` of an elastic network is run-time state
+    (sampled weights, rewritten on the first call), stored without data."""
+    return name.endswith((".sampled_weight", ".sampled_bias"))

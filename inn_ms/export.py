@@ -38,7 +38,7 @@ INFO_KEY = "inn_ms"  # the MindIR's user_info entry with what inn_ms records abo
 
 
 def export_mindir(network, path, input_shape, dynamic_batch=True, backend="native", extra_inputs=(),
-                  input_names=None, info=None):
+                  input_names=None, info=None, runtime_state=None):
     """Write ``network`` (a plain Cell) to ``path`` (``.mindir``) for inputs of
     ``input_shape``; with ``dynamic_batch`` the batch axis is free;
     ``extra_inputs``: example tensors of further inputs (fixed shapes). The
@@ -48,7 +48,13 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
     the inputs' names (``input_names``, default ``x``, ``input1``, …) and
     ``info``, a JSON object of more facts for the runner
     (:class:`MindIRGraph`); MindSpore itself records each input's shape and
-    type, which the runner checks calls against."""
+    type, which the runner checks calls against.
+
+    ``runtime_state(name)``, if given, marks Parameters that are run-time
+    state (the elastic network's sampled weights, filled on the first
+    call): they are written without data, so they cost nothing in the file.
+    ``ms.load`` gives them uninitialised buffers of their declared shapes;
+    the graph must write them before reading them."""
     import json
     from inn_ms.fileio import atomic_write
     if not str(path).endswith(".mindir"):
@@ -78,11 +84,34 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
         renew_graph_identity(network)
         with atomic_write(path) as tmp:
             ms.export(network, spec, *extra_inputs, file_name=tmp, file_format="MINDIR", custom_func=record_info)
+            if runtime_state is not None:
+                _drop_data(tmp, runtime_state)
     finally:
         for c, b in zip(cells, saved):
             c.conv_backend = b
         network.set_train(was_training)
     return path
+
+
+def _drop_data(path, runtime_state):
+    """Rewrite the MindIR at ``path`` with the data of the Parameters that
+    ``runtime_state`` names removed (``ms.export`` fills every Parameter's
+    data after ``custom_func`` runs, so this is done on the written file)."""
+    from mindspore.train.mind_ir_pb2 import ModelProto
+    model = ModelProto()
+    with open(path, "rb") as f:
+        model.ParseFromString(f.read())
+    dropped = 0
+    for p in model.graph.parameter:
+        if runtime_state(p.name[p.name.find(":") + 1:]):
+            if p.HasField("external_data"):
+                raise ValueError(f"{path}: parameter {p.name!r} is stored outside the MindIR (a model over 1 GB); "
+                                 f"run-time state can only be dropped from a single-file MindIR")
+            dropped += len(p.raw_data)
+            p.ClearField("raw_data")
+    if dropped:
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString())
 
 
 class MindIRGraph:
