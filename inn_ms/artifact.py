@@ -33,8 +33,9 @@ import os
 import tempfile
 import zipfile
 
-import inn_ms
-from inn_ms.builders import UntrustedBuilderError, is_callable_name, registered_builders, resolve
+from inn_ms._version import __version__
+from inn_ms.builders import (UntrustedBuilderError, architecture_builder, build_discrete,  # noqa: F401
+                             converted_architecture, resolve, zoo_architecture)
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 from inn_ms.fileio import atomic_write
 from inn_ms.layers.base import IntegralLayer
@@ -52,36 +53,6 @@ CONVERT_OPTIONS = ("fold_bn", "quadrature", "discrete_dims", "continuous_dims")
 
 class ArtifactError(ValueError):
     """An integral artifact that cannot be read or does not fit its manifest."""
-
-
-def zoo_architecture(name, **kwargs):
-    """Architecture spec of an integral zoo network ``create_model(name, integral=True, **kwargs)``."""
-    return {"kind": "zoo", "name": name, "kwargs": dict(kwargs)}
-
-
-def converted_architecture(builder, input_shape, builder_kwargs=None, **convert_options):
-    """Architecture spec of a converted network: the discrete ``builder`` (a
-    zoo name or ``module:callable``) with ``builder_kwargs``, then
-    :func:`inn_ms.convert.convert` for ``input_shape`` with the given options
-    (``fold_bn``, ``discrete_dims``, ``continuous_dims``, ``quadrature``)."""
-    return {"kind": "converted", "builder": builder, "kwargs": dict(builder_kwargs or {}),
-            "input_shape": [int(v) for v in input_shape], "convert": dict(convert_options)}
-
-
-def build_discrete(builder, kwargs, builders=None):
-    """A discrete network from a builder the caller names: a registered name
-    (the zoo's, ``mindcv:<name>``) or a ``module:callable``, which is
-    imported because the caller asked for it by name (a command line, a
-    config). Architectures read from files go through :func:`rebuild`."""
-    trusted = builders
-    if is_callable_name(builder) and builders is None:
-        trusted = [builder]
-    try:
-        fn = resolve(builder, trusted, kind="discrete")
-    except UntrustedBuilderError:
-        raise ValueError(f"unknown model {builder!r}; known: {registered_builders()}, or a module:function "
-                         f"that returns the network") from None
-    return fn(**kwargs)
 
 
 def _architecture_error(path, text):
@@ -134,7 +105,7 @@ def describe_architecture(architecture):
     """``name(k=v, ...)`` of an architecture spec, for messages."""
     if not isinstance(architecture, dict):
         return repr(architecture)
-    name = architecture.get("name") if architecture.get("kind") == "zoo" else architecture.get("builder")
+    name = architecture_builder(architecture)
     kwargs = architecture.get("kwargs") or {}
     args = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items())) if isinstance(kwargs, dict) else repr(kwargs)
     return f"{name}({args})"
@@ -146,7 +117,7 @@ def check_same_architecture(architecture, name, kwargs=None, what="the artifact"
     beyond them, such as filled-in defaults, are not compared)."""
     architecture = _json_ready(architecture, "architecture")  # tuples as lists, as a manifest has them
     _check_architecture(architecture, what)
-    built = architecture["name"] if architecture["kind"] == "zoo" else architecture["builder"]
+    built = architecture_builder(architecture)
     recorded = architecture.get("kwargs", {})
     wanted = _json_ready(kwargs or {}, "kwargs")
     differ = sorted(k for k, v in wanted.items() if k not in recorded or recorded[k] != v)
@@ -182,7 +153,7 @@ def _manifest(model, architecture, allowed_sizes):
         if isinstance(layer, IntegralLayer):
             layers[path] = {"type": type(layer).__name__, "control": [int(s) for s in layer.weight.shape[:2]]
                             if hasattr(layer, "weight") else [int(layer.num_features)]}
-    return {"format": FORMAT, "version": VERSION, "inn_ms_version": inn_ms.__version__,
+    return {"format": FORMAT, "version": VERSION, "inn_ms_version": __version__,
             "architecture": architecture, "groups": groups,
             "parametrization": {"kernel": KERNEL, "layers": layers}}
 
@@ -289,7 +260,7 @@ def _read(path, legacy=False):
         raise ArtifactError(f"{path!r}: invalid format version {version!r}")
     if version > VERSION:
         raise ArtifactError(f"{path!r} has artifact format version {version}, newer than this inn_ms "
-                            f"({inn_ms.__version__}) reads (up to {VERSION}): upgrade inn_ms")
+                            f"({__version__}) reads (up to {VERSION}): upgrade inn_ms")
     if version in LEGACY_VERSIONS:
         if not legacy:
             raise ArtifactError(f"{path!r} has format version {version}, whose checksum covers the weights but not "

@@ -29,7 +29,7 @@ import sys
 
 
 def _models(args):
-    from model_zoo import list_models
+    from inn_ms.builders import list_models
     for name in list_models():
         print(name)
     return 0
@@ -39,9 +39,9 @@ def _info(args):
     os.environ.setdefault("GLOG_v", "3")
     import mindspore as ms
     import numpy as np
-    import inn_ms
+    from inn_ms._version import __version__
     from inn_ms.functional import conv_backend
-    print(f"inn_ms {inn_ms.__version__}")
+    print(f"inn_ms {__version__}")
     print(f"mindspore {ms.__version__}, numpy {np.__version__}")
     print(f"device target {ms.get_context('device_target')}, convolution backend {conv_backend()}")
     return 0
@@ -49,9 +49,9 @@ def _info(args):
 
 def _resize(args):
     os.environ.setdefault("GLOG_v", "3")
+    from inn_ms.builders import build
     from inn_ms.model import count_parameters
-    from model_zoo import create_model
-    model = create_model(args.model, num_classes=args.num_classes)
+    model = build(args.model, num_classes=args.num_classes)
     for keep in args.keep:
         model.sizes_for_keep(keep)  # validate every ratio before printing anything
     full = count_parameters(model.discretize())
@@ -121,7 +121,8 @@ def _convert(args):
         raise ValueError(f"no checkpoint file {weights!r} (the PyTorch weights to convert)")
     from inn_ms.fileio import check_output
     check_output(out)
-    from inn_ms.artifact import build_discrete, save_artifact
+    from inn_ms.artifact import save_artifact
+    from inn_ms.builders import build_discrete
     from inn_ms.convert import convert, load_torch_weights
     net = build_discrete(arch, kwargs)
     if weights:

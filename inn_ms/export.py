@@ -74,7 +74,7 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
         for c in cells:
             c.conv_backend = backend
         network.set_train(False)
-        from inn_ms.keyed import renew_graph_identity
+        from inn_ms.cells import renew_graph_identity
         renew_graph_identity(network)
         with atomic_write(path) as tmp:
             ms.export(network, spec, *extra_inputs, file_name=tmp, file_format="MINDIR", custom_func=record_info)

@@ -26,6 +26,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from inn_ms.builders import architecture_builder, build, build_discrete, find_builder, is_callable_name
 from inn_ms.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint, resume_latest, save_checkpoint
 from inn_ms.config import ConfigError, dump_config
 from inn_ms.datasets import build_sources, epoch_order, shard
@@ -76,16 +77,14 @@ def build_model(cfg):
     (``model.convert``); then ``model.checkpoint`` loaded if given. A
     checkpoint that is an integral artifact (``.inn``) is the network itself:
     nothing else is built."""
-    from model_zoo import create_model
     m = cfg["model"]
     if m["checkpoint"] and m["checkpoint"].endswith(".inn"):
         return _from_artifact(cfg)
     kwargs = dict(m["kwargs"])
     classes = {} if m["num_classes"] is None else {"num_classes": m["num_classes"]}  # None: super resolution
     if m["convert"] is None:
-        model = create_model(m["name"], integral=True, **classes, **kwargs)
+        model = build(m["name"], integral=True, **classes, **kwargs)
     else:
-        from inn_ms.artifact import build_discrete
         from inn_ms.convert import convert, load_torch_weights
         c = m["convert"]
         arch_kwargs = dict(kwargs, **classes)
@@ -105,13 +104,11 @@ def _from_artifact(cfg):
     ``model.name``: the artifact records the network it holds. A config's
     own ``module:function`` name is trusted (training imports it anyway)."""
     from inn_ms.artifact import load_artifact, read_manifest
-    from inn_ms.builders import is_callable_name
     path = cfg["model"]["checkpoint"]
     if not os.path.isfile(path):
         raise ValueError(f"model.checkpoint {path!r} not found")
     name = cfg["model"]["name"]
-    arch = read_manifest(path)["architecture"]
-    built = arch.get("name") if arch.get("kind") == "zoo" else arch.get("builder")
+    built = architecture_builder(read_manifest(path)["architecture"])
     if built != name:
         raise ValueError(f"model.checkpoint {path!r} holds {built!r}, but model.name is {name!r}")
     return load_artifact(path, builders=[name] if is_callable_name(name) else None)
@@ -223,8 +220,8 @@ def upscaled_input(cfg):
     """Whether the super-resolution network of ``cfg`` takes the
     bicubic-upscaled image (SRCNN) rather than the LR image (it upsamples
     itself, as EDSR: its builder takes ``scale``)."""
-    from model_zoo.registry import sr_scale
-    return sr_scale(cfg["model"]["name"], cfg["model"]["kwargs"]) is None
+    builder = find_builder(cfg["model"]["name"])
+    return builder is None or builder.input != "low_resolution"
 
 
 @contextlib.contextmanager

@@ -139,7 +139,7 @@ def _separable(f, cin, cout, k, stride, padding, has_bias, in_group, out_group):
 def finish(net, factory):
     """Name parameters by their path (unique names, which graph mode needs),
     and wrap an integral network in an IntegralModel with its named groups."""
-    from inn_ms.convert.cells import name_parameters_by_path
+    from inn_ms.cells import name_parameters_by_path
     name_parameters_by_path(net)
     if not factory.integral:
         return net

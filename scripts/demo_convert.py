@@ -43,7 +43,7 @@ from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
 from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
 from inn_ms.fileio import atomic_write, write_json  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
-from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
+from inn_ms.partition_tuning import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.layers.plain import with_fast_convolutions  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402

@@ -32,7 +32,7 @@ from mindspore import nn  # noqa: E402
 
 from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
-from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
+from inn_ms.partition_tuning import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.export import prune  # noqa: E402
 from inn_ms.fileio import write_json  # noqa: E402

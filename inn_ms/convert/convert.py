@@ -9,7 +9,7 @@ exactly what it did (one control value per channel, divided by the
 full-size quadrature weights). The result is an
 :class:`~inn_ms.model.IntegralModel`: ``resize`` it, ``discretize`` it,
 train it with random widths (pipeline A) or tune its partitions (pipeline B,
-:mod:`inn_ms.convert.pipelines`).
+:mod:`inn_ms.partition_tuning`).
 
 A network with a non-finite weight or a negative BatchNorm variance is
 refused before anything else (such a network converts "exactly" and then
@@ -25,7 +25,8 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from inn_ms.convert.bn import fold_batchnorms, output_statistics
-from inn_ms.convert.cells import get_cell, name_parameters_by_path, set_cell
+from inn_ms.builders import converted_architecture
+from inn_ms.cells import clone, get_cell, name_parameters_by_path, set_cell
 from inn_ms.convert.permute import permute_channels
 from inn_ms.convert.weights import check_values, network_parameters
 from inn_ms.graph.channels import find_channel_groups
@@ -49,10 +50,7 @@ class ConversionError(ValueError):
 def clone_network(network):
     """A copy of ``network`` with its own parameters (the user's network is
     never changed by conversion)."""
-    from inn_ms.model import _rebuild
-    net = _rebuild(network, lambda c: None)
-    name_parameters_by_path(net)  # unique names: graph compilation refuses duplicates
-    return net
+    return clone(network)  # unique names: graph compilation refuses duplicates
 
 
 def _input_partition(use, partitions, quadrature):
@@ -161,7 +159,6 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
     model = IntegralModel(net, groups=partitions)
     model.conversion = {"groups": groups, "folded_bn": folded, "permutation": report}
     if builder is not None:
-        from inn_ms.artifact import converted_architecture
         model.architecture = converted_architecture(
             builder, tuple(x.shape), builder_kwargs, fold_bn=fold_bn, quadrature=quadrature,
             discrete_dims=discrete_dims, continuous_dims=continuous_dims)

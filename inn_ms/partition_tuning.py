@@ -15,8 +15,7 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm.auto import tqdm
 
-from inn_ms.convert.cells import name_parameters_by_path
-from inn_ms.keyed import renew_graph_identity
+from inn_ms.cells import name_parameters_by_path, renew_graph_identity
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.partition import CompositePartition, TrainablePartition
 from inn_ms.sampler import AxisSampler
