@@ -40,6 +40,7 @@ def make_partitions_trainable(model, sizes):
         p = s.get_partition()
         if isinstance(p, CompositePartition):
             in_composite |= {id(part) for part in p.parts}
+    model.full_parameters()  # counted while every group can still take its full size
     swapped, new = [], {}
     for name, n in sizes.items():
         old = groups[name]
@@ -58,7 +59,6 @@ def make_partitions_trainable(model, sizes):
     for name, p in groups.items():
         if id(p) in new:
             model._groups[name] = new[id(p)]
-    model._full_params = None
     name_parameters_by_path(model.network)
     renew_graph_identity(model)
     return swapped
