@@ -192,10 +192,11 @@ def _artifact_input_shape(args, manifest, cfg=None):
         return tuple(recorded)
     if cfg is None:
         raise ValueError("--input-shape is needed: the artifact does not record one")
-    if cfg["task"] == "super_resolution":
+    from inn_ms.tasks import task_for
+    shape = task_for(cfg).input_shape()
+    if shape is None:
         raise ValueError("--input-shape is needed for a super-resolution network (the image size to export for)")
-    from inn_ms.datasets import build_source
-    return (1,) + tuple(build_source(cfg["data"], train=False).input_shape)
+    return shape
 
 
 def _config_artifact(args, cfg):
@@ -256,7 +257,7 @@ def _repair_options(args, cfg):
     return (None if resampling == "auto" else resampling), repair, count
 
 
-def _calibration(args, cfg, repair, count, shape):
+def _calibration(args, cfg, repair, count):
     """Unlabelled calibration images for ``--repair calib``: ``--calib-data``
     (a .npy array N x C x H x W), else the config's training data."""
     if repair != "calib":
@@ -273,13 +274,8 @@ def _calibration(args, cfg, repair, count, shape):
         return images[:count]
     if cfg is None:
         raise ValueError("--repair calib needs images: --calib-data FILE.npy, or --config (its training data)")
-    if cfg["task"] == "super_resolution":
-        raise ValueError("--repair calib on a super-resolution config needs --calib-data (network inputs)")
-    import numpy as np
-    from inn_ms.datasets import build_source
-    source = build_source(cfg["data"], train=True)
-    n = min(count, source.size)
-    return np.concatenate([x for x, _ in source.batches(range(n), n, drop_remainder=False)])
+    from inn_ms.tasks import task_for
+    return task_for(cfg).calibration_images(count)
 
 
 def _prune(args):
@@ -304,7 +300,7 @@ def _prune(args):
         if unknown:
             raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
     resampling, repair, count = _repair_options(args, cfg)
-    calib = _calibration(args, cfg, repair, count, shape)
+    calib = _calibration(args, cfg, repair, count)
     model = load_artifact(path, builders=_trusted(args, cfg))
     macs = args.macs if args.flops is None else args.flops // 2
     plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=macs,
@@ -382,9 +378,8 @@ def _train(args):
 def _eval(args):
     os.environ.setdefault("GLOG_v", "3")
     from inn_ms.checkpoint import load_checkpoint
-    from inn_ms.datasets import build_source
-    from inn_ms.runner import build_model, evaluate, evaluate_sr, plot_accuracy, plot_psnr, setup_device, sr_table, \
-        upscaled_input
+    from inn_ms.runner import build_model, setup_device
+    from inn_ms.tasks import task_for
     cfg = _run_config(args)
     multiple_of = _multiple_of(args, cfg)
     args.widths = args.widths or cfg["eval"]["widths"]
@@ -404,13 +399,9 @@ def _eval(args):
     check_output(out + ".png")
     check_output(out + ".json")
     setup_device(cfg)
-    sr = cfg["task"] == "super_resolution"
-    if sr:
-        from inn_ms.data_sr import build_source as build_sr_source
-        source = build_sr_source(cfg["data"], upscaled_input(cfg), train=False)
-    else:
-        source = build_source(cfg["data"], train=False)
-        source.check(progress=not args.quiet)
+    task = task_for(cfg)
+    source = task.eval_source()
+    task.check_data([source], progress=not args.quiet)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
         model = load_artifact(args.checkpoint, builders=_trusted(args, cfg))
@@ -421,31 +412,18 @@ def _eval(args):
     resampling, repair, count = _repair_options(args, cfg)
     options = {"resampling": resampling, "repair": repair, "calib_count": count}
     if repair == "calib":
-        shape = None if sr else (1,) + tuple(source.input_shape)
-        options["calib"] = _calibration(args, cfg, repair, count, shape)
-    if sr:
-        d, e = cfg["data"], cfg["eval"]
-        if repair == "datafree":
-            raise ValueError("--repair datafree on a super-resolution network: the input size to synthesize is "
-                             "not fixed; use --repair calib with --calib-data")
-        rows = evaluate_sr(model, source, d["scale"], args.widths, upscaled_input(cfg), e["tile"], e["tile_margin"],
-                           multiple_of, progress=not args.quiet, **options)
-        print(f"{cfg['model']['name']} x{d['scale']} on {d['name']} ({len(source)} images, Y channel, border "
-              f"{d['scale']} px; PSNR dB / SSIM), {args.checkpoint}")
-        print("\n".join(sr_table(rows, per_image=len(source) <= 4)))
-        plot_psnr(rows, out + ".png", title=f"{cfg['model']['name']} x{d['scale']}: PSNR vs compression")
-    else:
-        rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], multiple_of,
-                        progress=not args.quiet, **options)
-        if resampling is not None or repair != "none":
-            print(f"resampling: {resampling or 'each group its own'}; repair: {repair}"
-                  + (f" on {count} images" if repair != "none" else ""))
-        print(f"{cfg['model']['name']} on {source.name} ({rows[0]['samples']} samples), {args.checkpoint}")
-        print(f"{'keep':>6} {'params':>10} {'compr.':>7} {'top-1':>8} {'top-5':>8}  channels per group")
-        for r in rows:
-            print(f"{r['keep']:>6.2f} {r['params']:>10d} {r['compression']:>7.1%} {r['top1']:>8.2%} "
-                  f"{r['top5']:>8.2%}  {','.join(str(v) for v in r['sizes'].values())}")
-        plot_accuracy(rows, out + ".png", title=f"{cfg['model']['name']}: accuracy vs compression")
+        options["calib"] = _calibration(args, cfg, repair, count)
+    if repair == "datafree" and task.input_shape(source) is None:
+        raise ValueError("--repair datafree on a super-resolution network: the input size to synthesize is "
+                         "not fixed; use --repair calib with --calib-data")
+    rows = task.evaluate(model, source, args.widths, multiple_of, progress=not args.quiet, **options)
+    if resampling is not None or repair != "none":
+        print(f"resampling: {resampling or 'each group its own'}; repair: {repair}"
+              + (f" on {count} images" if repair != "none" else ""))
+    title, *table = task.report(rows, source)
+    print(f"{title}, {args.checkpoint}")
+    print("\n".join(table))
+    task.plot(rows, out + ".png")
     write_json(out + ".json", {"config": args.config, "checkpoint": args.checkpoint, "rows": rows})
     print(f"plot {out}.png, table {out}.json")
     return 0
@@ -474,7 +452,7 @@ def _export(args):
     artifact = _config_artifact(args, cfg)
     shape = _artifact_input_shape(args, read_manifest(artifact), cfg)
     resampling, repair, count = _repair_options(args, cfg)
-    calib = _calibration(args, cfg, repair, count, shape)
+    calib = _calibration(args, cfg, repair, count)
     model = load_artifact(artifact, builders=_trusted(args, cfg))
     os.makedirs(folder, exist_ok=True)
     print(f"{name}: {artifact}, input {shape}, {args.backend} convolution, dynamic batch")

@@ -1,5 +1,6 @@
-"""Super-resolution data: offline photos, bicubic degradation, patches, a
-paired LR/HR folder dataset, and the usual metrics (PSNR, SSIM on Y).
+"""Super-resolution data: offline photos, bicubic degradation, patches and a
+paired LR/HR folder dataset (metrics: :mod:`inn_ms.metrics`; running a
+network on whole images: :mod:`inn_ms.tasks`).
 
 Conventions of the SR literature (SRCNN, EDSR and their benchmarks):
 
@@ -204,102 +205,6 @@ def random_patch(hr, lr, up, size, scale, rng, upscaled=True, augment=True):
     return x, y
 
 
-# -- metrics ------------------------------------------------------------------
-
-def _crop(a, border):
-    return a[border:a.shape[0] - border, border:a.shape[1] - border] if border else a
-
-
-def psnr(pred, target, border=0, data_range=1.0):
-    """Peak signal-to-noise ratio in dB of 2-D images, ignoring ``border``
-    pixels on each side (the SR convention: border = scale)."""
-    p, t = _crop(np.asarray(pred, np.float64), border), _crop(np.asarray(target, np.float64), border)
-    if p.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"psnr: need two 2-D images of one shape, got {p.shape} and {t.shape}")
-    mse = np.mean((p - t) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
-
-
-def ssim(pred, target, border=0, data_range=1.0, sigma=1.5):
-    """Structural similarity (Wang et al., 2004) of 2-D images: Gaussian
-    window (σ = 1.5, 11×11), K1 = 0.01, K2 = 0.03, population statistics,
-    averaged over the pixels whose window fits inside the (border-cropped)
-    image."""
-    from scipy.ndimage import gaussian_filter
-
-    p, t = _crop(np.asarray(pred, np.float64), border), _crop(np.asarray(target, np.float64), border)
-    if p.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"ssim: need two 2-D images of one shape, got {p.shape} and {t.shape}")
-    radius = int(3.5 * sigma + 0.5)
-    if min(p.shape) < 2 * radius + 1:
-        raise ValueError(f"ssim: images of {p.shape} are smaller than the {2 * radius + 1}-pixel window")
-    blur = lambda a: gaussian_filter(a, sigma, truncate=3.5)  # noqa: E731
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mp, mt = blur(p), blur(t)
-    vp, vt, cov = blur(p * p) - mp * mp, blur(t * t) - mt * mt, blur(p * t) - mp * mt
-    s = ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp * mp + mt * mt + c1) * (vp + vt + c2))
-    return float(_crop(s, radius).mean())
-
-
-# -- running a network on whole images -------------------------------------
-
-def receptive_radius(net):
-    """An upper bound of ``net``'s receptive-field radius in input pixels:
-    how far an output pixel can see. Every convolution adds
-    ``dilation·(k−1)/2`` along the network's longest path, and no path is
-    longer than all of them in a row; a stride multiplies what follows, so
-    every term is scaled by the product of all strides. Convolutions after
-    an upsampler count in high-resolution pixels, a fraction of an input
-    pixel each, so counting them whole only overestimates. The tile
-    overlap that makes :func:`super_resolve` equal one whole-image pass."""
-    from mindspore import nn
-    from inn_ms.layers import IntegralConv2d
-    terms, stride = [], 1
-    for _, cell in net.cells_and_names():
-        if isinstance(cell, (nn.Conv2d, IntegralConv2d)):
-            k, d, st = cell.kernel_size, cell.dilation, cell.stride
-            k, d, st = [(v, v) if isinstance(v, int) else tuple(v)[-2:] for v in (k, d, st)]
-            reach = max(d[0] * (k[0] - 1), d[1] * (k[1] - 1))
-            terms.append(-(-reach // 2))  # rounded up: an even kernel reaches further on one side
-            stride *= max(st)
-    if not terms:
-        raise ValueError(f"receptive_radius: {type(net).__name__} has no convolution")
-    return sum(terms) * stride
-
-
-def super_resolve(net, image, tile=96, margin=None, out_scale=1):
-    """Run ``net`` (a Cell mapping ``(1, 1, h, w)`` to ``(1, 1, h·out_scale,
-    w·out_scale)``) on a 2-D image in overlapping tiles, and return the
-    2-D float64 result clipped to [0, 1].
-
-    Tiles keep memory small (unfold + matmul convolutions of whole photos
-    need gigabytes); ``tile=None`` runs the whole image at once. Tiles
-    overlap by ``margin`` input pixels and only their centres are kept;
-    with ``margin`` at least the network's receptive-field radius (the
-    default None takes :func:`receptive_radius`), the result equals running
-    the whole image at once.
-    """
-    from mindspore import Tensor
-
-    x = np.asarray(image, np.float32)
-    h, w = x.shape
-    tile = tile or max(h, w)
-    margin = receptive_radius(net) if margin is None else margin
-    if margin < 0:
-        raise ValueError(f"super_resolve: margin must be >= 0 input pixels, got {margin}")
-    out = np.zeros((h * out_scale, w * out_scale))
-    s = out_scale
-    for i in range(0, h, tile):
-        for j in range(0, w, tile):
-            i0, j0 = max(0, i - margin), max(0, j - margin)
-            i1, j1 = min(h, i + tile + margin), min(w, j + tile + margin)
-            y = net(Tensor(x[None, None, i0:i1, j0:j1])).asnumpy()[0, 0]
-            ti, tj = min(tile, h - i), min(tile, w - j)
-            out[i * s:(i + ti) * s, j * s:(j + tj) * s] = \
-                y[(i - i0) * s:(i - i0 + ti) * s, (j - j0) * s:(j - j0 + tj) * s]
-    return np.clip(out, 0.0, 1.0)
-
-
 # -- users' own data: paired folders ----------------------------------------
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -473,25 +378,6 @@ def paired_dataset(lr_dir, hr_dir, scale, patch_size=None, upscaled=True, batch_
     data = ds.GeneratorDataset(source, column_names=["x", "y"], shuffle=shuffle,
                                num_parallel_workers=num_parallel_workers)
     return data.batch(batch_size, drop_remainder=batch_size > 1)
-
-
-def evaluate(pairs, scale, net=None, upscaled=True, tile=96, margin=None):
-    """Mean PSNR (dB) and SSIM on Y over photo ``pairs`` (as made by
-    :func:`photo_pairs`), border ``scale``: of ``net`` (SRCNN-style input
-    with ``upscaled=True``, LR input otherwise, run in tiles: see
-    :func:`super_resolve`) or, with ``net=None``, of the bicubic upscaling
-    itself. Returns ``{"psnr", "ssim", "per_image"}``."""
-    rows = []
-    for name, hr, lr, up in pairs:
-        if net is None:
-            pred = up
-        elif upscaled:
-            pred = super_resolve(net, up, tile, margin)
-        else:
-            pred = super_resolve(net, lr, tile, margin, out_scale=scale)
-        rows.append((name, psnr(pred, hr, scale), ssim(pred, hr, scale)))
-    return {"psnr": float(np.mean([r[1] for r in rows])), "ssim": float(np.mean([r[2] for r in rows])),
-            "per_image": {r[0]: {"psnr": r[1], "ssim": r[2]} for r in rows}}
 
 
 def build_source(data, upscaled, train):

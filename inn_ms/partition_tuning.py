@@ -12,8 +12,7 @@
 import logging
 
 import numpy as np
-from mindspore import Tensor, nn
-from tqdm.auto import tqdm
+from mindspore import nn
 
 from inn_ms.cells import name_parameters_by_path, renew_graph_identity
 from inn_ms.layers.base import IntegralLayer
@@ -86,10 +85,9 @@ def tune_partitions(model, x, y, sizes, epochs=1, batch_size=64, lr=1e-2, train_
         trainer = RandomWidthTrainer(model, loss_fn, opt, width_sampler=None, seed=seed)
         history = []
         for epoch in range(epochs):  # at the target sizes throughout (fit() would return to full width)
-            idx_batches = batches(len(x), batch_size, trainer.rng)
-            losses = [trainer.step(Tensor(x[idx]), Tensor(y[idx]))
-                      for idx in tqdm(idx_batches, desc=f"pipeline B {epoch + 1}/{epochs}", disable=not progress,
-                                      leave=False)]
+            order = batches(len(x), batch_size, trainer.rng)
+            losses = trainer.run_epoch(((x[idx], y[idx]) for idx in order), total=len(order),
+                                       desc=f"pipeline B {epoch + 1}/{epochs}", progress=progress)
             history.append(float(np.mean(losses)))
             logger.info("pipeline B epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
         trainer.step_cell.set_train(False)

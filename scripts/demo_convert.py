@@ -48,7 +48,8 @@ from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.layers.plain import with_fast_convolutions  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
 from inn_ms.repair import clear_cache, repair  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
+from inn_ms.metrics import accuracy  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from inn_ms.convert import convert
 from inn_ms.partition_tuning import make_partitions_trainable, tune_partitions
 from inn_ms.data import mnist_subset
 from inn_ms.model import count_parameters
-from inn_ms.train import accuracy
+from inn_ms.metrics import accuracy
 from model_zoo import create_model
 
 

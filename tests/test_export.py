@@ -40,7 +40,7 @@ def test_pruned_mindir_matches_the_network_at_several_batch_sizes(tmp_path, rng,
 def test_loaded_mindir_runs_where_a_cell_does(tmp_path, rng):
     """``predict``/``accuracy`` (written for Cells: set_train, batches with a
     smaller last one) run a loaded MindIR and give the network's results."""
-    from inn_ms.train import accuracy, predict
+    from inn_ms.metrics import accuracy, predict
     plain, _ = prune(small(), keep=0.5, input_shape=(1, 1, 28, 28))
     path = tmp_path / "p.mindir"
     export_mindir(plain, str(path), (1, 1, 28, 28), backend="matmul")

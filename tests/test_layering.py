@@ -25,7 +25,7 @@ LAYERS = {
     "graph/convert": ["graph", "convert"],
     "deploy": ["artifact", "export", "elastic", "repair", "synthesis", "baselines"],
     "zoo": [],
-    "run": ["train", "partition_tuning", "checkpoint", "config", "data", "datasets", "data_sr",
+    "run": ["metrics", "train", "partition_tuning", "checkpoint", "config", "data", "datasets", "data_sr", "tasks",
             "runner"],
     "cli": ["cli"],
 }

@@ -158,7 +158,7 @@ def test_repair_brings_back_the_pruned_accuracy_and_beats_the_baselines():
     ms.set_context(mode=ms.GRAPH_MODE)
     from inn_ms.baselines import folding_merges, l1_indices
     from inn_ms.data import mnist_subset
-    from inn_ms.train import accuracy
+    from inn_ms.metrics import accuracy
     from model_zoo import create_model
     xtr, _, xte, yte = mnist_subset(4000, 1000, seed=0)
     xte, yte = xte[:500], yte[:500]

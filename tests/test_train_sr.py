@@ -61,10 +61,10 @@ def test_srcnn_eval_psnr_equals_model_outputs_scored_directly(srcnn_run, tmp_pat
     assert rows[1]["sizes"] == {"c1": 16, "c2": 8} and rows[3]["sizes"] == {"c1": 8, "c2": 4}
     assert stem.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # Reference: the trained network run on each whole test image (no tiles), scored by data_sr.
+    # Reference: the trained network run on each whole test image (no tiles), scored by inn_ms.metrics.
     import mindspore as ms
     from mindspore import Tensor
-    from inn_ms import data_sr
+    from inn_ms import data_sr, metrics
     from inn_ms.checkpoint import load_checkpoint
     from inn_ms.runner import build_model
     cfg = load_config(SRCNN)
@@ -76,8 +76,8 @@ def test_srcnn_eval_psnr_equals_model_outputs_scored_directly(srcnn_run, tmp_pat
     full, bicubic = {}, {}
     for name, hr, _, up in pairs:
         pred = np.clip(model(Tensor(up[None, None].astype(np.float32))).asnumpy()[0, 0], 0, 1)
-        full[name] = data_sr.psnr(pred, hr, border=3)
-        bicubic[name] = data_sr.psnr(up, hr, border=3)
+        full[name] = metrics.psnr(pred, hr, border=3)
+        bicubic[name] = metrics.psnr(up, hr, border=3)
     for name in full:
         assert rows[1]["per_image"][name]["psnr"] == pytest.approx(full[name], abs=1e-4)
         assert rows[0]["per_image"][name]["psnr"] == pytest.approx(bicubic[name], abs=1e-9)

@@ -7,7 +7,8 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from inn_ms.data import mnist_subset
-from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy, batches
+from inn_ms.metrics import accuracy
+from inn_ms.train import RandomWidthTrainer, WidthSampler, batches
 from model_zoo import create_model
 
 
