@@ -53,7 +53,7 @@ def renew_graph_identity(cell):
     object.__setattr__(cell, "_create_time", time.time_ns())
 
 
-def rebuild(cell, replace, share_parameters=False):
+def copy_tree(cell, replace, share_parameters=False):
     """Copy of the Cell tree in which ``replace(cell)``, where not None,
     stands for a Cell; every other Cell is copied with its own parameters
     (or with the same Parameter objects, ``share_parameters=True``)."""
@@ -63,7 +63,7 @@ def rebuild(cell, replace, share_parameters=False):
     new = copy.copy(cell)
     # Cell.__setstate__ adopts the original's __dict__ object: give the copy its own.
     new.__dict__ = dict(cell.__dict__)
-    object.__setattr__(new, "_cells", OrderedDict((k, rebuild(c, replace, share_parameters))
+    object.__setattr__(new, "_cells", OrderedDict((k, copy_tree(c, replace, share_parameters))
                                                   for k, c in cell._cells.items()))
     object.__setattr__(new, "_params", OrderedDict(
         (k, p if p is None or share_parameters else p.clone()) for k, p in cell._params.items()))
@@ -78,7 +78,7 @@ def rebuild(cell, replace, share_parameters=False):
 
 def clone(cell):
     """A copy of ``cell`` with its own parameters, named by path."""
-    return name_parameters_by_path(rebuild(cell, lambda c: None))
+    return name_parameters_by_path(copy_tree(cell, lambda c: None))
 
 
-__all__ = ["clone", "get_cell", "name_parameters_by_path", "rebuild", "renew_graph_identity", "set_cell"]
+__all__ = ["clone", "copy_tree", "get_cell", "name_parameters_by_path", "renew_graph_identity", "set_cell"]

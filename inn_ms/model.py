@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 from mindspore import nn
 
-from inn_ms.cells import name_parameters_by_path, rebuild
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.keyed import SizeKeyed
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.partition import CompositePartition
@@ -165,7 +165,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
         an ``nn.Conv2d``/``nn.Dense`` with fewer channels, every other Cell is
         copied with its own copy of its parameters. Parameters are named by
         their path (unique, as graph mode and checkpoints need)."""
-        return name_parameters_by_path(rebuild(
+        return name_parameters_by_path(copy_tree(
             self.network, lambda c: c.discretize() if hasattr(c, "discretize") and not isinstance(c, IntegralModel)
             else None))
 
@@ -222,7 +222,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
             return layer.discretize(out_index=sel.get("out"), in_index=sel.get("in"))
 
         with self.at_sizes(self.full_sizes):
-            return name_parameters_by_path(rebuild(self.network, pick))
+            return name_parameters_by_path(copy_tree(self.network, pick))
 
     def full_parameters(self):
         """Parameters of the discretized network at full size (computed once:
@@ -233,14 +233,17 @@ class IntegralModel(SizeKeyed, nn.Cell):
         return self._full_params
 
     def compression(self):
-        """Parameters of the discretized network now vs at full size."""
+        """Parameters of the discretized network now (``params``) and at full
+        size (``full_params``), and ``compression``: the fraction of them
+        removed, ``1 - params / full_params`` (0 at full size), as every
+        table's "compr." column and evaluation row report it."""
         now = count_parameters(self.discretize())
         full = self.full_parameters()
-        return {"params": now, "full_params": full, "ratio": now / full}
+        return {"params": now, "full_params": full, "compression": 1 - now / full}
 
 
 # Kept for inn_ms.elastic (edited in parallel); new code uses inn_ms.cells.
-_rebuild = rebuild
+_rebuild = copy_tree
 
 
 def _named(cell):

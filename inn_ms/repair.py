@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from inn_ms.functional import explicit_padding, unfold
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.cells import name_parameters_by_path, rebuild
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.partition import CompositePartition
 from inn_ms.resampling import sampling_matrix
 from inn_ms.sampler import block_diagonal
@@ -373,7 +373,7 @@ class _Reference:
             self.records[path] = probe
             return probe
 
-        self.network = name_parameters_by_path(_Driven(rebuild(full, record, share_parameters=True), self.turn))
+        self.network = name_parameters_by_path(_Driven(copy_tree(full, record, share_parameters=True), self.turn))
         self.network.set_train(False)
 
 
@@ -413,7 +413,7 @@ def _fit_network(reference, pruned, maps):
         fits[path] = _Fit(cell, kind, record.index, reference.turn, record, a)
         return fits[path]
 
-    network = name_parameters_by_path(_Driven(rebuild(pruned, fit, share_parameters=True), reference.turn))
+    network = name_parameters_by_path(_Driven(copy_tree(pruned, fit, share_parameters=True), reference.turn))
     network.set_train(False)
     return network, fits
 
@@ -504,7 +504,7 @@ def _trace_shapes(full, x):
     whatever mode is set)."""
     shapes = OrderedDict()
     paths = {id(c): p for p, c in full.cells_and_names() if p and _kind(c) is not None}
-    net = rebuild(full, lambda c: _ShapeProbe(c, paths[id(c)], shapes) if id(c) in paths else None,
+    net = copy_tree(full, lambda c: _ShapeProbe(c, paths[id(c)], shapes) if id(c) in paths else None,
                    share_parameters=True)
     net.set_train(False)
     mode = ms.get_context("mode")

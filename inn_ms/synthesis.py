@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.layers.batchnorm import IntegralBatchNorm2d
-from inn_ms.cells import name_parameters_by_path, rebuild
+from inn_ms.cells import copy_tree, name_parameters_by_path
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def synthesis_network(model, sites=None):
         path = by_id.get(id(cell))
         return None if path is None else _Site(cell, *sites[path])
 
-    net = name_parameters_by_path(_Root(rebuild(full, wrap, share_parameters=True)))
+    net = name_parameters_by_path(_Root(copy_tree(full, wrap, share_parameters=True)))
     net.set_train(False)
     return net
 
@@ -183,7 +183,7 @@ def statistics_mismatch(model, images, sites=None):
             return y
 
     by_id = {id(c): p for p, c in full.cells_and_names() if p in sites}
-    net = rebuild(full, lambda c: _Measure(c, by_id[id(c)], sites[by_id[id(c)]][0]) if id(c) in by_id else None,
+    net = copy_tree(full, lambda c: _Measure(c, by_id[id(c)], sites[by_id[id(c)]][0]) if id(c) in by_id else None,
                    share_parameters=True)
     net.set_train(False)
     mode = ms.get_context("mode")

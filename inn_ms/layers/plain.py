@@ -7,7 +7,7 @@ networks run as fast as the integral layers on CPU.
 """
 from mindspore import nn
 
-from inn_ms.cells import name_parameters_by_path, rebuild
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.functional import conv2d, conv_backend
 
 
@@ -42,4 +42,4 @@ def with_fast_convolutions(network):
             new.bias.set_data(cell.bias.data.copy())
         return new
 
-    return name_parameters_by_path(rebuild(network, replace))
+    return name_parameters_by_path(copy_tree(network, replace))
