@@ -58,7 +58,7 @@ def make_partitions_trainable(model, sizes):
     for name, p in groups.items():
         if id(p) in new:
             model._groups[name] = new[id(p)]
-    name_parameters_by_path(model.network)
+    name_parameters_by_path(model)  # the new nodes' names; the others keep theirs
     renew_graph_identity(model)
     return swapped
 

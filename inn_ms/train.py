@@ -100,7 +100,9 @@ class TrainStep(SizeKeyed, nn.Cell):
     """
 
     def __init__(self, model, loss_fn, optimizer, loss_scale=1.0):
-        super().__init__()
+        # No prefix: the network's parameters keep their names (network.conv1.weight)
+        # instead of taking this Cell's attribute path (optimizer.network.conv1.weight).
+        super().__init__(auto_prefix=False)
         self.model = model
         self.net_with_loss = nn.WithLossCell(model.network, loss_fn)
         self.optimizer = optimizer
