@@ -53,9 +53,10 @@ class Builder:
     Metadata (None: not stated, as for a user's own builder): ``task``, one
     of :data:`TASKS`; ``input``, one of :data:`INPUTS`; ``scale``, the
     default upscaling factor of a ``low_resolution`` network (its ``scale``
-    argument); ``check_kwargs(kwargs)``, raises a ValueError naming a
-    keyword argument the builder does not take; ``listed``: one of the
-    models ``inn-ms models`` lists."""
+    argument); ``input_shape``, ``(C, H, W)`` of an input the network
+    takes (a sample, for examples and tests); ``check_kwargs(kwargs)``,
+    raises a ValueError naming a keyword argument the builder does not
+    take; ``listed``: one of the models ``inn-ms models`` lists."""
 
     name: str
     discrete: Optional[Callable] = None
@@ -63,6 +64,7 @@ class Builder:
     task: Optional[str] = None
     input: Optional[str] = None
     scale: Optional[int] = None
+    input_shape: Optional[tuple] = None
     check_kwargs: Optional[Callable] = None
     listed: bool = False
 
@@ -78,8 +80,8 @@ _BUILDERS = {}
 _PREFIXES = {}
 
 
-def register_builder(name, discrete=None, integral=None, *, task=None, input=None, scale=None, check_kwargs=None,
-                     listed=False):
+def register_builder(name, discrete=None, integral=None, *, task=None, input=None, scale=None, input_shape=None,
+                     check_kwargs=None, listed=False):
     """Make ``name`` loadable: ``discrete(**kwargs)`` builds the plain network,
     ``integral(**kwargs)`` the integral model (either may be None); the
     metadata is :class:`Builder`'s. A later registration of the same name
@@ -89,12 +91,12 @@ def register_builder(name, discrete=None, integral=None, *, task=None, input=Non
     if discrete is None and integral is None:
         raise ValueError(f"register_builder({name!r}): give discrete= and/or integral=")
     _BUILDERS[name] = make_builder(name, discrete, integral, task=task, input=input, scale=scale,
-                                   check_kwargs=check_kwargs, listed=listed)
+                                   input_shape=input_shape, check_kwargs=check_kwargs, listed=listed)
     return name
 
 
-def make_builder(name, discrete=None, integral=None, *, task=None, input=None, scale=None, check_kwargs=None,
-                 listed=False):
+def make_builder(name, discrete=None, integral=None, *, task=None, input=None, scale=None, input_shape=None,
+                 check_kwargs=None, listed=False):
     """A :class:`Builder`, its metadata checked (what a prefix factory returns)."""
     if task is not None and task not in TASKS:
         raise ValueError(f"builder {name!r}: task must be one of {TASKS}, got {task!r}")
@@ -102,7 +104,11 @@ def make_builder(name, discrete=None, integral=None, *, task=None, input=None, s
         raise ValueError(f"builder {name!r}: input must be one of {INPUTS}, got {input!r}")
     if (task == "classification") != (input == "image") and None not in (task, input):
         raise ValueError(f"builder {name!r}: a {task} network cannot take input {input!r}")
-    return Builder(name, discrete, integral, task, input, scale, check_kwargs, bool(listed))
+    if input_shape is not None:
+        input_shape = tuple(int(v) for v in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"builder {name!r}: input_shape is (C, H, W), got {input_shape!r}")
+    return Builder(name, discrete, integral, task, input, scale, input_shape, check_kwargs, bool(listed))
 
 
 def register_prefix(prefix, factory):
@@ -243,11 +249,14 @@ def build(name, integral=True, **kwargs):
     (``integral=True``) or the plain network. For names a person gives (a
     command line, a config), with an error listing the known models."""
     builder = find_builder(name)
-    fn = None if builder is None else builder.integral if integral else builder.discrete
+    if builder is None:
+        raise ValueError(f"unknown model {name!r}; known: {list_models()}, or mindcv:<name> for a mindcv network")
+    fn = builder.integral if integral else builder.discrete
+    if fn is None and integral:
+        raise ValueError(f"{name} is a plain network for conversion: build it plain (integral=False) and convert "
+                         f"it (inn_ms.convert, inn-ms convert {name})")
     if fn is None:
-        raise ValueError(f"unknown model {name!r}" + ("" if builder is None else
-                                                        f" as an {'integral' if integral else 'plain'} network")
-                         + f"; known: {list_models()}, or mindcv:<name> for a mindcv network")
+        raise ValueError(f"{name} has no plain form: build it integral")
     return fn(**kwargs)
 
 

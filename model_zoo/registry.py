@@ -26,13 +26,15 @@ _REGISTRY = {}
 _TASKS = {}
 
 
-def register_model(fn=None, *, task="classification", input="image"):
+def register_model(fn=None, *, task="classification", input="image", input_shape=(3, 32, 32), plain=False):
     """Decorator: make ``fn(integral=..., **kw)`` available by its name, for
-    ``task`` on inputs of kind ``input`` (:data:`inn_ms.builders.INPUTS`).
-    A classifier takes ``num_classes``; a ``low_resolution`` network takes
-    ``scale``. ``@register_model`` alone registers a classifier."""
+    ``task`` on inputs of kind ``input`` (:data:`inn_ms.builders.INPUTS`),
+    e.g. of ``input_shape`` ``(C, H, W)``. A classifier takes
+    ``num_classes``; a ``low_resolution`` network takes ``scale``.
+    ``plain``: a plain network for conversion only (no integral build).
+    ``@register_model`` alone registers a classifier of 32×32 RGB images."""
     if fn is None:
-        return functools.partial(register_model, task=task, input=input)
+        return functools.partial(register_model, task=task, input=input, input_shape=input_shape, plain=plain)
     name = fn.__name__
     params = inspect.signature(fn).parameters
     need = "num_classes" if task == "classification" else "scale" if input == "low_resolution" else None
@@ -42,8 +44,9 @@ def register_model(fn=None, *, task="classification", input="image"):
     _TASKS[name] = task
     scale = params["scale"].default if input == "low_resolution" else None
     register_builder(name, discrete=functools.partial(create_model, name, integral=False),
-                     integral=functools.partial(create_model, name, integral=True), task=task, input=input,
-                     scale=scale, check_kwargs=functools.partial(check_kwargs, name), listed=True)
+                     integral=None if plain else functools.partial(create_model, name, integral=True), task=task,
+                     input=input, scale=scale, input_shape=input_shape,
+                     check_kwargs=functools.partial(check_kwargs, name), listed=True)
     return fn
 
 
