@@ -14,9 +14,15 @@ A ``.inn`` file is a zip archive of three members:
   edited manifest (a group size, the architecture) is refused as corrupt
   just like edited weights.
 
-Loading rebuilds the architecture with inn_ms alone (no PyTorch, no training
-code), checks the groups and every parameter against the manifest, and
-loads the weights. The architecture is built only by a known builder
+The manifest of a converted network also keeps the conversion's result
+(``conversion``: every continuous group's size, how each layer uses the
+groups, the BatchNorms folded, and each layer's output positions for the
+input shape converted at), so loading builds the integral network from the
+discrete architecture directly: nothing is traced or compiled until the
+network runs, and pruning at that input shape counts MACs without tracing.
+Loading checks the groups and every parameter against the manifest and
+loads the weights; it needs inn_ms and the architecture's code (the zoo,
+mindcv, or the trusted builder), not PyTorch or training code. The architecture is built only by a known builder
 (:mod:`inn_ms.builders`): a file cannot make us import or call anything
 else. Writes are atomic (:func:`inn_ms.fileio.atomic_write`); a truncated,
 corrupt, incomplete or newer-version file is refused with a clear message.
@@ -86,19 +92,26 @@ def _check_architecture(architecture, path="artifact"):
     return architecture
 
 
-def rebuild(architecture, builders=None):
+def rebuild(architecture, builders=None, conversion=None):
     """The integral model an architecture spec describes, with fresh weights.
     The builder it names must be known (:mod:`inn_ms.builders`) or trusted by
-    the caller through ``builders``; it is resolved before anything runs."""
+    the caller through ``builders``; it is resolved before anything runs.
+    ``conversion`` (a converted architecture's recorded ``plan``): build
+    the integral layers from it, no tracing; without it the conversion is
+    run again (files written before the plan was recorded)."""
+    from inn_ms.convert.convert import convert, rebuild_converted
     _check_architecture(architecture)
     kwargs = dict(architecture.get("kwargs", {}))
     if architecture["kind"] == "zoo":
         return resolve(architecture["name"], builders, kind="integral")(**kwargs)
     fn = resolve(architecture["builder"], builders, kind="discrete")
-    from inn_ms.convert import convert
     net = fn(**kwargs)
-    return convert(net, tuple(architecture["input_shape"]), permute=False, verify=False,
-                   **architecture.get("convert", {}))
+    options = architecture.get("convert", {})
+    if conversion is not None:
+        model = rebuild_converted(net, conversion["plan"], quadrature=options.get("quadrature", "trapezoid"))
+        model.conversion = conversion
+        return model
+    return convert(net, tuple(architecture["input_shape"]), permute=False, verify=False, **options)
 
 
 def describe_architecture(architecture):
@@ -153,9 +166,14 @@ def _manifest(model, architecture, allowed_sizes):
         if isinstance(layer, IntegralLayer):
             layers[path] = {"type": type(layer).__name__, "control": [int(s) for s in layer.weight.shape[:2]]
                             if hasattr(layer, "weight") else [int(layer.num_features)]}
-    return {"format": FORMAT, "version": VERSION, "inn_ms_version": __version__,
-            "architecture": architecture, "groups": groups,
-            "parametrization": {"kernel": KERNEL, "layers": layers}}
+    manifest = {"format": FORMAT, "version": VERSION, "inn_ms_version": __version__,
+                "architecture": architecture, "groups": groups,
+                "parametrization": {"kernel": KERNEL, "layers": layers}}
+    conversion = getattr(model, "conversion", None) or {}
+    if architecture["kind"] == "converted" and "plan" in conversion:
+        manifest["conversion"] = _json_ready({k: conversion[k] for k in ("plan", "positions") if k in conversion},
+                                             "conversion")
+    return manifest
 
 
 def _digest(manifest_bytes, weights):
@@ -281,7 +299,36 @@ def _read(path, legacy=False):
                             f"(an incomplete artifact)")
     _check_architecture(manifest["architecture"], path)
     _check_groups(path, manifest["groups"])
+    _check_conversion(path, manifest)
     return manifest, data
+
+
+def _check_conversion(path, manifest):
+    """The optional ``conversion`` record, checked key by key."""
+    conversion = manifest.get("conversion")
+    if conversion is None:
+        return
+    bad = None
+    plan = conversion.get("plan") if isinstance(conversion, dict) else None
+    if manifest["architecture"]["kind"] != "converted":
+        bad = "only a converted architecture has one"
+    elif not isinstance(plan, dict) or not isinstance(plan.get("groups"), list) \
+            or not isinstance(plan.get("layers"), list) or not isinstance(plan.get("folded", {}), dict):
+        bad = "'plan' must be an object with 'groups' and 'layers' lists and a 'folded' object"
+    elif any(not isinstance(g, list) or len(g) != 2 for g in plan["groups"]):
+        bad = "every group of the plan is [name, size]"
+    elif any(not isinstance(u, list) or len(u) != 4 or not isinstance(u[3], list)
+             or not all(isinstance(i, list) and len(i) == 3 for i in u[3]) for u in plan["layers"]):
+        bad = "every layer of the plan is [path, kind, out group, [[group, channels, spatial], ...]]"
+    elif dict(map(tuple, plan["groups"])) != {n: g["full_size"] for n, g in manifest["groups"].items()}:
+        bad = f"its groups {plan['groups']} are not the manifest's"
+    positions = conversion.get("positions") if isinstance(conversion, dict) else None
+    if bad is None and positions is not None and (
+            not isinstance(positions, dict) or not isinstance(positions.get("layers"), dict)
+            or not isinstance(positions.get("input_shape"), list)):
+        bad = "'positions' must be an object with 'input_shape' (a list) and 'layers' (an object)"
+    if bad is not None:
+        raise ArtifactError(f"{path!r}: invalid conversion record in the manifest: {bad}")
 
 
 def load_artifact(path, builders=None, legacy=False):
@@ -299,7 +346,7 @@ def load_artifact(path, builders=None, legacy=False):
 
     manifest, data = _read(path, legacy)
     try:
-        model = rebuild(manifest["architecture"], builders)
+        model = rebuild(manifest["architecture"], builders, manifest.get("conversion"))
     except UntrustedBuilderError as e:
         raise UntrustedBuilderError(f"{path!r}: {e}") from None
     except ArtifactError:

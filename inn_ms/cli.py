@@ -282,7 +282,8 @@ def _prune(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
     from inn_ms.artifact import load_artifact, read_manifest
-    from inn_ms.export import export_mindir, prune
+    from inn_ms.export import export_mindir
+    from inn_ms.prune import prune
     t0 = time.perf_counter()
     if args.keep is not None and not 0 < args.keep <= 1:
         raise ValueError(f"keep ratio must be in (0, 1], got {args.keep}")
@@ -315,9 +316,7 @@ def _prune(args):
     print(f"parameters {report['params']} of {report['full_params']} "
           f"({1 - report['params'] / report['full_params']:.1%} fewer)")
     if report.get("macs") is not None:
-        model.resize(sizes=dict(model.full_sizes))
-        from inn_ms.export import macs_of
-        full_macs = macs_of(model.discretize(), shape)
+        full_macs = report["full_macs"]
         print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer; "
               f"FLOPs {2 * report['macs']})")
     rules = report["resampling"]
@@ -436,7 +435,8 @@ def _export(args):
     import time
     from inn_ms.artifact import load_artifact, read_manifest
     from inn_ms.elastic import export_elastic
-    from inn_ms.export import export_mindir, prune
+    from inn_ms.export import export_mindir
+    from inn_ms.prune import prune
     cfg = _run_config(args)
     widths = args.widths or cfg["eval"]["widths"]
     for keep in widths:

@@ -27,12 +27,12 @@ logger = logging.getLogger(__name__)
 def network_at(model, keep, multiple_of=1, resampling=None, repair="none", calib=None, calib_count=128,
                input_shape=None):
     """What evaluation runs at ``keep``: the integral model itself resized,
-    or, with a resampling rule or a repair (:func:`inn_ms.export.prune`),
+    or, with a resampling rule or a repair (:func:`inn_ms.prune.prune`),
     the pruned plain network. The model is left resized to ``keep``."""
     model.resize(keep=keep, multiple_of=multiple_of)
     if resampling is None and repair == "none":
         return model
-    from inn_ms.export import prune
+    from inn_ms.prune import prune
     plain, _ = prune(model, keep=keep, multiple_of=multiple_of, resampling=resampling, repair=repair, calib=calib,
                      calib_count=calib_count, input_shape=input_shape)
     return plain

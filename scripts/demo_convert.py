@@ -40,7 +40,8 @@ sys.path.insert(0, ROOT)
 from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
 from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
-from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
+from inn_ms.export import export_mindir, load_mindir  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
 from inn_ms.fileio import atomic_write, write_json  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
 from inn_ms.partition_tuning import tune_partitions  # noqa: E402

@@ -34,7 +34,7 @@ from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa:
 from inn_ms.convert import convert  # noqa: E402
 from inn_ms.partition_tuning import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
-from inn_ms.export import prune  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
 from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.repair import calibration_images, group_maps, output_maps, repair  # noqa: E402
 from inn_ms.metrics import accuracy  # noqa: E402

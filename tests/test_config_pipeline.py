@@ -13,7 +13,8 @@ from mindspore import Tensor
 from inn_ms.artifact import load_artifact, read_manifest
 from inn_ms.cli import main
 from inn_ms.config import load_config
-from inn_ms.export import load_mindir, prune
+from inn_ms.export import load_mindir
+from inn_ms.prune import prune
 from inn_ms.runner import build_model
 from model_zoo.mnist_torch_cnn import bundled_checkpoint
 

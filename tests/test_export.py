@@ -6,7 +6,8 @@ from mindspore import Tensor, nn
 
 from inn_ms.artifact import load_artifact, save_artifact
 from inn_ms.cli import main
-from inn_ms.export import export_mindir, load_mindir, macs_of, prune, sizes_for_budget
+from inn_ms.export import export_mindir, load_mindir
+from inn_ms.prune import macs_of, prune, sizes_for_budget
 from inn_ms.graph.flops import count_macs
 from inn_ms.model import count_parameters
 from model_zoo import create_model

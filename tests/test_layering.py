@@ -23,7 +23,7 @@ LAYERS = {
              "sampler", "keyed", "functional", "cells"],
     "layers": ["layers", "model"],
     "graph/convert": ["graph", "convert"],
-    "deploy": ["artifact", "export", "elastic", "repair", "synthesis", "baselines"],
+    "deploy": ["artifact", "prune", "export", "elastic", "repair", "synthesis", "baselines"],
     "zoo": [],
     "run": ["metrics", "train", "partition_tuning", "checkpoint", "config", "data", "datasets", "data_sr", "tasks",
             "runner"],

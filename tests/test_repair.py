@@ -7,7 +7,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from inn_ms.convert import convert
-from inn_ms.export import prune
+from inn_ms.prune import prune
 from inn_ms.repair import calibration_images, output_maps, repair
 
 from helpers import run
