@@ -29,7 +29,7 @@ from mindspore import nn, ops
 from inn_ms.builders import architecture_builder, build, build_discrete, is_callable_name
 from inn_ms.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint, resume_latest, save_checkpoint
 from inn_ms.config import ConfigError, dump_config
-from inn_ms.datasets import epoch_order, shard
+from inn_ms.data.sources import epoch_order, shard
 from inn_ms.fileio import check_output_dir, write_json, write_text
 from inn_ms.tasks import task_for
 

@@ -17,6 +17,7 @@ import numpy as np
 from mindspore import nn
 
 from inn_ms.builders import find_builder
+from inn_ms.data import build_source
 from inn_ms.fileio import atomic_write
 from inn_ms.metrics import psnr, ssim, topk_correct
 from inn_ms.model import count_parameters
@@ -141,7 +142,7 @@ def super_resolve(net, image, tile=96, margin=None, out_scale=1):
 
 def image_quality(pairs, scale, net=None, upscaled=True, tile=96, margin=None):
     """Mean PSNR (dB) and SSIM on Y over photo ``pairs`` (``[(name, hr, lr,
-    up)]``, :mod:`inn_ms.data_sr`), border ``scale``: of ``net`` (SRCNN-style
+    up)]``, :mod:`inn_ms.data.sr`), border ``scale``: of ``net`` (SRCNN-style
     input with ``upscaled=True``, LR input otherwise, run in tiles: see
     :func:`super_resolve`) or, with ``net=None``, of the bicubic upscaling
     itself. Returns ``{"psnr", "ssim", "per_image"}``."""
@@ -173,7 +174,7 @@ def _pynative():
 def evaluate_super_resolution(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=None,
                               multiple_of=1, bicubic=True, progress=False, **repair):
     """PSNR (dB) and SSIM on Y (border ``scale``) of ``model`` on the image
-    ``pairs`` (``[(name, hr, lr, up)]``, :mod:`inn_ms.data_sr`) at every keep
+    ``pairs`` (``[(name, hr, lr, up)]``, :mod:`inn_ms.data.sr`) at every keep
     ratio in ``widths``, each with the parameter count of the discretized
     network; with ``bicubic``, first a row for bicubic upscaling (the
     baseline: ``keep``, ``params`` and ``compression`` None). Rows carry the
@@ -352,11 +353,9 @@ class Classification(Task):
     loss_digits = 4
 
     def train_source(self):
-        from inn_ms.datasets import build_source
         return build_source(self.cfg["data"], train=True)
 
     def eval_source(self):
-        from inn_ms.datasets import build_source
         return build_source(self.cfg["data"], train=False)
 
     def check(self, model, sources, progress=False):
@@ -420,12 +419,10 @@ class SuperResolution(Task):
         return builder is None or builder.input != "low_resolution"
 
     def train_source(self):
-        from inn_ms import data_sr
-        return data_sr.build_source(self.cfg["data"], self.upscaled, train=True)
+        return build_source(self.cfg["data"], train=True, upscaled=self.upscaled)
 
     def eval_source(self):
-        from inn_ms import data_sr
-        return data_sr.build_source(self.cfg["data"], self.upscaled, train=False)
+        return build_source(self.cfg["data"], train=False, upscaled=self.upscaled)
 
     def loss(self):
         return {"l1": nn.L1Loss, "mse": nn.MSELoss}[self.cfg["train"]["loss"]]()

@@ -133,7 +133,7 @@ def mnist_cnn_part(args, data):
 
 def sr_part(args):
     """SRCNN x3 trained as a discrete network, converted and resampled."""
-    from inn_ms.data_sr import random_patches, sr_photos
+    from inn_ms.data.sr import random_patches, sr_photos
     from inn_ms.tasks import evaluate_super_resolution as evaluate_sr
     train_pairs, test_pairs = sr_photos(3)
     rng = np.random.default_rng(args.seed)

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402
 from mindspore import nn  # noqa: E402
 
-from inn_ms.data_sr import TEST_PHOTOS, TRAIN_PHOTOS, random_patches, sr_photos  # noqa: E402
+from inn_ms.data.sr import TEST_PHOTOS, TRAIN_PHOTOS, random_patches, sr_photos  # noqa: E402
 from inn_ms.tasks import evaluate_super_resolution, sr_table  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402

@@ -7,7 +7,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from inn_ms.data_sr import photo_pairs, random_patches, sr_photos
+from inn_ms.data.sr import photo_pairs, random_patches, sr_photos
 from inn_ms.tasks import image_quality
 from inn_ms.train import RandomWidthTrainer, WidthSampler
 from model_zoo import create_model

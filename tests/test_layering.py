@@ -25,7 +25,7 @@ LAYERS = {
     "graph/convert": ["graph", "convert"],
     "deploy": ["artifact", "prune", "export", "elastic", "repair", "synthesis", "baselines"],
     "zoo": [],
-    "run": ["metrics", "train", "partition_tuning", "checkpoint", "config", "data", "datasets", "data_sr", "tasks",
+    "run": ["metrics", "train", "partition_tuning", "checkpoint", "config", "data", "tasks",
             "runner"],
     "cli": ["cli"],
 }

@@ -7,8 +7,8 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor
 
-from inn_ms import data_sr
-from inn_ms.data_sr import degrade, imresize, paired_dataset, random_patches, rgb_to_y
+from inn_ms.data import sr as data_sr
+from inn_ms.data.sr import degrade, imresize, paired_dataset, random_patches, rgb_to_y
 from inn_ms.metrics import psnr, ssim
 from inn_ms.tasks import super_resolve
 from model_zoo import create_model

@@ -3,7 +3,7 @@ scripts/eval.py as a user runs them, tiny CPU configs): an SRCNN run trains,
 logs loss and PSNR per epoch, writes checkpoints and resumes mid-epoch to
 the weights of an uninterrupted run; eval reports PSNR/SSIM at every width
 beside bicubic, and its full-width PSNR is the one of the model's own
-outputs on whole images scored with inn_ms.data_sr. EDSR (LR input) runs
+outputs on whole images scored with inn_ms.data.sr. EDSR (LR input) runs
 the same way. Config errors name the key."""
 import json
 import os
@@ -64,7 +64,8 @@ def test_srcnn_eval_psnr_equals_model_outputs_scored_directly(srcnn_run, tmp_pat
     # Reference: the trained network run on each whole test image (no tiles), scored by inn_ms.metrics.
     import mindspore as ms
     from mindspore import Tensor
-    from inn_ms import data_sr, metrics
+    from inn_ms import metrics
+    from inn_ms.data import sr as data_sr
     from inn_ms.checkpoint import load_checkpoint
     from inn_ms.runner import build_model
     cfg = load_config(SRCNN)
@@ -118,7 +119,7 @@ def test_edsr_trains_and_evaluates_from_lr_input(tmp_path):
 
 def test_patch_source_is_a_function_of_seed_epoch_and_index(tmp_path):
     from PIL import Image
-    from inn_ms import data_sr
+    from inn_ms.data import sr as data_sr
     rng = np.random.default_rng(0)
     for d in ("lr", "hr", "vlr", "vhr"):
         (tmp_path / d).mkdir()

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from inn_ms.cubic import keys_kernel
+from inn_ms.cubic import stretched_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -73,17 +73,7 @@ def resize_matrix(n_in, n_out, a=IMRESIZE_A, antialias=True):
     ratio = n_in / n_out
     stretch = ratio if (antialias and ratio > 1) else 1.0
     centre = (np.arange(n_out) + 0.5) * ratio - 0.5
-    reach = int(np.ceil(2 * stretch)) + 1
-    taps = np.floor(centre)[:, None] + np.arange(-reach + 1, reach + 1)[None, :]
-    w = keys_kernel((centre[:, None] - taps) / stretch, a) / stretch
-    w /= w.sum(axis=1, keepdims=True)
-    # symmetric reflection: -1 -> 0, -2 -> 1, n -> n-1, n+1 -> n-2
-    period = 2 * n_in
-    idx = np.mod(taps.astype(np.int64), period)
-    idx = np.where(idx >= n_in, period - 1 - idx, idx)
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.repeat(np.arange(n_out), taps.shape[1]), idx.ravel()), w.ravel())
-    return m
+    return stretched_matrix(centre, n_in, stretch, a=a, edges="mirror")
 
 
 def imresize(image, shape, a=IMRESIZE_A, antialias=True):
