@@ -42,6 +42,7 @@ import zipfile
 from inn_ms._version import __version__
 from inn_ms.builders import (UntrustedBuilderError, architecture_builder, build_discrete,  # noqa: F401
                              converted_architecture, resolve, zoo_architecture)
+from inn_ms.convert.convert import convert, rebuild_converted
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 from inn_ms.fileio import atomic_write
 from inn_ms.layers.base import IntegralLayer
@@ -99,7 +100,6 @@ def rebuild(architecture, builders=None, conversion=None):
     ``conversion`` (a converted architecture's recorded ``plan``): build
     the integral layers from it, no tracing; without it the conversion is
     run again (files written before the plan was recorded)."""
-    from inn_ms.convert.convert import convert, rebuild_converted
     _check_architecture(architecture)
     kwargs = dict(architecture.get("kwargs", {}))
     if architecture["kind"] == "zoo":

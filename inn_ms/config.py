@@ -23,6 +23,8 @@ import os
 
 import yaml
 
+from inn_ms.builders import find_builder
+
 _MISSING = object()
 
 
@@ -298,7 +300,6 @@ def validate(raw):
 
 def _check_task(cfg):
     """Resolve ``task`` and refuse keys and values of the other task."""
-    from inn_ms.builders import find_builder
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
     builder = find_builder(m["name"])
     zoo = builder.task if builder is not None else None

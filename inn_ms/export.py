@@ -18,6 +18,9 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn
 
+from inn_ms.cells import renew_graph_identity
+from inn_ms.fileio import atomic_write
+from inn_ms.graph.mindir import read_header, trace
 from inn_ms.prune import check_shape as _check_shape
 # prune's old place, for code written against it (the elastic benchmark and tests, edited in parallel)
 from inn_ms.prune import macs_of, prune, sizes_for_budget  # noqa: F401
@@ -41,7 +44,6 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
     (:class:`MindIRGraph`); MindSpore itself records each input's shape and
     type, which the runner checks calls against."""
     import json
-    from inn_ms.fileio import atomic_write
     if not str(path).endswith(".mindir"):
         raise ValueError(f"a MindIR file's name ends with .mindir, got {path!r}")
     if backend not in ("native", "matmul"):
@@ -65,7 +67,6 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
         for c in cells:
             c.conv_backend = backend
         network.set_train(False)
-        from inn_ms.cells import renew_graph_identity
         renew_graph_identity(network)
         with atomic_write(path) as tmp:
             ms.export(network, spec, *extra_inputs, file_name=tmp, file_format="MINDIR", custom_func=record_info)
@@ -92,7 +93,6 @@ class MindIRGraph:
 
     def __init__(self, path):
         import json
-        from inn_ms.graph.mindir import read_header
         self.path = path
         try:
             self.input_specs, user_info = read_header(path)
@@ -197,7 +197,6 @@ def check_input_shape(network, input_shape):
     """Raise a ValueError unless the plain ``network`` compiles for one
     sample of ``input_shape`` (e.g. too small an image for its poolings);
     the check ``prune`` gets from tracing, for exports that do not trace."""
-    from inn_ms.graph.mindir import trace
     shape = _check_shape(input_shape)
     try:
         trace(network, (1,) + shape[1:])

@@ -10,7 +10,10 @@ import logging
 import time
 from collections import OrderedDict
 
+from inn_ms.graph.flops import layer_positions, macs_from_weights
 from inn_ms.model import count_parameters
+from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
+from inn_ms.resampling import check_rule
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,6 @@ def macs_of(network, input_shape, positions=None):
     """Multiply–accumulates per sample of a plain network (see
     :mod:`inn_ms.graph.flops`); ``positions`` from an earlier trace of the
     same architecture at any width saves tracing again."""
-    from inn_ms.graph.flops import layer_positions, macs_from_weights
     shape = check_shape(input_shape)
     if positions is None:
         positions = layer_positions(network, (1,) + shape[1:])
@@ -38,7 +40,6 @@ def _positions(model, plain, input_shape):
     """Per-layer output positions of ``model``'s plain networks for
     ``input_shape`` (they do not depend on the width): those its conversion
     recorded for that sample shape, else traced once per model and shape."""
-    from inn_ms.graph.flops import layer_positions
     shape = (1,) + check_shape(input_shape)[1:]
     cache = model.__dict__.setdefault("_positions_cache", {})
     recorded = (getattr(model, "conversion", None) or {}).get("positions")
@@ -103,8 +104,6 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     synthesized from the network's statistics with ``seed``; needs
     ``input_shape``). Either way the result is an ordinary plain network.
     """
-    from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
-    from inn_ms.resampling import check_rule
     chosen = [k for k, v in (("keep", keep), ("sizes", sizes), ("budget", params if params is not None else macs))
               if v is not None]
     if len(chosen) != 1:

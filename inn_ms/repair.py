@@ -46,6 +46,7 @@ from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.partition import CompositePartition
 from inn_ms.resampling import sampling_matrix
 from inn_ms.sampler import block_diagonal
+from inn_ms.synthesis import synthesize
 
 logger = logging.getLogger(__name__)
 
@@ -563,7 +564,6 @@ def calibration_images(model, repair, calib=None, count=128, input_shape=None, s
         raise ValueError("repair='datafree' makes its own images: give calibration images with repair='calib'")
     if input_shape is None:
         raise ValueError("repair='datafree' needs the input shape to synthesize images for")
-    from inn_ms.synthesis import synthesize
     key = (tuple(int(v) for v in input_shape)[1:], int(count), int(seed), _fingerprint(model))
     cache = model.__dict__.setdefault("_synthetic_images", {})
     if key not in cache:

@@ -26,12 +26,16 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from inn_ms.artifact import load_artifact, read_manifest, save_artifact
 from inn_ms.builders import architecture_builder, build, build_discrete, is_callable_name
 from inn_ms.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint, resume_latest, save_checkpoint
 from inn_ms.config import ConfigError, dump_config
+from inn_ms.convert import convert, load_torch_weights
 from inn_ms.data.sources import epoch_order, shard
 from inn_ms.fileio import check_output_dir, write_json, write_text
+from inn_ms.functional import set_conv_backend
 from inn_ms.tasks import task_for
+from inn_ms.train import RandomWidthTrainer, WidthSampler
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,6 @@ logger = logging.getLogger(__name__)
 def setup_device(cfg):
     """Device, execution mode, convolution backend and, for distributed runs,
     the communication group and data-parallel context. Returns ``(rank, world)``."""
-    from inn_ms.functional import set_conv_backend
     dev = cfg["device"]
     check_device(dev["target"])
     ms.set_context(device_target=dev["target"], mode=ms.GRAPH_MODE if dev["mode"] == "graph" else ms.PYNATIVE_MODE)
@@ -86,7 +89,6 @@ def build_model(cfg):
     if m["convert"] is None:
         model = build(m["name"], integral=True, **classes, **kwargs)
     else:
-        from inn_ms.convert import convert, load_torch_weights
         c = m["convert"]
         arch_kwargs = dict(kwargs, **classes)
         net = build_discrete(m["name"], arch_kwargs)
@@ -104,7 +106,6 @@ def _from_artifact(cfg):
     """``model.checkpoint`` as an integral artifact, checked against
     ``model.name``: the artifact records the network it holds. A config's
     own ``module:function`` name is trusted (training imports it anyway)."""
-    from inn_ms.artifact import load_artifact, read_manifest
     path = cfg["model"]["checkpoint"]
     if not os.path.isfile(path):
         raise ValueError(f"model.checkpoint {path!r} not found")
@@ -184,7 +185,6 @@ def train(cfg, resume="auto", progress=True):
     ``final.ckpt`` (model weights) and ``model.inn`` (the integral artifact);
     other ranks write ``final_rank<r>.ckpt``.
     """
-    from inn_ms.train import RandomWidthTrainer, WidthSampler
 
     rank, world = setup_device(cfg)
     t = cfg["train"]
@@ -312,7 +312,6 @@ def train(cfg, resume="auto", progress=True):
     if writer:
         final = os.path.join(out, "final.ckpt")
         save_checkpoint(final, model)
-        from inn_ms.artifact import save_artifact
         save_artifact(model, os.path.join(out, "model.inn"))
     else:
         final = os.path.join(out, f"final_rank{rank}.ckpt")

@@ -19,8 +19,10 @@ from mindspore import nn
 from inn_ms.builders import find_builder
 from inn_ms.data import build_source
 from inn_ms.fileio import atomic_write
+from inn_ms.layers import IntegralConv2d
 from inn_ms.metrics import psnr, ssim, topk_correct
 from inn_ms.model import count_parameters
+from inn_ms.prune import prune
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ def network_at(model, keep, multiple_of=1, resampling=None, repair="none", calib
     model.resize(keep=keep, multiple_of=multiple_of)
     if resampling is None and repair == "none":
         return model
-    from inn_ms.prune import prune
     plain, _ = prune(model, keep=keep, multiple_of=multiple_of, resampling=resampling, repair=repair, calib=calib,
                      calib_count=calib_count, input_shape=input_shape)
     return plain
@@ -93,7 +94,6 @@ def receptive_radius(net):
     an upsampler count in high-resolution pixels, a fraction of an input
     pixel each, so counting them whole only overestimates. The tile
     overlap that makes :func:`super_resolve` equal one whole-image pass."""
-    from inn_ms.layers import IntegralConv2d
     terms, stride = [], 1
     for _, cell in net.cells_and_names():
         if isinstance(cell, (nn.Conv2d, IntegralConv2d)):
