@@ -54,7 +54,7 @@ from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 
-def evaluate(model, keeps, x, y, seeds=3, baselines=True, calib=None):
+def accuracy_columns(model, keeps, x, y, seeds=3, baselines=True, calib=None):
     """Accuracy per keep ratio: the integral model resampled, and (if
     ``baselines``) resampled with the antialiased rule, repaired on
     synthesized images (data-free) and on ``calib`` (unlabelled training
@@ -232,7 +232,7 @@ def main(argv=None):
           ", ".join(f"{g} {a:.0f}->{b:.0f}" for g, (a, b) in tv.items()))
 
     t0 = time.time()
-    before = evaluate(model, args.keep, xte, yte, calib=xtr[:args.calib])
+    before = accuracy_columns(model, args.keep, xte, yte, calib=xtr[:args.calib])
     t_before = time.time() - t0
     full_params = before[0]["params"] if before[0]["keep"] == 1.0 else count_parameters(net)
 
@@ -256,7 +256,7 @@ def main(argv=None):
         t_train = time.time() - t0
         gc.collect()  # the training graphs (one per width) are gone: hand their memory back
         ms.ms_memory_recycle()
-        after = evaluate(model, args.keep, xte, yte, baselines=False)
+        after = accuracy_columns(model, args.keep, xte, yte, baselines=False)
 
     print(f"\nno training (repairs fit layers on unlabelled images, no labels, no gradient steps):")
     print(f"{'keep':>5} {'channels per group':>26} {'params':>8} {'compr.':>7} {'INN':>7} {'INN aa':>7} "
