@@ -319,8 +319,11 @@ class Task:
 
     def batches(self, source, indices, epoch, start):
         """Numpy ``(x, y)`` training batches of ``indices`` (this rank's
-        samples of epoch ``epoch`` from its batch ``start`` on)."""
-        raise NotImplementedError
+        samples of epoch ``epoch`` from its batch ``start`` on), by the data
+        protocol every source follows (:mod:`inn_ms.data`)."""
+        d, t = self.cfg["data"], self.cfg["train"]
+        return source.batches(indices, t["batch_size"], epoch=epoch, seed=t["seed"], start=start,
+                              augment=d["augment"], workers=d["num_workers"])
 
     def evaluate(self, model, source, widths, multiple_of=1, progress=False, **repair):
         """Rows of metrics at every keep ratio of ``widths``."""
@@ -379,11 +382,6 @@ class Classification(Task):
     def loss(self):
         return nn.CrossEntropyLoss(label_smoothing=self.cfg["train"]["label_smoothing"])
 
-    def batches(self, source, indices, epoch, start):
-        d, seed = self.cfg["data"], self.cfg["train"]["seed"]
-        return source.batches(indices, self.cfg["train"]["batch_size"], augment=d["augment"],
-                              seed=seed * 100003 + epoch * 1009 + start, workers=d["num_workers"])
-
     def evaluate(self, model, source, widths, multiple_of=1, progress=False, **repair):
         return evaluate_classifier(model, source, widths, self.cfg["eval"]["batch_size"], multiple_of,
                                    progress=progress, **repair)
@@ -426,11 +424,6 @@ class SuperResolution(Task):
 
     def loss(self):
         return {"l1": nn.L1Loss, "mse": nn.MSELoss}[self.cfg["train"]["loss"]]()
-
-    def batches(self, source, indices, epoch, start):
-        d, t = self.cfg["data"], self.cfg["train"]
-        return source.batches(indices, t["batch_size"], epoch=epoch, seed=t["seed"], augment=d["augment"],
-                              workers=d["num_workers"])
 
     def evaluate(self, model, source, widths, multiple_of=1, progress=False, bicubic=True, **repair):
         e = self.cfg["eval"]

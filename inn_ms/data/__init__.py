@@ -8,9 +8,12 @@
 * :mod:`inn_ms.data.sr` — super-resolution photos, degradation, patches and
   paired folders.
 
-Every training source has ``size`` and ``batches(indices, batch_size, ...)``
-yielding numpy ``(x, y)``; :func:`build_source` builds one from a config's
-``data`` section, whichever task it is for.
+Every training source has ``size`` and one protocol,
+``batches(indices, batch_size, *, epoch, seed, start, augment, workers,
+drop_remainder)``, yielding numpy ``(x, y)`` batches of the samples
+``indices`` in that order, their randomness drawn from ``(seed, epoch,
+...)`` alone; :func:`build_source` builds one from a config's ``data``
+section, whichever task it is for.
 """
 from inn_ms.data.offline import digits, mnist_subset
 

@@ -67,9 +67,16 @@ class Source:
         """Raise ``ValueError`` naming the files the pipeline could not read.
         Nothing to check for samples held in memory."""
 
-    def batches(self, indices, batch_size, augment=False, seed=0, drop_remainder=True, workers=1):
-        """Iterator of numpy ``(x, y)`` batches of :meth:`pipeline`."""
-        data = self.pipeline(indices, batch_size, augment, seed, drop_remainder, workers)
+    def batches(self, indices, batch_size, *, epoch=0, seed=0, start=0, augment=False, workers=1,
+                drop_remainder=True):
+        """Iterator of numpy ``(x, y)`` batches of the samples ``indices`` in
+        that order (the data protocol every source follows, see
+        :mod:`inn_ms.data`). Augmentation (``augment``) is seeded from
+        ``(seed, epoch, start)``, ``start`` being the epoch's batch these
+        samples begin at: exact on resume at an epoch boundary, re-seeded for
+        the rest of an epoch resumed in the middle."""
+        data = self.pipeline(indices, batch_size, augment, seed * 100003 + epoch * 1009 + start, drop_remainder,
+                             workers)
         return data.create_tuple_iterator(output_numpy=True, num_epochs=1)
 
     def arrays(self, batch_size=256):

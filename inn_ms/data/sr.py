@@ -305,11 +305,15 @@ class PatchSource:
         x, y = random_patch(hr, lr, up, self.patch_size, self.scale, rng, self.upscaled, augment)
         return np.clip(x, 0, 1)[None].astype(np.float32), np.ascontiguousarray(y)[None].astype(np.float32)
 
-    def batches(self, indices, batch_size, epoch=0, seed=0, augment=True, workers=1):
+    def batches(self, indices, batch_size, *, epoch=0, seed=0, start=0, augment=False, workers=1,
+                drop_remainder=True):
         """Float32 ``(x, y)`` batches ``(B, 1, ·, ·)`` of the samples
-        ``indices`` in that order (an incomplete last batch is dropped);
-        ``workers`` threads read and crop the samples of a batch (image
-        decoding releases the GIL). Samples do not depend on ``workers``."""
+        ``indices`` in that order (the data protocol of :mod:`inn_ms.data`;
+        an incomplete last batch is dropped unless ``drop_remainder`` is
+        False). Sample ``i``'s patch comes from ``(seed, epoch, i)`` alone, so
+        ``start`` changes nothing; ``workers`` threads read and crop the
+        samples of a batch (image decoding releases the GIL). Samples do not
+        depend on ``workers``."""
         indices = [int(i) for i in indices]
         if indices and not 0 <= min(indices) <= max(indices) < self.size:
             raise ValueError(f"{self.name}: sample indices must be in [0, {self.size})")
@@ -318,8 +322,9 @@ class PatchSource:
             from concurrent.futures import ThreadPoolExecutor
             pool = ThreadPoolExecutor(workers)
         try:
-            for b in range(len(indices) // batch_size):
-                chunk = indices[b * batch_size:(b + 1) * batch_size]
+            stop = len(indices) if not drop_remainder else len(indices) // batch_size * batch_size
+            for b in range(0, stop, batch_size):
+                chunk = indices[b:b + batch_size]
                 fn = lambda i: self.sample(i, epoch, seed, augment)  # noqa: E731
                 pairs = list(pool.map(fn, chunk)) if pool is not None else [fn(i) for i in chunk]
                 yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
