@@ -85,7 +85,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
 
     @property
     def full_sizes(self):
-        return OrderedDict((n, p.max_size) for n, p in self._groups.items())
+        """Each group's channel count at full width (what its quadrature is
+        normalised by), also after pipeline B fixed a group at fewer."""
+        return OrderedDict((n, p.full_size) for n, p in self._groups.items())
 
     @property
     def resampling(self):
@@ -122,8 +124,8 @@ class IntegralModel(SizeKeyed, nn.Cell):
             raise ValueError(f"keep ratio must be in (0, 1], got {keep!r}")
         out = OrderedDict()
         for name, p in self._groups.items():
-            n = int(round(keep * p.max_size / multiple_of)) * multiple_of
-            n = min(max(n, multiple_of, p.quadrature.min_points), p.max_size)
+            n = int(round(keep * p.full_size / multiple_of)) * multiple_of
+            n = min(max(n, multiple_of, p.quadrature.min_points), p.full_size)
             out[name] = n
         return out
 

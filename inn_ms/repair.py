@@ -448,8 +448,7 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, reference
             raise ValueError("repair: the model's partitions are trainable (pipeline B) and fix its width, so "
                              "it has no full width to repair towards; pass reference= (the converted model)")
         reference = model
-    elif [tuple(p) for p in reference.full_sizes.items()] != \
-            [(g, getattr(p, "full_size", p.max_size)) for g, p in model.groups.items()]:
+    elif list(reference.full_sizes.items()) != list(model.full_sizes.items()):
         raise ValueError(f"repair: the reference's groups {dict(reference.full_sizes)} are not the model's")
     reference = _reference(reference, images[:1], batch)
     full_probed, turn = reference.network, reference.turn
