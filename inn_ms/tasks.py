@@ -310,7 +310,7 @@ class Task:
     def calibration_images(self, count):
         """Up to ``count`` unlabelled network inputs from the training data
         (for a repair)."""
-        raise ValueError(f"--repair calib on a {self.name.replace('_', ' ')} config needs --calib-data "
+        raise ValueError(f"--repair calib on a {self.name.replace('_', '-')} config needs --calib-data "
                          f"(network inputs)")
 
     def loss(self):
