@@ -1,13 +1,13 @@
-"""The paper's two ways to use a converted network (DESIGN.md §5).
+"""Pipeline B: tuning where a converted network samples its weights at a
+target width (DESIGN.md §5; pipeline A, random-width training, is
+:class:`inn_ms.train.RandomWidthTrainer`).
 
-* **Pipeline A** — train the integral network with a random width per step
-  (:class:`inn_ms.train.RandomWidthTrainer`), so every width works.
-* **Pipeline B** — fast post-training pruning: fix a target size per group,
-  replace each group's uniform partition by a :class:`TrainablePartition`
-  of that size (nodes start uniform), freeze every weight, and train only
-  the node positions (optionally the biases too) for a few steps. The
-  learnt nodes choose *where* along the channel axis the thinner layer
-  samples the continuous weights.
+Fix a target size per group, replace each group's uniform partition by a
+:class:`~inn_ms.partition.TrainablePartition` of that size (nodes start
+uniform), freeze every weight, and train only the node positions
+(optionally the biases too) for a few steps, with the trainer's one loop.
+The learnt nodes choose *where* along the channel axis the thinner layer
+samples the continuous weights.
 """
 import logging
 
