@@ -10,7 +10,7 @@ Trained discrete networks become integral with ``inn_ms.convert.convert``
 """
 import logging
 
-__version__ = "0.1.0"
+from inn_ms._version import __version__  # noqa: E402,F401
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -14,9 +14,15 @@ A ``.inn`` file is a zip archive of three members:
   edited manifest (a group size, the architecture) is refused as corrupt
   just like edited weights.
 
-Loading rebuilds the architecture with inn_ms alone (no PyTorch, no training
-code), checks the groups and every parameter against the manifest, and
-loads the weights. The architecture is built only by a known builder
+The manifest of a converted network also keeps the conversion's result
+(``conversion``: every continuous group's size, how each layer uses the
+groups, the BatchNorms folded, and each layer's output positions for the
+input shape converted at), so loading builds the integral network from the
+discrete architecture directly: nothing is traced or compiled until the
+network runs, and pruning at that input shape counts MACs without tracing.
+Loading checks the groups and every parameter against the manifest and
+loads the weights; it needs inn_ms and the architecture's code (the zoo,
+mindcv, or the trusted builder), not PyTorch or training code. The architecture is built only by a known builder
 (:mod:`inn_ms.builders`): a file cannot make us import or call anything
 else. Writes are atomic (:func:`inn_ms.fileio.atomic_write`); a truncated,
 corrupt, incomplete or newer-version file is refused with a clear message.
@@ -33,8 +39,10 @@ import os
 import tempfile
 import zipfile
 
-import inn_ms
-from inn_ms.builders import UntrustedBuilderError, is_callable_name, registered_builders, resolve
+from inn_ms._version import __version__
+from inn_ms.builders import (UntrustedBuilderError, architecture_builder, build_discrete,  # noqa: F401
+                             converted_architecture, resolve, zoo_architecture)
+from inn_ms.convert.convert import convert, rebuild_converted
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 from inn_ms.fileio import atomic_write
 from inn_ms.layers.base import IntegralLayer
@@ -52,36 +60,6 @@ CONVERT_OPTIONS = ("fold_bn", "quadrature", "discrete_dims", "continuous_dims")
 
 class ArtifactError(ValueError):
     """An integral artifact that cannot be read or does not fit its manifest."""
-
-
-def zoo_architecture(name, **kwargs):
-    """Architecture spec of an integral zoo network ``create_model(name, integral=True, **kwargs)``."""
-    return {"kind": "zoo", "name": name, "kwargs": dict(kwargs)}
-
-
-def converted_architecture(builder, input_shape, builder_kwargs=None, **convert_options):
-    """Architecture spec of a converted network: the discrete ``builder`` (a
-    zoo name or ``module:callable``) with ``builder_kwargs``, then
-    :func:`inn_ms.convert.convert` for ``input_shape`` with the given options
-    (``fold_bn``, ``discrete_dims``, ``continuous_dims``, ``quadrature``)."""
-    return {"kind": "converted", "builder": builder, "kwargs": dict(builder_kwargs or {}),
-            "input_shape": [int(v) for v in input_shape], "convert": dict(convert_options)}
-
-
-def build_discrete(builder, kwargs, builders=None):
-    """A discrete network from a builder the caller names: a registered name
-    (the zoo's, ``mindcv:<name>``) or a ``module:callable``, which is
-    imported because the caller asked for it by name (a command line, a
-    config). Architectures read from files go through :func:`rebuild`."""
-    trusted = builders
-    if is_callable_name(builder) and builders is None:
-        trusted = [builder]
-    try:
-        fn = resolve(builder, trusted, kind="discrete")
-    except UntrustedBuilderError:
-        raise ValueError(f"unknown model {builder!r}; known: {registered_builders()}, or a module:function "
-                         f"that returns the network") from None
-    return fn(**kwargs)
 
 
 def _architecture_error(path, text):
@@ -115,26 +93,32 @@ def _check_architecture(architecture, path="artifact"):
     return architecture
 
 
-def rebuild(architecture, builders=None):
+def rebuild(architecture, builders=None, conversion=None):
     """The integral model an architecture spec describes, with fresh weights.
     The builder it names must be known (:mod:`inn_ms.builders`) or trusted by
-    the caller through ``builders``; it is resolved before anything runs."""
+    the caller through ``builders``; it is resolved before anything runs.
+    ``conversion`` (a converted architecture's recorded ``plan``): build
+    the integral layers from it, no tracing; without it the conversion is
+    run again (files written before the plan was recorded)."""
     _check_architecture(architecture)
     kwargs = dict(architecture.get("kwargs", {}))
     if architecture["kind"] == "zoo":
         return resolve(architecture["name"], builders, kind="integral")(**kwargs)
     fn = resolve(architecture["builder"], builders, kind="discrete")
-    from inn_ms.convert import convert
     net = fn(**kwargs)
-    return convert(net, tuple(architecture["input_shape"]), permute=False, verify=False,
-                   **architecture.get("convert", {}))
+    options = architecture.get("convert", {})
+    if conversion is not None:
+        model = rebuild_converted(net, conversion["plan"], quadrature=options.get("quadrature", "trapezoid"))
+        model.conversion = conversion
+        return model
+    return convert(net, tuple(architecture["input_shape"]), permute=False, verify=False, **options)
 
 
 def describe_architecture(architecture):
     """``name(k=v, ...)`` of an architecture spec, for messages."""
     if not isinstance(architecture, dict):
         return repr(architecture)
-    name = architecture.get("name") if architecture.get("kind") == "zoo" else architecture.get("builder")
+    name = architecture_builder(architecture)
     kwargs = architecture.get("kwargs") or {}
     args = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items())) if isinstance(kwargs, dict) else repr(kwargs)
     return f"{name}({args})"
@@ -146,7 +130,7 @@ def check_same_architecture(architecture, name, kwargs=None, what="the artifact"
     beyond them, such as filled-in defaults, are not compared)."""
     architecture = _json_ready(architecture, "architecture")  # tuples as lists, as a manifest has them
     _check_architecture(architecture, what)
-    built = architecture["name"] if architecture["kind"] == "zoo" else architecture["builder"]
+    built = architecture_builder(architecture)
     recorded = architecture.get("kwargs", {})
     wanted = _json_ready(kwargs or {}, "kwargs")
     differ = sorted(k for k, v in wanted.items() if k not in recorded or recorded[k] != v)
@@ -182,9 +166,14 @@ def _manifest(model, architecture, allowed_sizes):
         if isinstance(layer, IntegralLayer):
             layers[path] = {"type": type(layer).__name__, "control": [int(s) for s in layer.weight.shape[:2]]
                             if hasattr(layer, "weight") else [int(layer.num_features)]}
-    return {"format": FORMAT, "version": VERSION, "inn_ms_version": inn_ms.__version__,
-            "architecture": architecture, "groups": groups,
-            "parametrization": {"kernel": KERNEL, "layers": layers}}
+    manifest = {"format": FORMAT, "version": VERSION, "inn_ms_version": __version__,
+                "architecture": architecture, "groups": groups,
+                "parametrization": {"kernel": KERNEL, "layers": layers}}
+    conversion = getattr(model, "conversion", None) or {}
+    if architecture["kind"] == "converted" and "plan" in conversion:
+        manifest["conversion"] = _json_ready({k: conversion[k] for k in ("plan", "positions") if k in conversion},
+                                             "conversion")
+    return manifest
 
 
 def _digest(manifest_bytes, weights):
@@ -289,7 +278,7 @@ def _read(path, legacy=False):
         raise ArtifactError(f"{path!r}: invalid format version {version!r}")
     if version > VERSION:
         raise ArtifactError(f"{path!r} has artifact format version {version}, newer than this inn_ms "
-                            f"({inn_ms.__version__}) reads (up to {VERSION}): upgrade inn_ms")
+                            f"({__version__}) reads (up to {VERSION}): upgrade inn_ms")
     if version in LEGACY_VERSIONS:
         if not legacy:
             raise ArtifactError(f"{path!r} has format version {version}, whose checksum covers the weights but not "
@@ -310,7 +299,36 @@ def _read(path, legacy=False):
                             f"(an incomplete artifact)")
     _check_architecture(manifest["architecture"], path)
     _check_groups(path, manifest["groups"])
+    _check_conversion(path, manifest)
     return manifest, data
+
+
+def _check_conversion(path, manifest):
+    """The optional ``conversion`` record, checked key by key."""
+    conversion = manifest.get("conversion")
+    if conversion is None:
+        return
+    bad = None
+    plan = conversion.get("plan") if isinstance(conversion, dict) else None
+    if manifest["architecture"]["kind"] != "converted":
+        bad = "only a converted architecture has one"
+    elif not isinstance(plan, dict) or not isinstance(plan.get("groups"), list) \
+            or not isinstance(plan.get("layers"), list) or not isinstance(plan.get("folded", {}), dict):
+        bad = "'plan' must be an object with 'groups' and 'layers' lists and a 'folded' object"
+    elif any(not isinstance(g, list) or len(g) != 2 for g in plan["groups"]):
+        bad = "every group of the plan is [name, size]"
+    elif any(not isinstance(u, list) or len(u) != 4 or not isinstance(u[3], list)
+             or not all(isinstance(i, list) and len(i) == 3 for i in u[3]) for u in plan["layers"]):
+        bad = "every layer of the plan is [path, kind, out group, [[group, channels, spatial], ...]]"
+    elif dict(map(tuple, plan["groups"])) != {n: g["full_size"] for n, g in manifest["groups"].items()}:
+        bad = f"its groups {plan['groups']} are not the manifest's"
+    positions = conversion.get("positions") if isinstance(conversion, dict) else None
+    if bad is None and positions is not None and (
+            not isinstance(positions, dict) or not isinstance(positions.get("layers"), dict)
+            or not isinstance(positions.get("input_shape"), list)):
+        bad = "'positions' must be an object with 'input_shape' (a list) and 'layers' (an object)"
+    if bad is not None:
+        raise ArtifactError(f"{path!r}: invalid conversion record in the manifest: {bad}")
 
 
 def load_artifact(path, builders=None, legacy=False):
@@ -328,7 +346,7 @@ def load_artifact(path, builders=None, legacy=False):
 
     manifest, data = _read(path, legacy)
     try:
-        model = rebuild(manifest["architecture"], builders)
+        model = rebuild(manifest["architecture"], builders, manifest.get("conversion"))
     except UntrustedBuilderError as e:
         raise UntrustedBuilderError(f"{path!r}: {e}") from None
     except ArtifactError:

@@ -28,24 +28,28 @@ from inn_ms.layers.base import IntegralLayer
 from inn_ms.partition import CompositePartition
 
 
+def producers(model):
+    """``(group, layer)`` for every integral layer that writes a group's
+    channels (a convolution or dense layer whose output axis is the group's);
+    a BatchNorm on the group normalises its channels and writes none. Read
+    at the model's current sizes."""
+    by_id = {id(p): name for name, p in model.groups.items()}
+    for _, layer in model.network.cells_and_names():
+        if not isinstance(layer, IntegralLayer) or not hasattr(layer, "weight"):
+            continue
+        p = layer.partitions.get("out")
+        if p is not None and not isinstance(p, CompositePartition) and id(p) in by_id:
+            yield by_id[id(p)], layer
+
+
 def producer_l1_norms(model):
     """``{group: per-channel L1 norm}`` of the full-size output weights of
-    every integral layer writing each group."""
-    by_id = {id(p): name for name, p in model.groups.items()}
-    norms = OrderedDict((name, np.zeros(p.max_size)) for name, p in model.groups.items())
-    saved = model.sizes
-    try:
-        model.resize(sizes=dict(model.full_sizes))
-        for _, layer in model.network.cells_and_names():
-            if not isinstance(layer, IntegralLayer):
-                continue
-            p = layer.partitions.get("out")
-            if p is None or isinstance(p, CompositePartition) or id(p) not in by_id:
-                continue
+    every integral layer writing each group (:func:`producers`)."""
+    norms = OrderedDict((name, np.zeros(n)) for name, n in model.full_sizes.items())
+    with model.at_sizes(model.full_sizes):
+        for group, layer in producers(model):
             w = np.abs(layer.numpy_weight())
-            norms[by_id[id(p)]] += w.reshape(w.shape[0], -1).sum(axis=1)
-    finally:
-        model.resize(sizes=dict(saved))
+            norms[group] += w.reshape(w.shape[0], -1).sum(axis=1)
     return norms
 
 
@@ -68,25 +72,15 @@ def random_indices(model, sizes, seed=0):
 def producer_rows(model):
     """``{group: rows}``: every channel's full-size producer weights and
     biases (each layer writing the group, side by side), one row a channel."""
-    by_id = {id(p): name for name, p in model.groups.items()}
     rows = OrderedDict((name, []) for name in model.groups)
-    saved = model.sizes
-    try:
-        model.resize(sizes=dict(model.full_sizes))
-        for _, layer in model.network.cells_and_names():
-            if not isinstance(layer, IntegralLayer) or not hasattr(layer, "weight"):
-                continue
-            p = layer.partitions.get("out")
-            if p is None or isinstance(p, CompositePartition) or id(p) not in by_id:
-                continue
+    with model.at_sizes(model.full_sizes):
+        for group, layer in producers(model):
             w = layer.numpy_weight()
             parts = [w.reshape(w.shape[0], -1)]
             b = layer.numpy_bias()
             if b is not None:
                 parts.append(b[:, None])
-            rows[by_id[id(p)]].append(np.concatenate(parts, axis=1))
-    finally:
-        model.resize(sizes=dict(saved))
+            rows[group].append(np.concatenate(parts, axis=1))
     return OrderedDict((g, np.concatenate(r, axis=1)) for g, r in rows.items() if r)
 
 

@@ -29,7 +29,7 @@ import sys
 
 
 def _models(args):
-    from model_zoo import list_models
+    from inn_ms.builders import list_models
     for name in list_models():
         print(name)
     return 0
@@ -39,9 +39,9 @@ def _info(args):
     os.environ.setdefault("GLOG_v", "3")
     import mindspore as ms
     import numpy as np
-    import inn_ms
+    from inn_ms._version import __version__
     from inn_ms.functional import conv_backend
-    print(f"inn_ms {inn_ms.__version__}")
+    print(f"inn_ms {__version__}")
     print(f"mindspore {ms.__version__}, numpy {np.__version__}")
     print(f"device target {ms.get_context('device_target')}, convolution backend {conv_backend()}")
     return 0
@@ -49,9 +49,9 @@ def _info(args):
 
 def _resize(args):
     os.environ.setdefault("GLOG_v", "3")
+    from inn_ms.builders import build
     from inn_ms.model import count_parameters
-    from model_zoo import create_model
-    model = create_model(args.model, num_classes=args.num_classes)
+    model = build(args.model, num_classes=args.num_classes)
     for keep in args.keep:
         model.sizes_for_keep(keep)  # validate every ratio before printing anything
     full = count_parameters(model.discretize())
@@ -121,7 +121,8 @@ def _convert(args):
         raise ValueError(f"no checkpoint file {weights!r} (the PyTorch weights to convert)")
     from inn_ms.fileio import check_output
     check_output(out)
-    from inn_ms.artifact import build_discrete, save_artifact
+    from inn_ms.artifact import save_artifact
+    from inn_ms.builders import build_discrete
     from inn_ms.convert import convert, load_torch_weights
     net = build_discrete(arch, kwargs)
     if weights:
@@ -191,10 +192,11 @@ def _artifact_input_shape(args, manifest, cfg=None):
         return tuple(recorded)
     if cfg is None:
         raise ValueError("--input-shape is needed: the artifact does not record one")
-    if cfg["task"] == "super_resolution":
+    from inn_ms.tasks import task_for
+    shape = task_for(cfg).input_shape()
+    if shape is None:
         raise ValueError("--input-shape is needed for a super-resolution network (the image size to export for)")
-    from inn_ms.datasets import build_source
-    return (1,) + tuple(build_source(cfg["data"], train=False).input_shape)
+    return shape
 
 
 def _config_artifact(args, cfg):
@@ -255,7 +257,7 @@ def _repair_options(args, cfg):
     return (None if resampling == "auto" else resampling), repair, count
 
 
-def _calibration(args, cfg, repair, count, shape):
+def _calibration(args, cfg, repair, count):
     """Unlabelled calibration images for ``--repair calib``: ``--calib-data``
     (a .npy array N x C x H x W), else the config's training data."""
     if repair != "calib":
@@ -272,20 +274,16 @@ def _calibration(args, cfg, repair, count, shape):
         return images[:count]
     if cfg is None:
         raise ValueError("--repair calib needs images: --calib-data FILE.npy, or --config (its training data)")
-    if cfg["task"] == "super_resolution":
-        raise ValueError("--repair calib on a super-resolution config needs --calib-data (network inputs)")
-    import numpy as np
-    from inn_ms.datasets import build_source
-    source = build_source(cfg["data"], train=True)
-    n = min(count, source.size)
-    return np.concatenate([x for x, _ in source.batches(range(n), n, drop_remainder=False)])
+    from inn_ms.tasks import task_for
+    return task_for(cfg).calibration_images(count)
 
 
 def _prune(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
     from inn_ms.artifact import load_artifact, read_manifest
-    from inn_ms.export import export_mindir, prune
+    from inn_ms.export import export_mindir
+    from inn_ms.prune import prune
     t0 = time.perf_counter()
     if args.keep is not None and not 0 < args.keep <= 1:
         raise ValueError(f"keep ratio must be in (0, 1], got {args.keep}")
@@ -303,7 +301,7 @@ def _prune(args):
         if unknown:
             raise ValueError(f"unknown group(s) {unknown}; groups are {list(manifest['groups'])}")
     resampling, repair, count = _repair_options(args, cfg)
-    calib = _calibration(args, cfg, repair, count, shape)
+    calib = _calibration(args, cfg, repair, count)
     model = load_artifact(path, builders=_trusted(args, cfg))
     macs = args.macs if args.flops is None else args.flops // 2
     plain, report = prune(model, keep=args.keep, sizes=sizes, params=args.params, macs=macs,
@@ -318,9 +316,7 @@ def _prune(args):
     print(f"parameters {report['params']} of {report['full_params']} "
           f"({1 - report['params'] / report['full_params']:.1%} fewer)")
     if report.get("macs") is not None:
-        model.resize(sizes=dict(model.full_sizes))
-        from inn_ms.export import macs_of
-        full_macs = macs_of(model.discretize(), shape)
+        full_macs = report["full_macs"]
         print(f"MACs per sample {report['macs']} of {full_macs} ({1 - report['macs'] / full_macs:.1%} fewer; "
               f"FLOPs {2 * report['macs']})")
     rules = report["resampling"]
@@ -381,9 +377,8 @@ def _train(args):
 def _eval(args):
     os.environ.setdefault("GLOG_v", "3")
     from inn_ms.checkpoint import load_checkpoint
-    from inn_ms.datasets import build_source
-    from inn_ms.runner import build_model, evaluate, evaluate_sr, plot_accuracy, plot_psnr, setup_device, sr_table, \
-        upscaled_input
+    from inn_ms.runner import build_model, setup_device
+    from inn_ms.tasks import task_for
     cfg = _run_config(args)
     multiple_of = _multiple_of(args, cfg)
     args.widths = args.widths or cfg["eval"]["widths"]
@@ -403,13 +398,9 @@ def _eval(args):
     check_output(out + ".png")
     check_output(out + ".json")
     setup_device(cfg)
-    sr = cfg["task"] == "super_resolution"
-    if sr:
-        from inn_ms.data_sr import build_source as build_sr_source
-        source = build_sr_source(cfg["data"], upscaled_input(cfg), train=False)
-    else:
-        source = build_source(cfg["data"], train=False)
-        source.check(progress=not args.quiet)
+    task = task_for(cfg)
+    source = task.eval_source()
+    task.check_data([source], progress=not args.quiet)
     if args.checkpoint.endswith(".inn"):
         from inn_ms.artifact import load_artifact
         model = load_artifact(args.checkpoint, builders=_trusted(args, cfg))
@@ -420,31 +411,18 @@ def _eval(args):
     resampling, repair, count = _repair_options(args, cfg)
     options = {"resampling": resampling, "repair": repair, "calib_count": count}
     if repair == "calib":
-        shape = None if sr else (1,) + tuple(source.input_shape)
-        options["calib"] = _calibration(args, cfg, repair, count, shape)
-    if sr:
-        d, e = cfg["data"], cfg["eval"]
-        if repair == "datafree":
-            raise ValueError("--repair datafree on a super-resolution network: the input size to synthesize is "
-                             "not fixed; use --repair calib with --calib-data")
-        rows = evaluate_sr(model, source, d["scale"], args.widths, upscaled_input(cfg), e["tile"], e["tile_margin"],
-                           multiple_of, progress=not args.quiet, **options)
-        print(f"{cfg['model']['name']} x{d['scale']} on {d['name']} ({len(source)} images, Y channel, border "
-              f"{d['scale']} px; PSNR dB / SSIM), {args.checkpoint}")
-        print("\n".join(sr_table(rows, per_image=len(source) <= 4)))
-        plot_psnr(rows, out + ".png", title=f"{cfg['model']['name']} x{d['scale']}: PSNR vs compression")
-    else:
-        rows = evaluate(model, source, args.widths, cfg["eval"]["batch_size"], multiple_of,
-                        progress=not args.quiet, **options)
-        if resampling is not None or repair != "none":
-            print(f"resampling: {resampling or 'each group its own'}; repair: {repair}"
-                  + (f" on {count} images" if repair != "none" else ""))
-        print(f"{cfg['model']['name']} on {source.name} ({rows[0]['samples']} samples), {args.checkpoint}")
-        print(f"{'keep':>6} {'params':>10} {'compr.':>7} {'top-1':>8} {'top-5':>8}  channels per group")
-        for r in rows:
-            print(f"{r['keep']:>6.2f} {r['params']:>10d} {r['compression']:>7.1%} {r['top1']:>8.2%} "
-                  f"{r['top5']:>8.2%}  {','.join(str(v) for v in r['sizes'].values())}")
-        plot_accuracy(rows, out + ".png", title=f"{cfg['model']['name']}: accuracy vs compression")
+        options["calib"] = _calibration(args, cfg, repair, count)
+    if repair == "datafree" and task.input_shape(source) is None:
+        raise ValueError("--repair datafree on a super-resolution network: the input size to synthesize is "
+                         "not fixed; use --repair calib with --calib-data")
+    rows = task.evaluate(model, source, args.widths, multiple_of, progress=not args.quiet, **options)
+    if resampling is not None or repair != "none":
+        print(f"resampling: {resampling or 'each group its own'}; repair: {repair}"
+              + (f" on {count} images" if repair != "none" else ""))
+    title, *table = task.report(rows, source)
+    print(f"{title}, {args.checkpoint}")
+    print("\n".join(table))
+    task.plot(rows, out + ".png")
     write_json(out + ".json", {"config": args.config, "checkpoint": args.checkpoint, "rows": rows})
     print(f"plot {out}.png, table {out}.json")
     return 0
@@ -457,7 +435,8 @@ def _export(args):
     import time
     from inn_ms.artifact import load_artifact, read_manifest
     from inn_ms.elastic import export_elastic
-    from inn_ms.export import export_mindir, prune
+    from inn_ms.export import export_mindir
+    from inn_ms.prune import prune
     cfg = _run_config(args)
     widths = args.widths or cfg["eval"]["widths"]
     for keep in widths:
@@ -473,7 +452,7 @@ def _export(args):
     artifact = _config_artifact(args, cfg)
     shape = _artifact_input_shape(args, read_manifest(artifact), cfg)
     resampling, repair, count = _repair_options(args, cfg)
-    calib = _calibration(args, cfg, repair, count, shape)
+    calib = _calibration(args, cfg, repair, count)
     model = load_artifact(artifact, builders=_trusted(args, cfg))
     os.makedirs(folder, exist_ok=True)
     print(f"{name}: {artifact}, input {shape}, {args.backend} convolution, dynamic batch")

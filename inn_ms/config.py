@@ -9,11 +9,11 @@ applies ``key.sub=value`` overrides (values parsed as YAML, so ``3`` is an
 int and ``[1, 0.5]`` a list), fills defaults and checks every key, so a
 typo or a bad value fails before anything is built, with the key named.
 
-The task — ``classification`` or ``super_resolution`` — follows from the zoo
-entry (``model_zoo.registry.has_classes``: a network without ``num_classes``
-maps images to images); the optional top-level ``task`` key states it (it
-must agree with the zoo entry) and is what decides for a model name not in
-the zoo (default there: from ``data.name``). Keys of the other task's data
+The task — ``classification`` or ``super_resolution`` — follows from the
+model's registration (:func:`inn_ms.builders.find_builder`: the zoo states
+each entry's task and input); the optional top-level ``task`` key states it
+(it must agree with the registration) and is what decides for a model name
+registered without a task (default there: from ``data.name``). Keys of the other task's data
 sets, ``num_classes`` for a super-resolution network or a loss of the other
 task are refused naming the key.
 """
@@ -22,6 +22,8 @@ import difflib
 import os
 
 import yaml
+
+from inn_ms.builders import find_builder
 
 _MISSING = object()
 
@@ -149,7 +151,7 @@ SCHEMA = {
     "task": _Field(_choice("auto", *TASKS), "auto", "auto: from the zoo entry (or, for a name not in the zoo, "
                                                     "from data.name)"),
     "model": {
-        "name": _Field(_str(), doc="zoo name (model_zoo.list_models())"),
+        "name": _Field(_str(), doc="zoo name (inn-ms models)"),
         "num_classes": _Field(_int(1, optional=True), None, "classifiers only (null: 10)"),
         "kwargs": _Field(_mapping, {}, "keyword arguments of the zoo builder"),
         "convert": _Field(None, None, "null: build the integral zoo network; a mapping: build the discrete "
@@ -296,30 +298,19 @@ def validate(raw):
     return cfg
 
 
-def _zoo_task(name):
-    """The task of zoo entry ``name``, or None for a name not in the zoo."""
-    if name.startswith("mindcv:"):
-        return "classification"
-    from model_zoo import list_models
-    from model_zoo.registry import has_classes
-    if name not in list_models():
-        return None
-    return "classification" if has_classes(name) else "super_resolution"
-
-
 def _check_task(cfg):
     """Resolve ``task`` and refuse keys and values of the other task."""
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
-    zoo = _zoo_task(m["name"])
+    builder = find_builder(m["name"])
+    zoo = builder.task if builder is not None else None
     if cfg["task"] != "auto" and zoo is not None and cfg["task"] != zoo:
         raise ConfigError(f"task is {cfg['task']}, but model.name {m['name']!r} is a {zoo} network")
     task = cfg["task"] = zoo or (cfg["task"] if cfg["task"] != "auto" else
                                  "super_resolution" if d["name"] in SR_DATASETS else "classification")
     what = f"model.name {m['name']!r} ({task.replace('_', ' ')})"
-    if zoo is not None and not m["name"].startswith("mindcv:"):
-        from model_zoo.registry import check_kwargs
+    if builder is not None and builder.check_kwargs is not None:
         try:
-            check_kwargs(m["name"], m["kwargs"])
+            builder.check_kwargs(m["kwargs"])
         except ValueError as e:
             raise ConfigError(f"model.kwargs: {e}") from None
     if task == "classification":
@@ -349,10 +340,7 @@ def _check_task(cfg):
         raise ConfigError(f"train.label_smoothing applies to classification only, not to {what}")
     if t["loss"] == "auto":
         t["loss"] = "l1"
-    own = None
-    if zoo is not None:
-        from model_zoo.registry import sr_scale
-        own = sr_scale(m["name"], m["kwargs"])
+    own = builder.upscaling(m["kwargs"]) if builder is not None else None
     if d["scale"] is None:
         if own is None:
             raise ConfigError(f"data.scale is required for {what} (the upscaling factor; the network takes the "

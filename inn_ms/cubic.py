@@ -8,6 +8,12 @@ at nodes ``x_0 … x_{n-1}`` is a product with the ``n × m`` *kernel matrix*
 ``K[i, j]``; a weight with several continuous dimensions is sampled with one
 such matrix per dimension (the kernel is separable).
 
+:func:`stretched_matrix` is the general form every other cubic use goes
+through: the kernel stretched to low-pass filter (antialiased resampling of
+weights, :mod:`inn_ms.resampling`; downscaling images,
+:mod:`inn_ms.data.sr`), centred anywhere, taps past the ends clamped or
+mirrored, rows summing to one.
+
 Two evaluators:
 
 * :func:`kernel_matrix` + matmul (the default). Exact, works for any nodes,
@@ -63,6 +69,54 @@ def kernel_matrix(x, m, a=KEYS_A):
     k = keys_kernel(t, a)
     return B.concat_columns(
         [k[:, 1:2] + k[:, 0:1], k[:, 2:m], k[:, m:m + 1] + k[:, m + 1:m + 2]], like=k)
+
+
+EDGES = ("clamp", "mirror")
+
+
+def edge_fold(n, reach, edges="clamp"):
+    """The ``(n + 2·reach) × n`` matrix folding taps ``-reach … n-1+reach``
+    onto a grid of ``n`` points: ``"clamp"`` adds a tap past an end to the
+    end point, ``"mirror"`` to its symmetric reflection (-1 → 0, -2 → 1,
+    n → n-1)."""
+    if edges not in EDGES:
+        raise ValueError(f"edges must be one of {EDGES}, got {edges!r}")
+    taps = np.arange(-reach, n + reach)
+    if edges == "clamp":
+        idx = np.clip(taps, 0, n - 1)
+    else:
+        idx = np.mod(taps, 2 * n)
+        idx = np.where(idx >= n, 2 * n - 1 - idx, idx)
+    fold = np.zeros((len(taps), n))
+    np.add.at(fold, (np.arange(len(taps)), idx), 1.0)
+    return fold
+
+
+def stretched_matrix(centres, n, stretch, reach=None, a=KEYS_A, edges="clamp"):
+    """The ``len(centres) × n`` matrix of the Keys kernel stretched by
+    ``stretch``: row ``i`` weighs grid point ``j`` by
+    ``u((c_i − j) / stretch) / stretch`` (``centres`` in grid units), taps
+    past the ends folded back (:func:`edge_fold`), every row normalised to
+    sum 1 (so a constant stays that constant).
+
+    ``centres`` and ``stretch`` are numpy (returns float64 numpy) or
+    MindSpore tensors (returns a tensor; ``stretch`` may then be a run-time
+    tensor). ``reach`` (taps past each end, static) must cover
+    ``2·stretch``; by default ``ceil(2·stretch) + 1`` for a numpy stretch."""
+    n = int(n)
+    if reach is None:
+        if not B.is_numpy(stretch):
+            raise ValueError("stretched_matrix: a tensor stretch needs a static reach")
+        reach = int(np.ceil(2 * float(stretch))) + 1
+    fold = edge_fold(n, reach, edges)
+    taps = np.arange(-reach, n + reach, dtype=np.float64)
+    if B.is_numpy(centres):
+        k = keys_kernel((np.asarray(centres, np.float64)[:, None] - taps[None, :]) / stretch, a) / stretch
+        k = k @ fold
+        return k / k.sum(axis=1, keepdims=True)
+    t = (centres.reshape(-1, 1) - Tensor(taps.astype(np.float32)).reshape(1, -1)) / stretch
+    k = ops.matmul(keys_kernel(t, a) / stretch, Tensor(fold.astype(np.float32)))
+    return k / k.sum(axis=1, keepdims=True)
 
 
 def sample(control, matrices, matmul=None):

@@ -1,10 +1,8 @@
-"""Pruning an integral network to a target width and exporting it as MindIR.
+"""Exporting a plain network as MindIR and running one back.
 
-:func:`prune` resamples every channel group (one keep ratio, sizes per
-group, or the widest network within a parameter or MAC budget), builds the
-plain thinner network (real smaller ``nn.Conv2d``/``nn.Dense``) and reports
-widths, parameters, MACs and time. :func:`export_mindir` writes a plain
-network as MindIR with a dynamic batch dimension, atomically;
+:func:`export_mindir` writes a plain network (:func:`inn_ms.prune.prune`
+makes one from an integral network) as MindIR with a dynamic batch
+dimension, atomically;
 :func:`load_mindir` runs it back with ``ms.load`` + ``nn.GraphCell``, which is
 the MindIR runtime on these machines (DESIGN.md §8).
 
@@ -15,23 +13,19 @@ times faster on CPU runtimes (inn_ms.functional).
 """
 import logging
 import os
-import time
-from collections import OrderedDict
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from inn_ms.model import count_parameters
+from inn_ms.cells import renew_graph_identity
+from inn_ms.fileio import atomic_write
+from inn_ms.graph.mindir import read_header, trace
+from inn_ms.prune import check_shape as _check_shape
+# prune's old place, for code written against it (the elastic benchmark and tests, edited in parallel)
+from inn_ms.prune import macs_of, prune, sizes_for_budget  # noqa: F401
 
 logger = logging.getLogger(__name__)
-
-
-def _check_shape(input_shape):
-    shape = tuple(int(v) for v in input_shape)
-    if len(shape) < 2 or min(shape) < 1:
-        raise ValueError(f"input shape must have a batch and a channel axis of size >= 1, got {input_shape!r}")
-    return shape
 
 
 INFO_KEY = "inn_ms"  # the MindIR's user_info entry with what inn_ms records about it (JSON)
@@ -56,7 +50,6 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
     ``ms.load`` gives them uninitialised buffers of their declared shapes;
     the graph must write them before reading them."""
     import json
-    from inn_ms.fileio import atomic_write
     if not str(path).endswith(".mindir"):
         raise ValueError(f"a MindIR file's name ends with .mindir, got {path!r}")
     if backend not in ("native", "matmul"):
@@ -80,7 +73,6 @@ def export_mindir(network, path, input_shape, dynamic_batch=True, backend="nativ
         for c in cells:
             c.conv_backend = backend
         network.set_train(False)
-        from inn_ms.keyed import renew_graph_identity
         renew_graph_identity(network)
         with atomic_write(path) as tmp:
             ms.export(network, spec, *extra_inputs, file_name=tmp, file_format="MINDIR", custom_func=record_info)
@@ -130,7 +122,6 @@ class MindIRGraph:
 
     def __init__(self, path):
         import json
-        from inn_ms.graph.mindir import read_header
         self.path = path
         try:
             self.input_specs, user_info = read_header(path)
@@ -235,138 +226,9 @@ def check_input_shape(network, input_shape):
     """Raise a ValueError unless the plain ``network`` compiles for one
     sample of ``input_shape`` (e.g. too small an image for its poolings);
     the check ``prune`` gets from tracing, for exports that do not trace."""
-    from inn_ms.graph.mindir import trace
     shape = _check_shape(input_shape)
     try:
         trace(network, (1,) + shape[1:])
     except ValueError as e:
         raise ValueError(f"input shape {shape} does not fit the network: {e}") from None
     return shape
-
-
-def macs_of(network, input_shape, positions=None):
-    """Multiply–accumulates per sample of a plain network (see
-    :mod:`inn_ms.graph.flops`); ``positions`` from an earlier trace of the
-    same architecture at any width saves tracing again."""
-    from inn_ms.graph.flops import layer_positions, macs_from_weights
-    shape = _check_shape(input_shape)
-    if positions is None:
-        positions = layer_positions(network, (1,) + shape[1:])
-    return macs_from_weights(network, positions)[0]
-
-
-def _positions(model, plain, input_shape):
-    """Per-layer output positions of ``model``'s plain networks for
-    ``input_shape``, traced once per model and shape (they do not depend on
-    the width)."""
-    from inn_ms.graph.flops import layer_positions
-    shape = (1,) + _check_shape(input_shape)[1:]
-    cache = model.__dict__.setdefault("_positions_cache", {})
-    if shape not in cache:
-        cache[shape] = layer_positions(plain, shape)
-    return cache[shape]
-
-
-def _within(model, sizes, allowed):
-    for name, n in sizes.items():
-        low, high = allowed.get(name, (1, model.full_sizes[name]))
-        if not low <= n <= high:
-            raise ValueError(f"size {n} of group {name!r} is outside its allowed range [{low}, {high}]")
-
-
-def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_of=1, tolerance=1e-3):
-    """Per-group sizes of the largest single keep ratio whose plain network
-    has at most ``params`` parameters and/or ``macs`` MACs per sample
-    (``input_shape`` needed for MACs). Bisection on the keep ratio."""
-    if params is None and macs is None:
-        raise ValueError("sizes_for_budget: give params= and/or macs=")
-    if macs is not None and input_shape is None:
-        raise ValueError("sizes_for_budget: a MAC budget needs input_shape=")
-    saved = dict(model.sizes)
-
-    def fits(keep):
-        model.resize(keep=keep, multiple_of=multiple_of)
-        plain = model.discretize()
-        ok = params is None or count_parameters(plain) <= params
-        return ok and (macs is None or macs_of(plain, input_shape, _positions(model, plain, input_shape)) <= macs)
-
-    try:
-        if fits(1.0):
-            return model.sizes_for_keep(1.0, multiple_of)
-        low, high = 1e-3, 1.0
-        if not fits(low):
-            raise ValueError(f"no width meets the budget (params <= {params}, MACs <= {macs}): even the "
-                             f"narrowest network is larger")
-        while high - low > tolerance:
-            mid = (low + high) / 2
-            low, high = (mid, high) if fits(mid) else (low, mid)
-        return model.sizes_for_keep(low, multiple_of)
-    finally:
-        model.resize(sizes=saved)
-
-
-def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None, multiple_of=1,
-          resampling=None, repair="none", calib=None, calib_count=128, seed=0, progress=False):
-    """The plain network at a target width and a report.
-
-    Give one of ``keep`` (a ratio in (0, 1]), ``sizes`` (group → size; other
-    groups stay at full size) or a budget (``params`` and/or ``macs``). Sizes
-    are checked against the model's ``allowed_sizes`` (from its artifact)
-    before anything is built. The model is returned to its sizes afterwards.
-
-    ``resampling``: the rule to sample with (:mod:`inn_ms.resampling`;
-    None: each group's own). ``repair`` (:mod:`inn_ms.repair`): ``"none"``,
-    ``"calib"`` (refit on ``calib``, unlabelled images, the first
-    ``calib_count``) or ``"datafree"`` (on ``calib_count`` images
-    synthesized from the network's statistics with ``seed``; needs
-    ``input_shape``). Either way the result is an ordinary plain network.
-    """
-    from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
-    from inn_ms.resampling import check_rule
-    chosen = [k for k, v in (("keep", keep), ("sizes", sizes), ("budget", params if params is not None else macs))
-              if v is not None]
-    if len(chosen) != 1:
-        raise ValueError(f"prune: give exactly one of keep=, sizes= or a budget (params=/macs=), got {chosen}")
-    check_repair(repair)
-    if resampling is not None:
-        check_rule(resampling, "prune")
-    if input_shape is not None:
-        _check_shape(input_shape)
-    t0 = time.perf_counter()
-    if repair == "none" and calib is not None:
-        raise ValueError("calibration images were given but repair is 'none': choose repair='calib'")
-    if keep is not None:
-        target = model.sizes_for_keep(keep, multiple_of)
-    elif sizes is not None:
-        unknown = [g for g in sizes if g not in model.groups]
-        if unknown:
-            raise ValueError(f"prune: unknown group(s) {unknown}; groups are {list(model.groups)}")
-        target = OrderedDict(model.full_sizes)
-        target.update({g: n for g, n in sizes.items()})
-    else:
-        target = sizes_for_budget(model, params, macs, input_shape, multiple_of)
-    _within(model, target, getattr(model, "allowed_sizes", {}))
-    repaired = repair != "none" and dict(target) != dict(model.full_sizes)  # full width: nothing to repair
-    # Checked (and synthesized) only when needed; bad images are refused either way.
-    images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress) \
-        if repaired or repair == "calib" else None
-    saved, saved_rules = dict(model.sizes), model.resampling
-    try:
-        if resampling is not None:
-            model.set_resampling(resampling)
-        model.resize(sizes=dict(target))
-        plain = model.discretize()
-        if repaired:
-            refit(model, plain, images, maps=output_maps(model), progress=progress)
-        rules = model.resampling
-    finally:
-        model.set_resampling(saved_rules)
-        model.resize(sizes=saved)
-    report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters(),
-              "resampling": rules, "repair": repair, "repaired": repaired,
-              "calib_images": int(len(images)) if repaired else 0}
-    if input_shape is not None:
-        report["macs"] = macs_of(plain, input_shape, _positions(model, plain, input_shape))
-    report["seconds"] = time.perf_counter() - t0
-    logger.info("pruned to %s: %d parameters", dict(target), report["params"])
-    return plain, report

@@ -22,14 +22,3 @@ class SizeKeyed:
 
     def __call__(self, *args, **kwargs):
         return super().__call__(*args, self.size_key(), **kwargs)
-
-
-
-
-def renew_graph_identity(cell):
-    """Make MindSpore compile ``cell`` afresh at its next call. Compiled graphs
-    are cached per Cell identity and call arguments; after a change that the
-    size key does not see (a partition swapped for a trainable one of the same
-    size), the cached graph would be stale."""
-    import time
-    object.__setattr__(cell, "_create_time", time.time_ns())

@@ -5,14 +5,14 @@ resizes them by name or by one keep ratio, keys its compiled graphs on the
 current sizes (so graph mode never runs a stale width), and turns itself into
 a plain, thinner MindSpore network with :meth:`IntegralModel.discretize`.
 """
-import copy
+import contextlib
 import logging
-import time
 from collections import OrderedDict
 
 import numpy as np
 from mindspore import nn
 
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.keyed import SizeKeyed
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.partition import CompositePartition
@@ -85,7 +85,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
 
     @property
     def full_sizes(self):
-        return OrderedDict((n, p.max_size) for n, p in self._groups.items())
+        """Each group's channel count at full width (what its quadrature is
+        normalised by), also after pipeline B fixed a group at fewer."""
+        return OrderedDict((n, p.full_size) for n, p in self._groups.items())
 
     @property
     def resampling(self):
@@ -122,8 +124,8 @@ class IntegralModel(SizeKeyed, nn.Cell):
             raise ValueError(f"keep ratio must be in (0, 1], got {keep!r}")
         out = OrderedDict()
         for name, p in self._groups.items():
-            n = int(round(keep * p.max_size / multiple_of)) * multiple_of
-            n = min(max(n, multiple_of, p.quadrature.min_points), p.max_size)
+            n = int(round(keep * p.full_size / multiple_of)) * multiple_of
+            n = min(max(n, multiple_of, p.quadrature.min_points), p.full_size)
             out[name] = n
         return out
 
@@ -147,12 +149,27 @@ class IntegralModel(SizeKeyed, nn.Cell):
         logger.debug("resized to %s", dict(self.sizes))
         return self.sizes
 
+    @contextlib.contextmanager
+    def at_sizes(self, sizes=None, keep=None, multiple_of=1):
+        """``with model.at_sizes(...):`` the model at these sizes (the
+        arguments of :meth:`resize`; none: the sizes it has), and back at the
+        sizes it had when the block ends, however it ends."""
+        saved = dict(self.sizes)
+        try:
+            if sizes is not None or keep is not None:
+                self.resize(sizes=None if sizes is None else dict(sizes), keep=keep, multiple_of=multiple_of)
+            yield self
+        finally:
+            self.resize(sizes=saved)
+
     def discretize(self):
         """A plain network at the current sizes: every integral layer becomes
         an ``nn.Conv2d``/``nn.Dense`` with fewer channels, every other Cell is
         copied with its own copy of its parameters. Parameters are named by
         their path (unique, as graph mode and checkpoints need)."""
-        return _named(_rebuild(self.network, lambda c: c.discretize() if hasattr(c, "discretize") else None))
+        return name_parameters_by_path(copy_tree(
+            self.network, lambda c: c.discretize() if hasattr(c, "discretize") and not isinstance(c, IntegralModel)
+            else None))
 
     def select_channels(self, indices):
         """A plain network made of the *full-size* weights restricted to the
@@ -206,56 +223,30 @@ class IntegralModel(SizeKeyed, nn.Cell):
                 sel[axis] = None if pair is None else pair[0 if axis == "out" else 1]
             return layer.discretize(out_index=sel.get("out"), in_index=sel.get("in"))
 
-        saved = self.sizes
-        try:
-            self.resize(sizes=dict(self.full_sizes))
-            return _named(_rebuild(self.network, pick))
-        finally:
-            self.resize(sizes=dict(saved))
+        with self.at_sizes(self.full_sizes):
+            return name_parameters_by_path(copy_tree(self.network, pick))
 
     def full_parameters(self):
         """Parameters of the discretized network at full size (computed once:
         the architecture does not change)."""
         if self._full_params is None:
-            saved = self.sizes
-            try:
-                self.resize(sizes=dict(self.full_sizes))
+            with self.at_sizes(self.full_sizes):
                 self._full_params = count_parameters(self.discretize())
-            finally:
-                self.resize(sizes=dict(saved))
         return self._full_params
 
     def compression(self):
-        """Parameters of the discretized network now vs at full size."""
+        """Parameters of the discretized network now (``params``) and at full
+        size (``full_params``), and ``compression``: the fraction of them
+        removed, ``1 - params / full_params`` (0 at full size), as every
+        table's "compr." column and evaluation row report it."""
         now = count_parameters(self.discretize())
         full = self.full_parameters()
-        return {"params": now, "full_params": full, "ratio": now / full}
+        return {"params": now, "full_params": full, "compression": 1 - now / full}
+
+
+# Kept for inn_ms.elastic (edited in parallel); new code uses inn_ms.cells.
+_rebuild = copy_tree
 
 
 def _named(cell):
-    from inn_ms.convert.cells import name_parameters_by_path
-    name_parameters_by_path(cell)
-    return cell
-
-
-def _rebuild(cell, replace, share_parameters=False):
-    """Copy of the Cell tree in which ``replace(cell)``, where not None,
-    stands for a Cell; every other Cell is copied with its own parameters
-    (or with the same Parameter objects, ``share_parameters=True``)."""
-    new = replace(cell) if not isinstance(cell, IntegralModel) else None
-    if new is not None:
-        return new
-    new = copy.copy(cell)
-    # Cell.__setstate__ adopts the original's __dict__ object: give the copy its own.
-    new.__dict__ = dict(cell.__dict__)
-    object.__setattr__(new, "_cells", OrderedDict((k, _rebuild(c, replace, share_parameters))
-                                                  for k, c in cell._cells.items()))
-    object.__setattr__(new, "_params", OrderedDict(
-        (k, p if p is None or share_parameters else p.clone()) for k, p in cell._params.items()))
-    if isinstance(cell, (nn.SequentialCell, nn.CellList)):  # containers keep a list beside the dict
-        object.__setattr__(new, "cell_list", list(new._cells.values()))
-    # A fresh identity for MindSpore's compile caches (shallow copy shares them).
-    object.__setattr__(new, "_create_time", time.time_ns())
-    object.__setattr__(new, "_compile_cache", None)
-    object.__setattr__(new, "_phase_cache", None)
-    return new
+    return name_parameters_by_path(cell)

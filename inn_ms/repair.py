@@ -42,10 +42,11 @@ from tqdm.auto import tqdm
 
 from inn_ms.functional import explicit_padding, unfold
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.model import _named, _rebuild
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.partition import CompositePartition
 from inn_ms.resampling import sampling_matrix
 from inn_ms.sampler import block_diagonal
+from inn_ms.synthesis import synthesize
 
 logger = logging.getLogger(__name__)
 
@@ -356,12 +357,8 @@ class _Reference:
     network's probes."""
 
     def __init__(self, model, sample, batch):
-        saved = dict(model.sizes)
-        try:
-            model.resize(sizes=dict(model.full_sizes))
+        with model.at_sizes(model.full_sizes):
             full = model.discretize()
-        finally:
-            model.resize(sizes=saved)
         full.set_train(False)
         self.batch = batch
         self.shapes = _trace_shapes(full, sample)
@@ -377,7 +374,7 @@ class _Reference:
             self.records[path] = probe
             return probe
 
-        self.network = _named(_Driven(_rebuild(full, record, share_parameters=True), self.turn))
+        self.network = name_parameters_by_path(_Driven(copy_tree(full, record, share_parameters=True), self.turn))
         self.network.set_train(False)
 
 
@@ -417,7 +414,7 @@ def _fit_network(reference, pruned, maps):
         fits[path] = _Fit(cell, kind, record.index, reference.turn, record, a)
         return fits[path]
 
-    network = _named(_Driven(_rebuild(pruned, fit, share_parameters=True), reference.turn))
+    network = name_parameters_by_path(_Driven(copy_tree(pruned, fit, share_parameters=True), reference.turn))
     network.set_train(False)
     return network, fits
 
@@ -451,8 +448,7 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, reference
             raise ValueError("repair: the model's partitions are trainable (pipeline B) and fix its width, so "
                              "it has no full width to repair towards; pass reference= (the converted model)")
         reference = model
-    elif [tuple(p) for p in reference.full_sizes.items()] != \
-            [(g, getattr(p, "full_size", p.max_size)) for g, p in model.groups.items()]:
+    elif list(reference.full_sizes.items()) != list(model.full_sizes.items()):
         raise ValueError(f"repair: the reference's groups {dict(reference.full_sizes)} are not the model's")
     reference = _reference(reference, images[:1], batch)
     full_probed, turn = reference.network, reference.turn
@@ -508,7 +504,7 @@ def _trace_shapes(full, x):
     whatever mode is set)."""
     shapes = OrderedDict()
     paths = {id(c): p for p, c in full.cells_and_names() if p and _kind(c) is not None}
-    net = _rebuild(full, lambda c: _ShapeProbe(c, paths[id(c)], shapes) if id(c) in paths else None,
+    net = copy_tree(full, lambda c: _ShapeProbe(c, paths[id(c)], shapes) if id(c) in paths else None,
                    share_parameters=True)
     net.set_train(False)
     mode = ms.get_context("mode")
@@ -567,7 +563,6 @@ def calibration_images(model, repair, calib=None, count=128, input_shape=None, s
         raise ValueError("repair='datafree' makes its own images: give calibration images with repair='calib'")
     if input_shape is None:
         raise ValueError("repair='datafree' needs the input shape to synthesize images for")
-    from inn_ms.synthesis import synthesize
     key = (tuple(int(v) for v in input_shape)[1:], int(count), int(seed), _fingerprint(model))
     cache = model.__dict__.setdefault("_synthetic_images", {})
     if key not in cache:

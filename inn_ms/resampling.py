@@ -27,13 +27,14 @@ for fixed partitions and as MindSpore tensors in a graph.
 
 Edges: taps past the control grid are clamped to its edge values, as in
 :func:`inn_ms.cubic.kernel_matrix`, and every antialiased row is normalised
-to sum 1, so a constant function stays that constant at every width.
+to sum 1, so a constant function stays that constant at every width (the
+antialiased matrix is :func:`inn_ms.cubic.stretched_matrix`, which images
+are resized with too).
 """
 import numpy as np
-from mindspore import Tensor, ops
 
 from inn_ms import _backend as B
-from inn_ms.cubic import keys_kernel, kernel_matrix
+from inn_ms.cubic import kernel_matrix, stretched_matrix
 
 RULES = ("point", "antialiased")
 
@@ -53,15 +54,6 @@ def stretch(n, m):
     return max(1.0, (m - 1) / max(n - 1, 1))
 
 
-def clamp_fold(m, reach):
-    """The ``(m + 2·reach) × m`` matrix folding taps ``-reach … m-1+reach``
-    onto the grid (taps past an edge add to the edge value)."""
-    taps = np.clip(np.arange(-reach, m + reach), 0, m - 1)
-    fold = np.zeros((len(taps), m))
-    fold[np.arange(len(taps)), taps] = 1.0
-    return fold
-
-
 def antialiased_matrix(x, m, s, reach=None):
     """The ``n × m`` matrix of the Keys kernel stretched by ``s`` at nodes
     ``x``, edge-clamped, rows normalised to sum 1.
@@ -74,20 +66,9 @@ def antialiased_matrix(x, m, s, reach=None):
     m = int(m)
     if m == 1:
         return x.reshape(-1, 1) * 0 + 1
-    if reach is None:
-        if not B.is_numpy(s):
-            raise ValueError("antialiased_matrix: a tensor stretch needs a static reach")
-        reach = int(np.ceil(2 * float(s))) + 1
-    fold = clamp_fold(m, reach)
-    taps = np.arange(-reach, m + reach, dtype=np.float64)
     if B.is_numpy(x):
         x = np.asarray(x, np.float64)
-        k = keys_kernel((x[:, None] * (m - 1) - taps[None, :]) / s) / s
-        k = k @ fold
-        return k / k.sum(axis=1, keepdims=True)
-    t = (x.reshape(-1, 1) * (m - 1) - Tensor(taps.astype(np.float32)).reshape(1, -1)) / s
-    k = ops.matmul(keys_kernel(t) / s, Tensor(fold.astype(np.float32)))
-    return k / k.sum(axis=1, keepdims=True)
+    return stretched_matrix(x * (m - 1), m, s, reach)
 
 
 def sampling_matrix(x, m, rule="point"):
@@ -101,4 +82,4 @@ def sampling_matrix(x, m, rule="point"):
     return antialiased_matrix(x, m, s)
 
 
-__all__ = ["RULES", "antialiased_matrix", "check_rule", "clamp_fold", "sampling_matrix", "stretch"]
+__all__ = ["RULES", "antialiased_matrix", "check_rule", "sampling_matrix", "stretch"]

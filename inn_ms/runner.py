@@ -11,12 +11,12 @@ each rank reads its own slice of every global batch (``batch_size`` samples
 per rank) and the gradients are averaged across ranks, so the update equals
 a single process's on the whole global batch.
 
-Two tasks (``cfg["task"]``, see :mod:`inn_ms.config`): classification
-(top-1/top-5) and super resolution (PSNR/SSIM on Y against the bicubic
-baseline, data from :mod:`inn_ms.data_sr`; the patch of sample ``i`` in
-epoch ``e`` comes from ``(seed, e, i)``, so resuming is exact there too).
+What differs per task (``cfg["task"]``: data, loss, metrics) is the task
+object's (:mod:`inn_ms.tasks`); the steps are the trainer's one loop
+(:meth:`inn_ms.train.RandomWidthTrainer.run_epoch`). For super resolution
+the patch of sample ``i`` in epoch ``e`` comes from ``(seed, e, i)``, so
+resuming is exact there too.
 """
-import contextlib
 import json
 import logging
 import math
@@ -26,10 +26,16 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from inn_ms.artifact import load_artifact, read_manifest, save_artifact
+from inn_ms.builders import architecture_builder, build, build_discrete, is_callable_name
 from inn_ms.checkpoint import checkpoint_name, list_checkpoints, load_checkpoint, resume_latest, save_checkpoint
 from inn_ms.config import ConfigError, dump_config
-from inn_ms.datasets import build_sources, epoch_order, shard
-from inn_ms.fileio import atomic_write, check_output_dir, write_json, write_text
+from inn_ms.convert import convert, load_torch_weights
+from inn_ms.data.sources import epoch_order, shard
+from inn_ms.fileio import check_output_dir, write_json, write_text
+from inn_ms.functional import set_conv_backend
+from inn_ms.tasks import task_for
+from inn_ms.train import RandomWidthTrainer, WidthSampler
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +43,6 @@ logger = logging.getLogger(__name__)
 def setup_device(cfg):
     """Device, execution mode, convolution backend and, for distributed runs,
     the communication group and data-parallel context. Returns ``(rank, world)``."""
-    from inn_ms.functional import set_conv_backend
     dev = cfg["device"]
     check_device(dev["target"])
     ms.set_context(device_target=dev["target"], mode=ms.GRAPH_MODE if dev["mode"] == "graph" else ms.PYNATIVE_MODE)
@@ -76,17 +81,14 @@ def build_model(cfg):
     (``model.convert``); then ``model.checkpoint`` loaded if given. A
     checkpoint that is an integral artifact (``.inn``) is the network itself:
     nothing else is built."""
-    from model_zoo import create_model
     m = cfg["model"]
     if m["checkpoint"] and m["checkpoint"].endswith(".inn"):
         return _from_artifact(cfg)
     kwargs = dict(m["kwargs"])
     classes = {} if m["num_classes"] is None else {"num_classes": m["num_classes"]}  # None: super resolution
     if m["convert"] is None:
-        model = create_model(m["name"], integral=True, **classes, **kwargs)
+        model = build(m["name"], integral=True, **classes, **kwargs)
     else:
-        from inn_ms.artifact import build_discrete
-        from inn_ms.convert import convert, load_torch_weights
         c = m["convert"]
         arch_kwargs = dict(kwargs, **classes)
         net = build_discrete(m["name"], arch_kwargs)
@@ -104,14 +106,11 @@ def _from_artifact(cfg):
     """``model.checkpoint`` as an integral artifact, checked against
     ``model.name``: the artifact records the network it holds. A config's
     own ``module:function`` name is trusted (training imports it anyway)."""
-    from inn_ms.artifact import load_artifact, read_manifest
-    from inn_ms.builders import is_callable_name
     path = cfg["model"]["checkpoint"]
     if not os.path.isfile(path):
         raise ValueError(f"model.checkpoint {path!r} not found")
     name = cfg["model"]["name"]
-    arch = read_manifest(path)["architecture"]
-    built = arch.get("name") if arch.get("kind") == "zoo" else arch.get("builder")
+    built = architecture_builder(read_manifest(path)["architecture"])
     if built != name:
         raise ValueError(f"model.checkpoint {path!r} holds {built!r}, but model.name is {name!r}")
     return load_artifact(path, builders=[name] if is_callable_name(name) else None)
@@ -174,124 +173,6 @@ def width_rng(seed, step):
     return np.random.default_rng([int(seed), 1, int(step)])
 
 
-def network_at(model, keep, multiple_of=1, resampling=None, repair="none", calib=None, calib_count=128,
-               input_shape=None):
-    """What evaluation runs at ``keep``: the integral model itself resized,
-    or, with a resampling rule or a repair (:func:`inn_ms.export.prune`),
-    the pruned plain network. The model is left resized to ``keep``."""
-    model.resize(keep=keep, multiple_of=multiple_of)
-    if resampling is None and repair == "none":
-        return model
-    from inn_ms.export import prune
-    plain, _ = prune(model, keep=keep, multiple_of=multiple_of, resampling=resampling, repair=repair, calib=calib,
-                     calib_count=calib_count, input_shape=input_shape)
-    return plain
-
-
-def evaluate(model, source, widths=(1.0,), batch_size=256, multiple_of=1, progress=False, **repair):
-    """Top-1 and top-5 accuracy of ``model`` on ``source`` at every keep
-    ratio in ``widths``, with the parameter count of the discretized network.
-    ``repair``: ``resampling``, ``repair``, ``calib``, ``calib_count`` of
-    :func:`network_at`. The model is left at full width."""
-    from mindspore import Tensor
-    from tqdm.auto import tqdm
-    from inn_ms.model import count_parameters
-    rows = []
-    full = model.full_parameters()
-    try:
-        for keep in widths:
-            net = network_at(model, keep, multiple_of, input_shape=(1,) + tuple(source.input_shape), **repair)
-            net.set_train(False)
-            top1 = top5 = n = 0
-            for x, y in tqdm(source.batches(range(source.size), batch_size, drop_remainder=False),
-                             desc=f"eval keep {keep:g}", disable=not progress, leave=False):
-                logits = net(Tensor(x)).asnumpy()
-                k = min(5, logits.shape[1])
-                best = np.argsort(-logits, axis=1)[:, :k]
-                top1 += int((best[:, 0] == y).sum())
-                top5 += int((best == y[:, None]).any(axis=1).sum())
-                n += len(y)
-            params = count_parameters(model.discretize())
-            rows.append({"keep": float(keep), "sizes": dict(model.sizes), "params": params,
-                         "compression": 1 - params / full, "top1": top1 / n, "top5": top5 / n, "samples": n})
-    finally:
-        model.resize(sizes=dict(model.full_sizes))
-    return rows
-
-
-def upscaled_input(cfg):
-    """Whether the super-resolution network of ``cfg`` takes the
-    bicubic-upscaled image (SRCNN) rather than the LR image (it upsamples
-    itself, as EDSR: its builder takes ``scale``)."""
-    from model_zoo.registry import sr_scale
-    return sr_scale(cfg["model"]["name"], cfg["model"]["kwargs"]) is None
-
-
-@contextlib.contextmanager
-def _pynative():
-    """PyNative mode inside the block (whole-image inference: one shape per
-    tile, nothing worth compiling), the previous mode restored after."""
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        yield
-    finally:
-        ms.set_context(mode=mode)
-
-
-def evaluate_sr(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=None, multiple_of=1,
-                bicubic=True, progress=False, **repair):
-    """PSNR (dB) and SSIM on Y (border ``scale``) of ``model`` on the image
-    ``pairs`` (``[(name, hr, lr, up)]``, :mod:`inn_ms.data_sr`) at every keep
-    ratio in ``widths``, each with the parameter count of the discretized
-    network; with ``bicubic``, first a row for bicubic upscaling (the
-    baseline: ``keep``, ``params`` and ``compression`` None). Rows carry the
-    mean ``psnr``/``ssim`` and ``per_image``. The model runs in PyNative
-    mode, in tiles overlapping by ``margin`` input pixels (None: the
-    receptive-field radius, :func:`inn_ms.data_sr.receptive_radius`, so
-    tiles change nothing); it is left at full width. ``repair``: as in
-    :func:`evaluate` (a datafree repair needs ``input_shape`` in it)."""
-    from tqdm.auto import tqdm
-    from inn_ms import data_sr
-    from inn_ms.model import count_parameters
-    rows = []
-    if bicubic:
-        rows.append({"label": "bicubic", "keep": None, "sizes": None, "params": None, "compression": None,
-                     **data_sr.evaluate(pairs, scale)})
-    full = model.full_parameters()
-    try:
-        with _pynative():
-            for keep in tqdm(widths, desc="eval widths", disable=not progress, leave=False):
-                net = network_at(model, keep, multiple_of, **repair)
-                net.set_train(False)
-                r = data_sr.evaluate(pairs, scale, net, upscaled, tile, margin)
-                params = count_parameters(model.discretize())
-                rows.append({"label": f"INN keep {keep:.2f}", "keep": float(keep), "sizes": dict(model.sizes),
-                             "params": params, "compression": 1 - params / full, **r})
-    finally:
-        model.resize(sizes=dict(model.full_sizes))
-    return rows
-
-
-def sr_table(rows, per_image=True):
-    """Text lines of an :func:`evaluate_sr` table: channels per group,
-    parameters, compression, PSNR/SSIM per image (``per_image``) and their
-    mean, and the PSNR difference to the full width (the first ``keep`` 1
-    row) if there is one."""
-    names = list(rows[0]["per_image"]) if per_image else []
-    full = next((r["psnr"] for r in rows if r["keep"] == 1.0), None)
-    lines = [f"{'':16} {'channels':>10} {'params':>9} {'compr.':>7} " + " ".join(f"{n[:16]:>16}" for n in names)
-             + f" {'mean PSNR / SSIM':>16}" + ("  vs full" if full is not None else "")]
-    for r in rows:
-        ch = "-" if r["sizes"] is None else ",".join(str(v) for v in r["sizes"].values())
-        params = "-" if r["params"] is None else str(r["params"])
-        comp = "-" if r["compression"] is None else f"{r['compression']:.1%}"
-        cells = "".join(f" {r['per_image'][n]['psnr']:7.2f} / {r['per_image'][n]['ssim']:.4f}" for n in names)
-        gap = f"  {r['psnr'] - full:+6.2f}" if full is not None else ""
-        lines.append(f"{r['label']:16} {ch:>10} {params:>9} {comp:>7}{cells} {r['psnr']:7.2f} / {r['ssim']:.4f}{gap}")
-    return lines
-
-
 def train(cfg, resume="auto", progress=True):
     """Train the model of ``cfg`` with random widths; returns a summary.
 
@@ -304,9 +185,6 @@ def train(cfg, resume="auto", progress=True):
     ``final.ckpt`` (model weights) and ``model.inn`` (the integral artifact);
     other ranks write ``final_rank<r>.ckpt``.
     """
-    from mindspore import Tensor
-    from tqdm.auto import tqdm
-    from inn_ms.train import RandomWidthTrainer, WidthSampler
 
     rank, world = setup_device(cfg)
     t = cfg["train"]
@@ -316,20 +194,11 @@ def train(cfg, resume="auto", progress=True):
     if writer:
         check_output_dir(out)  # before any data is read or network built
     ms.set_seed(seed)
-    sr = cfg["task"] == "super_resolution"
-    if sr:
-        from inn_ms import data_sr
-        upscaled = upscaled_input(cfg)
-        train_src = data_sr.build_source(cfg["data"], upscaled, train=True)
-        eval_src = data_sr.build_source(cfg["data"], upscaled, train=False) if rank == 0 else None
-    else:
-        train_src, eval_src = build_sources(cfg["data"])
+    task = task_for(cfg)
+    train_src = task.train_source()
+    eval_src = task.eval_source() if writer else None
     model = build_model(cfg)
-    if not sr and train_src.num_classes > cfg["model"]["num_classes"]:
-        raise ValueError(f"data set {train_src.name} has {train_src.num_classes} classes, "
-                         f"model.num_classes is {cfg['model']['num_classes']}")
-    for source in (train_src, eval_src) if not sr else ():
-        source.check(progress=progress and writer)  # a broken image is named now, not after an epoch
+    task.check(model, (train_src, eval_src), progress=progress and writer)
     global_batch = t["batch_size"] * world
     steps_per_epoch = train_src.size // global_batch
     if steps_per_epoch == 0:
@@ -340,8 +209,7 @@ def train(cfg, resume="auto", progress=True):
     opt_cfg = t["optimizer"]
     rates = lr_schedule(t["lr_schedule"], opt_cfg["lr"], t["epochs"], steps_per_epoch * per_batch)
     optimizer = build_optimizer(opt_cfg, model.trainable_params(), rates)
-    loss_fn = {"cross_entropy": lambda: nn.CrossEntropyLoss(label_smoothing=t["label_smoothing"]),
-               "l1": nn.L1Loss, "mse": nn.MSELoss}[t["loss"]]()
+    loss_fn = task.loss()
     amp = cfg["device"]["amp_level"]
     loss_scale = cfg["device"]["loss_scale"] or (1024.0 if amp in ("O2", "O3") else 1.0)
     if amp != "O0":
@@ -405,50 +273,33 @@ def train(cfg, resume="auto", progress=True):
             stop = min(steps_per_epoch, start + total - step)
             mine = np.concatenate([shard(order[b * global_batch:(b + 1) * global_batch], rank, world)
                                    for b in range(start, stop)])
-            if sr:
-                batches = train_src.batches(mine, t["batch_size"], epoch=epoch, seed=seed,
-                                            augment=cfg["data"]["augment"], workers=cfg["data"]["num_workers"])
-            else:
-                batches = train_src.batches(mine, t["batch_size"], augment=cfg["data"]["augment"],
-                                            seed=seed * 100003 + epoch * 1009 + start,
-                                            workers=cfg["data"]["num_workers"])
-            bar = tqdm(batches, total=stop - start, desc=f"epoch {epoch + 1}/{t['epochs']}",
-                       disable=not (progress and writer), leave=False)
-            losses = []
+            batches = task.batches(train_src, mine, epoch, start)
             resumed = epoch == position["epoch"] and start > 0
             loss_before, count_before = (earlier_sum, earlier_count) if resumed else (0.0, 0)
-            epoch_step = start
-            for x, y in bar:
-                xb, yb = Tensor(x), Tensor(y)
-                sizes = sampler.sample(width_rng(seed, step)) if sampler is not None else None
-                if per_batch == 2:
-                    trainer.step(xb, yb, sizes=full_sizes)
-                losses.append(trainer.step(xb, yb, sizes=sizes))
+            first = step
+
+            def after_batch(losses):
+                nonlocal step
                 step += 1
-                epoch_step += 1
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                epoch_step = start + len(losses)
                 if save_every and step % save_every == 0 and epoch_step < steps_per_epoch:
                     save(epoch, epoch_step, loss_before + float(np.sum(losses)))
+
+            sizes = None if sampler is None else (lambda k: sampler.sample(width_rng(seed, first + k)))
+            losses = trainer.run_epoch(batches, sizes, after_batch, total=stop - start,
+                                       desc=f"epoch {epoch + 1}/{t['epochs']}", progress=progress and writer)
+            epoch_step = start + len(losses)
             losses_this_run += losses
             done = epoch_step == steps_per_epoch
             model.resize(sizes=full_sizes)
             n_losses = count_before + len(losses)
             record = {"epoch": epoch + 1 if done else epoch + epoch_step / steps_per_epoch, "step": step,
                       "loss": (loss_before + float(np.sum(losses))) / n_losses if n_losses else None}
-            if writer and sr:
-                e = cfg["eval"]
-                r = evaluate_sr(model, eval_src, cfg["data"]["scale"], (1.0,), upscaled, e["tile"], e["tile_margin"],
-                                bicubic=False)[0]
-                record.update(psnr=r["psnr"], ssim=r["ssim"])
-                logger.info("epoch %s/%d step %d: loss %.5f, full-width PSNR %.2f dB, SSIM %.4f",
-                            f"{record['epoch']:g}", t["epochs"], step, record["loss"], r["psnr"], r["ssim"])
-                history.append(record)
-            elif writer:
-                acc = evaluate(model, eval_src, (1.0,), cfg["eval"]["batch_size"])[0]
-                record.update(top1=acc["top1"], top5=acc["top5"])
-                logger.info("epoch %s/%d step %d: loss %.4f, full-width top-1 %.2f%%, top-5 %.2f%%",
-                            f"{record['epoch']:g}", t["epochs"], step, record["loss"], 100 * acc["top1"],
-                            100 * acc["top5"])
+            if writer:
+                metrics, text = task.epoch_metrics(model, eval_src)
+                record.update(metrics)
+                logger.info(f"epoch %s/%d step %d: loss %.{task.loss_digits}f, %s", f"{record['epoch']:g}",
+                            t["epochs"], step, record["loss"], text)
                 history.append(record)
             save(epoch + 1 if done else epoch, 0 if done else epoch_step,
                  0.0 if done else loss_before + float(np.sum(losses)))
@@ -461,68 +312,9 @@ def train(cfg, resume="auto", progress=True):
     if writer:
         final = os.path.join(out, "final.ckpt")
         save_checkpoint(final, model)
-        from inn_ms.artifact import save_artifact
         save_artifact(model, os.path.join(out, "model.inn"))
     else:
         final = os.path.join(out, f"final_rank{rank}.ckpt")
         save_checkpoint(final, model)
     return {"rank": rank, "world": world, "step": step, "steps_per_epoch": steps_per_epoch,
             "history": history, "final": final, "losses": losses_this_run, "resumed_from": resume}
-
-
-def _figure():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt, *plt.subplots(figsize=(5, 3.5))
-
-
-def _save_figure(plt, fig, path):
-    fig.tight_layout()
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:] or "png")
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _finish_compression_plot(plt, fig, ax, ylabel, title, path):
-    """Axis labels, grid and legend of a quality-vs-compression plot, then
-    the atomic save."""
-    ax.set_xlabel("parameters removed (%)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save_figure(plt, fig, path)
-
-
-def plot_accuracy(rows, path, title=""):
-    """PNG of top-1/top-5 accuracy against compression (fraction of
-    parameters removed), one point per evaluated width; written atomically."""
-    plt, fig, ax = _figure()
-    comp = [100 * r["compression"] for r in rows]
-    ax.plot(comp, [100 * r["top1"] for r in rows], "o-", label="top-1")
-    ax.plot(comp, [100 * r["top5"] for r in rows], "s--", label="top-5")
-    for r, c in zip(rows, comp):
-        ax.annotate(f"{r['keep']:g}", (c, 100 * r["top1"]), textcoords="offset points", xytext=(3, -10), fontsize=8)
-    return _finish_compression_plot(plt, fig, ax, "accuracy (%)",
-                                    title or "accuracy vs compression (labels: keep ratio)", path)
-
-
-def plot_psnr(rows, path, title=""):
-    """PNG of PSNR against compression (fraction of parameters removed),
-    one point per evaluated width of :func:`evaluate_sr`, the bicubic row as
-    a horizontal line; written atomically."""
-    plt, fig, ax = _figure()
-    inn = [r for r in rows if r["keep"] is not None]
-    comp = [100 * r["compression"] for r in inn]
-    ax.plot(comp, [r["psnr"] for r in inn], "o-", label="integral network")
-    for r, c in zip(inn, comp):
-        ax.annotate(f"{r['keep']:g}", (c, r["psnr"]), textcoords="offset points", xytext=(3, -10), fontsize=8)
-    for r in rows:
-        if r["keep"] is None:
-            ax.axhline(r["psnr"], color="grey", linestyle="--", label=r["label"])
-    return _finish_compression_plot(plt, fig, ax, "PSNR on Y (dB)",
-                                    title or "PSNR vs compression (labels: keep ratio)", path)

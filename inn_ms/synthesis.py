@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.layers.batchnorm import IntegralBatchNorm2d
-from inn_ms.model import _named, _rebuild
+from inn_ms.cells import copy_tree, name_parameters_by_path
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,7 @@ def statistics_sites(model):
     every layer that kept a folded BatchNorm's (``where="output"``). Paths
     are those of the network's cells (and of its discretized copy)."""
     sites = OrderedDict()
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         for path, cell in model.network.cells_and_names():
             if isinstance(cell, IntegralBatchNorm2d):
                 _, _, mean, var = cell.sampled()
@@ -54,8 +52,6 @@ def statistics_sites(model):
             elif isinstance(cell, IntegralLayer) and cell.output_statistics() is not None:
                 mean, std = cell.output_statistics()
                 sites[path] = ("output", mean, std)
-    finally:
-        model.resize(sizes=saved)
     return sites
 
 
@@ -120,19 +116,15 @@ def synthesis_network(model, sites=None):
         raise ValueError("data-free repair needs activation statistics, and this network has none: no "
                          "BatchNorm, and no layer kept a folded BatchNorm's statistics; repair it on real "
                          "unlabelled images instead (repair='calib')")
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         full = model.discretize()
-    finally:
-        model.resize(sizes=saved)
     by_id = {id(c): p for p, c in full.cells_and_names() if p in sites}
 
     def wrap(cell):
         path = by_id.get(id(cell))
         return None if path is None else _Site(cell, *sites[path])
 
-    net = _named(_Root(_rebuild(full, wrap, share_parameters=True)))
+    net = name_parameters_by_path(_Root(copy_tree(full, wrap, share_parameters=True)))
     net.set_train(False)
     return net
 
@@ -176,12 +168,8 @@ def statistics_mismatch(model, images, sites=None):
     over channels, between each site's statistics on ``images`` and the
     recorded ones (how well synthesized images do their job)."""
     sites = statistics_sites(model) if sites is None else sites
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         full = model.discretize()
-    finally:
-        model.resize(sizes=saved)
     seen = OrderedDict()
 
     class _Measure(nn.Cell):
@@ -195,7 +183,7 @@ def statistics_mismatch(model, images, sites=None):
             return y
 
     by_id = {id(c): p for p, c in full.cells_and_names() if p in sites}
-    net = _rebuild(full, lambda c: _Measure(c, by_id[id(c)], sites[by_id[id(c)]][0]) if id(c) in by_id else None,
+    net = copy_tree(full, lambda c: _Measure(c, by_id[id(c)], sites[by_id[id(c)]][0]) if id(c) in by_id else None,
                    share_parameters=True)
     net.set_train(False)
     mode = ms.get_context("mode")

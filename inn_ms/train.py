@@ -100,7 +100,9 @@ class TrainStep(SizeKeyed, nn.Cell):
     """
 
     def __init__(self, model, loss_fn, optimizer, loss_scale=1.0):
-        super().__init__()
+        # No prefix: the network's parameters keep their names (network.conv1.weight)
+        # instead of taking this Cell's attribute path (optimizer.network.conv1.weight).
+        super().__init__(auto_prefix=False)
         self.model = model
         self.net_with_loss = nn.WithLossCell(model.network, loss_fn)
         self.optimizer = optimizer
@@ -188,6 +190,29 @@ class RandomWidthTrainer:
                              f"this fit takes {steps} more optimiser steps ({self.steps_per_batch} per batch"
                              f"{' with sandwich' if self.steps_per_batch == 2 else ''}): make the schedule longer")
 
+    def train_batch(self, x, y, sizes=None):
+        """One batch: with the sandwich rule a step at full width first, then
+        a step at ``sizes`` (None: drawn by the width sampler, or the current
+        sizes without one); returns the last step's loss."""
+        if self.steps_per_batch == 2:
+            self.step(x, y, sizes=dict(self.model.full_sizes))
+        return self.step(x, y, sizes=sizes)
+
+    def run_epoch(self, batches, sizes=None, after_batch=None, total=None, desc="", progress=False):
+        """Train on ``batches`` (numpy ``(x, y)`` pairs, in order); returns the
+        batch losses. ``sizes(k)``: the sizes of batch ``k`` (None: see
+        :meth:`train_batch`); ``after_batch(losses)``: called after each
+        batch. The model is left at the last batch's sizes. The one training
+        loop: :meth:`fit`, the config runner and pipeline B run it."""
+        losses = []
+        bar = tqdm(batches, total=total, desc=desc, disable=not progress, leave=False)
+        for k, (x, y) in enumerate(bar):
+            losses.append(self.train_batch(Tensor(x), Tensor(y), None if sizes is None else sizes(k)))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if after_batch is not None:
+                after_batch(losses)
+        return losses
+
     def fit(self, x, y, epochs, batch_size, progress=True):
         """Train on numpy arrays ``x``, ``y``; returns the mean loss per epoch.
         The model is left at full width."""
@@ -195,30 +220,12 @@ class RandomWidthTrainer:
         history = []
         try:
             for epoch in range(epochs):
-                losses = []
-                bar = tqdm(batches(len(x), batch_size, self.rng), desc=f"epoch {epoch + 1}/{epochs}",
-                           disable=not progress, leave=False)
-                for idx in bar:
-                    xb, yb = Tensor(x[idx]), Tensor(y[idx])
-                    if self.steps_per_batch == 2:
-                        self.step(xb, yb, sizes=dict(self.model.full_sizes))
-                    losses.append(self.step(xb, yb))
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                order = batches(len(x), batch_size, self.rng)
+                losses = self.run_epoch(((x[idx], y[idx]) for idx in order), total=len(order),
+                                        desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
                 history.append(float(np.mean(losses)))
                 logger.info("epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
         finally:
             self.model.resize(sizes=dict(self.model.full_sizes))
             self.step_cell.set_train(False)
         return history
-
-
-def predict(cell, x, batch_size=250):
-    """Logits of ``cell`` on numpy ``x``, in batches (eval mode)."""
-    cell.set_train(False)
-    out = [cell(Tensor(x[i:i + batch_size])).asnumpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(out)
-
-
-def accuracy(cell, x, y, batch_size=250):
-    """Top-1 accuracy of ``cell`` on numpy arrays."""
-    return float(np.mean(predict(cell, x, batch_size).argmax(1) == y))

@@ -89,7 +89,7 @@ class EDSR(nn.Cell):
         return self.tail(self.upsample(x)) + self.pixel_mean
 
 
-@register_model
+@register_model(task="super_resolution", input="low_resolution", input_shape=(3, 24, 24))
 def edsr(integral=True, scale=2, n_resblocks=16, n_feats=64, res_scale=1.0, channels=3, pixel_mean=0.5,
          quadrature="trapezoid", control_ratio=0.5):
     """EDSR ×``scale`` (2, 3 or 4). Defaults: the paper's baseline (16

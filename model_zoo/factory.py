@@ -13,8 +13,10 @@ from collections import OrderedDict
 from mindspore import nn
 from mindspore.common.initializer import HeUniform, Uniform
 
+from inn_ms.cells import name_parameters_by_path
 from inn_ms.layers import IntegralBatchNorm2d, IntegralConv2d, IntegralDense
 from inn_ms.layers.plain import Conv2d
+from inn_ms.model import IntegralModel
 from inn_ms.partition import UniformPartition
 
 DISCRETE = None  # group name for an axis that stays discrete
@@ -139,11 +141,9 @@ def _separable(f, cin, cout, k, stride, padding, has_bias, in_group, out_group):
 def finish(net, factory):
     """Name parameters by their path (unique names, which graph mode needs),
     and wrap an integral network in an IntegralModel with its named groups."""
-    from inn_ms.convert.cells import name_parameters_by_path
     name_parameters_by_path(net)
     if not factory.integral:
         return net
-    from inn_ms.model import IntegralModel
     return IntegralModel(net, groups=factory.groups)
 
 

@@ -49,7 +49,7 @@ def create(name, num_classes=1000, integral=True, checkpoint=None, input_shape=N
     mindcv ``.ckpt`` of the same architecture, loaded before conversion.
     Other keyword arguments: options of :func:`inn_ms.convert.convert`
     (``fold_bn``, ``permute``, ``quadrature``, …)."""
-    from model_zoo.registry import load_checkpoint_checked
+    from inn_ms.convert.weights import load_mindspore_weights
     unknown = sorted(k for k in kwargs if k not in CONVERT_OPTIONS)
     if unknown:
         raise ValueError(f"mindcv:{name}: unexpected arguments {unknown}; conversion options are "
@@ -63,7 +63,7 @@ def create(name, num_classes=1000, integral=True, checkpoint=None, input_shape=N
         raise ValueError(f"mindcv:{name}: input_shape must be (N, {in_channels}, H, W), got {input_shape!r}")
     net = build_plain(name, num_classes=num_classes, in_channels=in_channels)
     if checkpoint is not None:
-        load_checkpoint_checked(net, checkpoint)
+        load_mindspore_weights(net, checkpoint)
     if not integral:
         return net
     from inn_ms.convert import convert

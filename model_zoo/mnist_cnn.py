@@ -31,7 +31,7 @@ class MnistCNN(nn.Cell):
         return self.fc2(self.relu(self.fc1(x)))
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28))
 def mnist_cnn(num_classes=10, integral=True, widths=(16, 32, 64, 64, 128), in_channels=1,
               quadrature="trapezoid", control_ratio=0.5):
     """``control_ratio=0.5``: control grids of half the channel count, smooth

@@ -81,7 +81,7 @@ class MnistTorchNet(nn.Cell):
         return self.fc2(self.relu(self.fc1(x)))
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28), plain=True)
 def mnist_torch_cnn(num_classes=10, integral=False, checkpoint_torch=None, in_channels=1, **kw):
     """The plain twin of the PyTorch demo CNN.
 

@@ -1,36 +1,60 @@
 """Model registry in the mindcv style: ``create_model(name, ...)`` and
-``list_models()``. Entries register themselves with :func:`register_model`.
+``list_models()``. Entries register themselves with :func:`register_model`,
+saying what they are for: ``task`` (classification by default) and
+``input`` (``image``; super resolution: ``upscaled`` or
+``low_resolution``).
 
-An entry whose function has no ``num_classes`` argument (the
-super-resolution networks) has no classes: ``create_model`` refuses a
+A super-resolution entry has no classes: ``create_model`` refuses a
 ``num_classes`` for it instead of silently ignoring it, and does not record
 one in the artifact's architecture.
 
-Every entry is also registered as a known builder in
-:mod:`inn_ms.builders`, so an integral artifact that names it can be loaded
-(and one that names anything else is refused); so are ``mindcv:<name>`` and
-the mindcv bridge's plain builder that converted mindcv artifacts record."""
+Every entry is also registered, with that metadata, as a known builder in
+:mod:`inn_ms.builders`: the library finds a network's task and input there
+(it never imports this package), and an integral artifact that names it can
+be loaded (one that names anything else is refused); so are
+``mindcv:<name>`` and the mindcv bridge's plain builder that converted
+mindcv artifacts record."""
 import functools
 import inspect
 
-from inn_ms.builders import Builder, register_builder, register_prefix
+from inn_ms.builders import make_builder, register_builder, register_prefix, zoo_architecture
+from inn_ms.convert.weights import load_mindspore_weights
 
 _REGISTRY = {}
 
 
-def register_model(fn):
-    """Decorator: make ``fn(num_classes=..., integral=..., **kw)`` available by its name."""
+_TASKS = {}
+
+
+def register_model(fn=None, *, task="classification", input="image", input_shape=(3, 32, 32), plain=False):
+    """Decorator: make ``fn(integral=..., **kw)`` available by its name, for
+    ``task`` on inputs of kind ``input`` (:data:`inn_ms.builders.INPUTS`),
+    e.g. of ``input_shape`` ``(C, H, W)``. A classifier takes
+    ``num_classes``; a ``low_resolution`` network takes ``scale``.
+    ``plain``: a plain network for conversion only (no integral build).
+    ``@register_model`` alone registers a classifier of 32×32 RGB images."""
+    if fn is None:
+        return functools.partial(register_model, task=task, input=input, input_shape=input_shape, plain=plain)
     name = fn.__name__
+    params = inspect.signature(fn).parameters
+    need = "num_classes" if task == "classification" else "scale" if input == "low_resolution" else None
+    if need is not None and need not in params:
+        raise ValueError(f"zoo entry {name}: a {task} network on {input} inputs takes {need!r}")
     _REGISTRY[name] = fn
+    _TASKS[name] = task
+    scale = params["scale"].default if input == "low_resolution" else None
     register_builder(name, discrete=functools.partial(create_model, name, integral=False),
-                     integral=functools.partial(create_model, name, integral=True))
+                     integral=None if plain else functools.partial(create_model, name, integral=True), task=task,
+                     input=input, scale=scale, input_shape=input_shape,
+                     check_kwargs=functools.partial(check_kwargs, name), listed=True)
     return fn
 
 
 def _mindcv_builder(rest):
     name = "mindcv:" + rest
-    return Builder(name, discrete=functools.partial(create_model, name, integral=False),
-                   integral=functools.partial(create_model, name, integral=True))
+    return make_builder(name, discrete=functools.partial(create_model, name, integral=False),
+                        integral=functools.partial(create_model, name, integral=True), task="classification",
+                        input="image")
 
 
 def _mindcv_plain(**kwargs):
@@ -49,12 +73,12 @@ def list_models():
 
 
 def has_classes(name):
-    """Whether zoo network ``name`` takes ``num_classes`` (classifiers do,
+    """Whether zoo network ``name`` is a classifier (takes ``num_classes``;
     super-resolution networks do not)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {list_models()}, or 'mindcv:<name>' for "
                          f"a mindcv network")
-    return "num_classes" in inspect.signature(_REGISTRY[name]).parameters
+    return _TASKS[name] == "classification"
 
 
 # Options of the integral layers that every zoo builder takes (the plain networks for conversion accept
@@ -84,19 +108,6 @@ def check_kwargs(name, kwargs):
             raise ValueError(f"{name} takes no argument {key!r}{hint}; it takes {sorted(taken)}")
 
 
-def sr_scale(name, kwargs=None):
-    """For a super-resolution network that upsamples by itself (its builder
-    takes ``scale``, as ``edsr``): the scale it is built with from
-    ``kwargs``, or the builder's default. None for a network that takes the
-    bicubic-upscaled image (``srcnn``) or has classes."""
-    if has_classes(name):
-        return None
-    param = inspect.signature(_REGISTRY[name]).parameters.get("scale")
-    if param is None:
-        return None
-    return (kwargs or {}).get("scale", param.default)
-
-
 def create_model(name, num_classes=None, integral=True, checkpoint=None, **kwargs):
     """Build a zoo network; ``integral=True`` returns an
     :class:`inn_ms.model.IntegralModel`, ``False`` the plain network.
@@ -119,25 +130,7 @@ def create_model(name, num_classes=None, integral=True, checkpoint=None, **kwarg
                          f"does not apply; got num_classes={num_classes!r}")
     model = _REGISTRY[name](integral=integral, **kwargs)
     if integral:  # how to build it again: what an integral artifact records
-        from inn_ms.artifact import zoo_architecture
         model.architecture = zoo_architecture(name, **kwargs)
     if checkpoint is not None:
-        load_checkpoint_checked(model, checkpoint)
+        load_mindspore_weights(model, checkpoint)
     return model
-
-
-def load_checkpoint_checked(model, path):
-    """Load a MindSpore ``.ckpt`` into ``model`` after checking every
-    parameter is present with the right shape (MindSpore's own loader stops
-    half-way on a shape mismatch) and every value is valid (finite; BatchNorm
-    variances non-negative). Extra entries (optimiser state) are ignored."""
-    import mindspore as ms
-    from inn_ms.convert.weights import check_values, checkpoint_misfit
-    ckpt = ms.load_checkpoint(path)
-    params = {p.name: p for p in model.get_parameters()}
-    check_values({n: ckpt[n] for n in params if n in ckpt}, f"checkpoint {path}")
-    missing, mismatched = checkpoint_misfit(params, ckpt)
-    if missing or mismatched:
-        raise ValueError(f"checkpoint {path} does not fit the model, nothing loaded; "
-                         f"missing: {missing}; shape mismatch (checkpoint vs model): {mismatched}")
-    ms.load_param_into_net(model, {n: ckpt[n] for n in params}, strict_load=True)

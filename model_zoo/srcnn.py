@@ -69,7 +69,7 @@ class SRCNN(nn.Cell):
         return y
 
 
-@register_model
+@register_model(task="super_resolution", input="upscaled", input_shape=(1, 33, 33))
 def srcnn(integral=True, kernels=(9, 1, 5), widths=(64, 32), channels=1, residual=False,
           quadrature="trapezoid", control_ratio=0.5, offset=0.0, last_scale=None):
     """SRCNN on ``channels`` image channels (1: the Y channel). Input: the

@@ -234,31 +234,31 @@ def _build(name, num_classes, integral, checkpoint_torch, in_channels, kw):
     return net
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28), plain=True)
 def mnist_plain(num_classes=10, integral=False, checkpoint_torch=None, in_channels=1, **kw):
     """Plain conv-BN-ReLU stack (``PlainNet``); ``checkpoint_torch="bundled"``: the shipped weights."""
     return _build("plain", num_classes, integral, checkpoint_torch, in_channels, kw)
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28), plain=True)
 def mnist_resnet_bn(num_classes=10, integral=False, checkpoint_torch=None, in_channels=1, **kw):
     """Residual network with BatchNorm (``ResNet``); ``checkpoint_torch="bundled"``: the shipped weights."""
     return _build("resnet_bn", num_classes, integral, checkpoint_torch, in_channels, kw)
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28), plain=True)
 def mnist_resnet_nobn(num_classes=10, integral=False, checkpoint_torch=None, in_channels=1, **kw):
     """Residual network without BatchNorm (``ResNet(bn=False)``); ``"bundled"``: the shipped weights."""
     return _build("resnet_nobn", num_classes, integral, checkpoint_torch, in_channels, kw)
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28), plain=True)
 def mnist_densenet(num_classes=10, integral=False, checkpoint_torch=None, in_channels=1, **kw):
     """DenseNet-like network with concatenations (``DenseNet``); ``"bundled"``: the shipped weights."""
     return _build("densenet", num_classes, integral, checkpoint_torch, in_channels, kw)
 
 
-@register_model
+@register_model(input_shape=(1, 28, 28), plain=True)
 def mnist_mobilenet(num_classes=10, integral=False, checkpoint_torch=None, in_channels=1, **kw):
     """Depthwise-separable network with an inverted residual (``MobileNet``); ``"bundled"``: the shipped weights."""
     return _build("mobilenet", num_classes, integral, checkpoint_torch, in_channels, kw)

@@ -40,19 +40,21 @@ sys.path.insert(0, ROOT)
 from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
 from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
-from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
+from inn_ms.export import export_mindir, load_mindir  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
 from inn_ms.fileio import atomic_write, write_json  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
-from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
+from inn_ms.partition_tuning import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.layers.plain import with_fast_convolutions  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
 from inn_ms.repair import clear_cache, repair  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
+from inn_ms.metrics import accuracy  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 
-def evaluate(model, keeps, x, y, seeds=3, baselines=True, calib=None):
+def accuracy_columns(model, keeps, x, y, seeds=3, baselines=True, calib=None):
     """Accuracy per keep ratio: the integral model resampled, and (if
     ``baselines``) resampled with the antialiased rule, repaired on
     synthesized images (data-free) and on ``calib`` (unlabelled training
@@ -230,7 +232,7 @@ def main(argv=None):
           ", ".join(f"{g} {a:.0f}->{b:.0f}" for g, (a, b) in tv.items()))
 
     t0 = time.time()
-    before = evaluate(model, args.keep, xte, yte, calib=xtr[:args.calib])
+    before = accuracy_columns(model, args.keep, xte, yte, calib=xtr[:args.calib])
     t_before = time.time() - t0
     full_params = before[0]["params"] if before[0]["keep"] == 1.0 else count_parameters(net)
 
@@ -254,7 +256,7 @@ def main(argv=None):
         t_train = time.time() - t0
         gc.collect()  # the training graphs (one per width) are gone: hand their memory back
         ms.ms_memory_recycle()
-        after = evaluate(model, args.keep, xte, yte, baselines=False)
+        after = accuracy_columns(model, args.keep, xte, yte, baselines=False)
 
     print(f"\nno training (repairs fit layers on unlabelled images, no labels, no gradient steps):")
     print(f"{'keep':>5} {'channels per group':>26} {'params':>8} {'compr.':>7} {'INN':>7} {'INN aa':>7} "

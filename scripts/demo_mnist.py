@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
+from inn_ms.metrics import accuracy  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 

@@ -32,12 +32,13 @@ from mindspore import nn  # noqa: E402
 
 from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.convert import convert  # noqa: E402
-from inn_ms.convert.pipelines import tune_partitions  # noqa: E402
+from inn_ms.partition_tuning import tune_partitions  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
-from inn_ms.export import prune  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
 from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.repair import calibration_images, group_maps, output_maps, repair  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy  # noqa: E402
+from inn_ms.metrics import accuracy  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 REPAIRS = ("none", "datafree", "calib")
@@ -132,8 +133,8 @@ def mnist_cnn_part(args, data):
 
 def sr_part(args):
     """SRCNN x3 trained as a discrete network, converted and resampled."""
-    from inn_ms.data_sr import random_patches, sr_photos
-    from inn_ms.runner import evaluate_sr
+    from inn_ms.data.sr import random_patches, sr_photos
+    from inn_ms.tasks import evaluate_super_resolution as evaluate_sr
     train_pairs, test_pairs = sr_photos(3)
     rng = np.random.default_rng(args.seed)
     x, y = random_patches(train_pairs, args.sr_steps * 16, 33, 3, rng)

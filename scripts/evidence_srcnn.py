@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402
 from mindspore import nn  # noqa: E402
 
-from inn_ms.data_sr import TEST_PHOTOS, TRAIN_PHOTOS, random_patches, sr_photos  # noqa: E402
-from inn_ms.runner import evaluate_sr, sr_table  # noqa: E402
+from inn_ms.data.sr import TEST_PHOTOS, TRAIN_PHOTOS, random_patches, sr_photos  # noqa: E402
+from inn_ms.tasks import evaluate_super_resolution, sr_table  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
@@ -103,7 +103,7 @@ def main(argv=None):
           f"{t_train:.0f} s, final loss {history[-1]:.5f}")
 
     # PyNative (one pass per tile shape), every width of the model itself, bicubic first
-    rows = evaluate_sr(model, test_pairs, args.scale, args.keep)
+    rows = evaluate_super_resolution(model, test_pairs, args.scale, args.keep)
     print(f"\nheld-out photos, Y channel, border {args.scale} px; PSNR dB / SSIM (no fine-tuning at any width)")
     print("\n".join(sr_table(rows)))
     total = time.time() - t0

@@ -100,7 +100,7 @@ def test_saving_needs_an_architecture_and_fixed_partitions(tmp_path):
         save_artifact(model, str(tmp_path / "a.zip"), architecture=zoo_architecture("x"))
     with pytest.raises(ValueError, match="JSON"):
         save_artifact(model, str(tmp_path / "a.inn"), architecture={"kind": "zoo", "name": object()})
-    from inn_ms.convert.pipelines import make_partitions_trainable
+    from inn_ms.partition_tuning import make_partitions_trainable
     make_partitions_trainable(model, {"conv1": 16})
     with pytest.raises(ValueError, match="trainable partition"):
         save_artifact(model, str(tmp_path / "a.inn"), architecture=zoo_architecture("x"))

@@ -96,7 +96,8 @@ def test_prune_repairs_on_calibration_images(tmp_path, capsys, converted_artifac
     from mindspore import Tensor
     from inn_ms.artifact import load_artifact
     from inn_ms.data import mnist_subset
-    from inn_ms.export import load_mindir, prune
+    from inn_ms.export import load_mindir
+    from inn_ms.prune import prune
     xtr, _, xte, _ = mnist_subset(4000, 1000, seed=0)
     calib = tmp_path / "calib.npy"
     np.save(calib, xtr[:48])

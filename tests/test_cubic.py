@@ -275,3 +275,15 @@ def test_kernel_matrix_gradient_pynative_function(rng):
     g = ms.grad(loss)(Tensor(x.astype(np.float32))).asnumpy()
     fd = fd_grad(lambda xx: np.sum(ref_kernel(xx, m) @ v), x)
     np.testing.assert_allclose(g, fd, atol=2e-4 * max(1.0, np.abs(fd).max()))
+
+
+def test_one_cubic_matrix_builder_for_weights_and_images():
+    """kernel_matrix is the stretched matrix at stretch 1 (its rows already
+    sum to 1); edges clamp for weights and mirror for images."""
+    from inn_ms.cubic import edge_fold, stretched_matrix
+    x = np.linspace(0, 1, 7)
+    np.testing.assert_allclose(stretched_matrix(x * 11, 12, 1.0, reach=1), kernel_matrix(x, 12), rtol=0, atol=1e-15)
+    assert edge_fold(3, 2, "clamp").argmax(axis=1).tolist() == [0, 0, 0, 1, 2, 2, 2]
+    assert edge_fold(3, 2, "mirror").argmax(axis=1).tolist() == [1, 0, 0, 1, 2, 2, 1]
+    with pytest.raises(ValueError, match="edges"):
+        edge_fold(3, 1, "wrap")

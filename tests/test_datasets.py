@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inn_ms.config import validate
-from inn_ms.datasets import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Cifar10Source,
+from inn_ms.data.sources import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Cifar10Source,
                              ImageFolderSource, build_sources, epoch_order, shard)
 
 # MindSpore's CIFAR-10 reader expects the real file layout: 10,000 records of

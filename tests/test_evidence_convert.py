@@ -8,10 +8,10 @@ import mindspore as ms
 
 from inn_ms.baselines import l1_indices, producer_l1_norms, random_indices
 from inn_ms.convert import convert
-from inn_ms.convert.pipelines import make_partitions_trainable, tune_partitions
+from inn_ms.partition_tuning import make_partitions_trainable, tune_partitions
 from inn_ms.data import mnist_subset
 from inn_ms.model import count_parameters
-from inn_ms.train import accuracy
+from inn_ms.metrics import accuracy
 from model_zoo import create_model
 
 

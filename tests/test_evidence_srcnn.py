@@ -7,7 +7,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from inn_ms.data_sr import evaluate, photo_pairs, random_patches, sr_photos
+from inn_ms.data.sr import photo_pairs, random_patches, sr_photos
+from inn_ms.tasks import image_quality
 from inn_ms.train import RandomWidthTrainer, WidthSampler
 from model_zoo import create_model
 
@@ -28,11 +29,11 @@ def test_integral_srcnn_beats_bicubic_and_prunes_to_60_percent():
     trainer.fit(x, y, epochs=1, batch_size=BATCH, progress=False)
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    bicubic = evaluate(test, SCALE)
-    full = evaluate(test, SCALE, model.discretize())
+    bicubic = image_quality(test, SCALE)
+    full = image_quality(test, SCALE, model.discretize())
     model.resize(keep=0.6)
     assert dict(model.sizes) == {"c1": 38, "c2": 19}
-    pruned = evaluate(test, SCALE, model.discretize())
+    pruned = image_quality(test, SCALE, model.discretize())
     gains = (full["psnr"] - bicubic["psnr"], pruned["psnr"] - full["psnr"])
     # Measured with seeds 0 / 1 / 2 (data, init and widths): full width
     # +0.17 / +0.23 / +0.18 dB over bicubic (27.47 dB); 60 % width +0.01 /

@@ -6,7 +6,8 @@ from mindspore import Tensor, nn
 
 from inn_ms.artifact import load_artifact, save_artifact
 from inn_ms.cli import main
-from inn_ms.export import export_mindir, load_mindir, macs_of, prune, sizes_for_budget
+from inn_ms.export import export_mindir, load_mindir
+from inn_ms.prune import macs_of, prune, sizes_for_budget
 from inn_ms.graph.flops import count_macs
 from inn_ms.model import count_parameters
 from model_zoo import create_model
@@ -40,7 +41,7 @@ def test_pruned_mindir_matches_the_network_at_several_batch_sizes(tmp_path, rng,
 def test_loaded_mindir_runs_where_a_cell_does(tmp_path, rng):
     """``predict``/``accuracy`` (written for Cells: set_train, batches with a
     smaller last one) run a loaded MindIR and give the network's results."""
-    from inn_ms.train import accuracy, predict
+    from inn_ms.metrics import accuracy, predict
     plain, _ = prune(small(), keep=0.5, input_shape=(1, 1, 28, 28))
     path = tmp_path / "p.mindir"
     export_mindir(plain, str(path), (1, 1, 28, 28), backend="matmul")

@@ -64,3 +64,36 @@ def test_merging_by_selection_matrices_is_selecting(rng):
         model.merge_channels({"a": (rows, rows[:, :4])})
     with pytest.raises(ValueError, match="unknown group"):
         model.merge_channels({"z": (rows, rows)})
+
+
+def test_l1_norms_sum_producers_only_not_batchnorm_scales(rng):
+    """A BatchNorm normalises a group, it writes no channel of it: its γ is no
+    producer weight (it used to be summed into the norms)."""
+    from inn_ms.baselines import producer_l1_norms
+    from inn_ms.layers import IntegralBatchNorm2d, IntegralConv2d, IntegralDense
+
+    class WithBN(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(2, 8, 3, pad_mode="pad", padding=1, has_bias=True)
+            self.bn = nn.BatchNorm2d(8)
+            self.b = nn.Conv2d(8, 3, 3, pad_mode="pad", padding=1, has_bias=True)
+
+        def construct(self, x):
+            return self.b(self.bn(self.a(x)))
+
+    model = convert(WithBN(), (1, 2, 6, 6), fold_bn=False, permute=False)
+    cells = [c for _, c in model.network.cells_and_names()]
+    assert any(isinstance(c, IntegralBatchNorm2d) for c in cells)
+    by_id = {id(p): g for g, p in model.groups.items()}
+    expected = {g: np.zeros(n) for g, n in model.full_sizes.items()}
+    for c in cells:
+        if isinstance(c, (IntegralConv2d, IntegralDense)) and id(c.partitions.get("out")) in by_id:
+            w = np.abs(c.numpy_weight())
+            expected[by_id[id(c.partitions["out"])]] += w.reshape(w.shape[0], -1).sum(axis=1)
+    for c in cells:  # large, varied BatchNorm scales must not move the norms
+        if isinstance(c, IntegralBatchNorm2d):
+            c.gamma.set_data(Tensor(rng.uniform(100, 1000, c.gamma.shape).astype(np.float32)))
+    norms = producer_l1_norms(model)
+    for g in model.groups:
+        np.testing.assert_allclose(norms[g], expected[g], rtol=1e-6)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from inn_ms.export import export_mindir, load_mindir, prune
+from inn_ms.export import export_mindir, load_mindir
+from inn_ms.prune import prune
 from model_zoo import create_model
 
 

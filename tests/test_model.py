@@ -168,3 +168,16 @@ def test_create_model_loads_a_mindspore_checkpoint(tmp_path, rng):
     np.testing.assert_array_equal(loaded(x).asnumpy(), src(x).asnumpy())
     with pytest.raises(ValueError, match="shape mismatch.*conv1.weight"):
         create_model("mnist_cnn", widths=(16, 16, 16, 16, 16), checkpoint=path)
+
+
+def test_compression_after_pipeline_b_counts_the_full_network(resnet):
+    """Pipeline B makes a group's partition trainable at the target size; the
+    network's full size stays what it was (compression used to report nothing removed)."""
+    from inn_ms.partition_tuning import make_partitions_trainable
+    full = count_parameters(create_model("resnet_small", integral=False, widths=(8, 16, 16), blocks=1))
+    half = count_parameters(create_model("resnet_small", integral=False, widths=(4, 8, 8), blocks=1))
+    make_partitions_trainable(resnet, dict(resnet.sizes_for_keep(0.5)))
+    c = resnet.compression()
+    assert c["full_params"] == full
+    assert c["params"] == half
+    assert c["compression"] == 1 - half / full

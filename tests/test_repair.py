@@ -7,7 +7,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from inn_ms.convert import convert
-from inn_ms.export import prune
+from inn_ms.prune import prune
 from inn_ms.repair import calibration_images, output_maps, repair
 
 from helpers import run
@@ -158,7 +158,7 @@ def test_repair_brings_back_the_pruned_accuracy_and_beats_the_baselines():
     ms.set_context(mode=ms.GRAPH_MODE)
     from inn_ms.baselines import folding_merges, l1_indices
     from inn_ms.data import mnist_subset
-    from inn_ms.train import accuracy
+    from inn_ms.metrics import accuracy
     from model_zoo import create_model
     xtr, _, xte, yte = mnist_subset(4000, 1000, seed=0)
     xte, yte = xte[:500], yte[:500]

@@ -8,7 +8,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from inn_ms.convert import convert
-from inn_ms.convert.pipelines import make_partitions_trainable
+from inn_ms.partition_tuning import make_partitions_trainable
 from inn_ms.cubic import kernel_matrix
 from inn_ms.elastic import elastic_sizes, make_elastic
 from inn_ms.partition import CompositePartition, TrainablePartition, UniformPartition

@@ -7,9 +7,10 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor
 
-from inn_ms import data_sr
-from inn_ms.data_sr import (degrade, imresize, paired_dataset, psnr, random_patches, rgb_to_y, ssim,
-                            super_resolve)
+from inn_ms.data import sr as data_sr
+from inn_ms.data.sr import degrade, imresize, paired_dataset, random_patches, rgb_to_y
+from inn_ms.metrics import psnr, ssim
+from inn_ms.tasks import super_resolve
 from model_zoo import create_model
 
 skimage = pytest.importorskip("skimage")
@@ -235,7 +236,7 @@ def test_tiled_super_resolution_equals_one_pass(rng):
 
 def test_receptive_radius_is_the_tile_margin_that_changes_nothing(rng):
     from mindspore import nn
-    from inn_ms.data_sr import receptive_radius
+    from inn_ms.tasks import receptive_radius
     assert receptive_radius(create_model("srcnn", widths=(8, 4))) == 4 + 0 + 2  # 9-1-5
     assert receptive_radius(create_model("srcnn", kernels=(9, 5, 5), integral=False)) == 8
     dilated = nn.SequentialCell([nn.Conv2d(1, 2, 4, dilation=2), nn.Conv2d(2, 2, 3, stride=2)])

@@ -17,7 +17,7 @@ from inn_ms.convert import convert
 from inn_ms.data import mnist_subset
 from inn_ms.layers.batchnorm import IntegralBatchNorm2d
 from inn_ms.layers.plain import with_fast_convolutions
-from inn_ms.train import accuracy
+from inn_ms.metrics import accuracy
 from model_zoo import create_model, list_models
 from model_zoo.torch_zoo import NETWORKS, ZOO_NAMES, bundled_checkpoint
 

@@ -3,7 +3,7 @@ scripts/eval.py as a user runs them, tiny CPU configs): an SRCNN run trains,
 logs loss and PSNR per epoch, writes checkpoints and resumes mid-epoch to
 the weights of an uninterrupted run; eval reports PSNR/SSIM at every width
 beside bicubic, and its full-width PSNR is the one of the model's own
-outputs on whole images scored with inn_ms.data_sr. EDSR (LR input) runs
+outputs on whole images scored with inn_ms.data.sr. EDSR (LR input) runs
 the same way. Config errors name the key."""
 import json
 import os
@@ -61,10 +61,11 @@ def test_srcnn_eval_psnr_equals_model_outputs_scored_directly(srcnn_run, tmp_pat
     assert rows[1]["sizes"] == {"c1": 16, "c2": 8} and rows[3]["sizes"] == {"c1": 8, "c2": 4}
     assert stem.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # Reference: the trained network run on each whole test image (no tiles), scored by data_sr.
+    # Reference: the trained network run on each whole test image (no tiles), scored by inn_ms.metrics.
     import mindspore as ms
     from mindspore import Tensor
-    from inn_ms import data_sr
+    from inn_ms import metrics
+    from inn_ms.data import sr as data_sr
     from inn_ms.checkpoint import load_checkpoint
     from inn_ms.runner import build_model
     cfg = load_config(SRCNN)
@@ -76,8 +77,8 @@ def test_srcnn_eval_psnr_equals_model_outputs_scored_directly(srcnn_run, tmp_pat
     full, bicubic = {}, {}
     for name, hr, _, up in pairs:
         pred = np.clip(model(Tensor(up[None, None].astype(np.float32))).asnumpy()[0, 0], 0, 1)
-        full[name] = data_sr.psnr(pred, hr, border=3)
-        bicubic[name] = data_sr.psnr(up, hr, border=3)
+        full[name] = metrics.psnr(pred, hr, border=3)
+        bicubic[name] = metrics.psnr(up, hr, border=3)
     for name in full:
         assert rows[1]["per_image"][name]["psnr"] == pytest.approx(full[name], abs=1e-4)
         assert rows[0]["per_image"][name]["psnr"] == pytest.approx(bicubic[name], abs=1e-9)
@@ -118,7 +119,7 @@ def test_edsr_trains_and_evaluates_from_lr_input(tmp_path):
 
 def test_patch_source_is_a_function_of_seed_epoch_and_index(tmp_path):
     from PIL import Image
-    from inn_ms import data_sr
+    from inn_ms.data import sr as data_sr
     rng = np.random.default_rng(0)
     for d in ("lr", "hr", "vlr", "vhr"):
         (tmp_path / d).mkdir()

@@ -7,7 +7,8 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from inn_ms.data import mnist_subset
-from inn_ms.train import RandomWidthTrainer, WidthSampler, accuracy, batches
+from inn_ms.metrics import accuracy
+from inn_ms.train import RandomWidthTrainer, WidthSampler, batches
 from model_zoo import create_model
 
 
@@ -143,3 +144,25 @@ def test_fit_refuses_a_learning_rate_schedule_too_short(cnn, rng):
     assert all(np.array_equal(a, p.asnumpy()) for a, p in zip(before, cnn.trainable_params()))
     plain = RandomWidthTrainer(cnn, loss, opt, WidthSampler(cnn, low=0.5, levels=2))
     assert len(plain.fit(x, y, epochs=2, batch_size=4, progress=False)) == 2
+
+
+def test_parameter_names_stay_the_same_through_training(rng):
+    """Training wraps the network in a train step and pipeline B swaps
+    partitions; neither renames a parameter (they used to become
+    optimizer.network.* and net_with_loss._backbone.*), so name-keyed
+    snapshots of the weights still apply."""
+    from mindspore import nn
+    from model_zoo import create_model
+    from inn_ms.partition_tuning import tune_partitions
+    model = create_model("mnist_cnn", widths=(4, 8, 8, 8, 16))
+    names = [p.name for p in model.get_parameters()]
+    assert names[0] == "network.conv1.weight"
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 8).astype(np.int32)
+    opt = nn.Adam(model.trainable_params(), 1e-3)
+    RandomWidthTrainer(model, nn.CrossEntropyLoss(), opt, WidthSampler(model), sandwich=True).fit(
+        x, y, epochs=1, batch_size=4, progress=False)
+    assert [p.name for p in model.get_parameters()] == names
+    assert opt.moment1[0].name == "moment1.network.conv1.weight"
+    tune_partitions(model, x, y, dict(model.sizes_for_keep(0.5)), batch_size=4)
+    assert [p.name for p in model.get_parameters() if not p.name.endswith("theta")] == names

@@ -185,3 +185,34 @@ def test_clear_errors():
         create_model("resnet18", stem="mnist")
     with pytest.raises(ValueError, match="width must be"):
         create_model("vgg11", width=0)
+
+
+# Every registered model that the detailed cases above do not cover gets
+# this test, so a new entry is tested the day it is registered.
+OTHERS = [name for name in list_models() if name not in ZOO]
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_every_other_registered_model_builds_runs_and_resizes(name, rng):
+    """Built from its registration alone (task, input kind, a sample's
+    shape): integral, or plain and converted; exact against its discretized
+    network at full width; finite at half width."""
+    from inn_ms.builders import TASKS, find_builder
+    from inn_ms.convert import convert
+    b = find_builder(name)
+    assert b.task in TASKS and b.input is not None and b.input_shape is not None, name
+    x = rng.standard_normal((2,) + b.input_shape).astype(np.float32)
+    if b.integral is not None:
+        model = randomize_bn(b.integral(), rng)
+    else:
+        model = convert(randomize_bn(b.discrete(), rng), x)
+    y = run(model, x)
+    scale = b.upscaling() or 1
+    if b.task == "classification":
+        assert y.shape == (2, 10)
+    else:
+        assert y.shape == (2, b.input_shape[0], b.input_shape[1] * scale, b.input_shape[2] * scale)
+    assert rel_err(y, run(model.discretize(), x)) <= 1e-5
+    model.resize(keep=0.5)
+    y_half = run(model.discretize(), x)
+    assert y_half.shape == y.shape and np.all(np.isfinite(y_half))

@@ -8,7 +8,7 @@ the integral network has fewer continuous tensors to resample.
 import numpy as np
 from mindspore import Tensor, nn
 
-from inn_ms.convert.cells import get_cell, name_parameters_by_path, set_cell
+from inn_ms.cells import get_cell, name_parameters_by_path, set_cell
 
 
 def fold_bn(layer, bn):

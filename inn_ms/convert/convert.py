@@ -9,7 +9,7 @@ exactly what it did (one control value per channel, divided by the
 full-size quadrature weights). The result is an
 :class:`~inn_ms.model.IntegralModel`: ``resize`` it, ``discretize`` it,
 train it with random widths (pipeline A) or tune its partitions (pipeline B,
-:mod:`inn_ms.convert.pipelines`).
+:mod:`inn_ms.partition_tuning`).
 
 A network with a non-finite weight or a negative BatchNorm variance is
 refused before anything else (such a network converts "exactly" and then
@@ -25,13 +25,16 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from inn_ms.convert.bn import fold_batchnorms, output_statistics
-from inn_ms.convert.cells import get_cell, name_parameters_by_path, set_cell
+from inn_ms.builders import converted_architecture
+from inn_ms.cells import clone, get_cell, name_parameters_by_path, set_cell
 from inn_ms.convert.permute import permute_channels
 from inn_ms.convert.weights import check_values, network_parameters
 from inn_ms.graph.channels import find_channel_groups
-from inn_ms.graph.mindir import _as_tensor
+from inn_ms.graph.flops import graph_positions
+from inn_ms.graph.mindir import _as_tensor, trace
 from inn_ms.layers import IntegralConv2d, IntegralDense
 from inn_ms.layers.batchnorm import IntegralBatchNorm2d
+from inn_ms.model import IntegralModel
 from inn_ms.partition import CompositePartition, UniformPartition
 
 logger = logging.getLogger(__name__)
@@ -49,10 +52,7 @@ class ConversionError(ValueError):
 def clone_network(network):
     """A copy of ``network`` with its own parameters (the user's network is
     never changed by conversion)."""
-    from inn_ms.model import _rebuild
-    net = _rebuild(network, lambda c: None)
-    name_parameters_by_path(net)  # unique names: graph compilation refuses duplicates
-    return net
+    return clone(network)  # unique names: graph compilation refuses duplicates
 
 
 def _input_partition(use, partitions, quadrature):
@@ -122,24 +122,21 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
     The returned model carries ``conversion``: the channel groups, the folded
     BatchNorms, and each group's total variation before and after permuting.
     """
-    from inn_ms.model import IntegralModel
-
     if not isinstance(network, nn.Cell):
         raise ValueError(f"convert: expected a MindSpore Cell, got {type(network).__name__}")
     check_values(network_parameters(network), f"convert: {type(network).__name__}", "cannot convert it")
     x = _as_tensor(example_input)
     net = clone_network(network)
     net.set_train(False)
-    groups = find_channel_groups(net, x, discrete_dims=discrete_dims, continuous_dims=continuous_dims)
-    folded, statistics = [], OrderedDict()
+    graph = trace(net, x)  # the one compilation of a conversion
+    groups = find_channel_groups(net, x, discrete_dims=discrete_dims, continuous_dims=continuous_dims, graph=graph)
+    folded, statistics = OrderedDict(), OrderedDict()
     if fold_bn and groups.bn_after:
         before = {layer: output_statistics(get_cell(net, bn)) for bn, layer in groups.bn_after.items()
                   if isinstance(get_cell(net, bn), nn.BatchNorm2d)}
-        folded = fold_batchnorms(net, groups.bn_after)
-        statistics = OrderedDict((groups.bn_after[bn], before[groups.bn_after[bn]]) for bn in folded
-                                 if groups.bn_after[bn] in before)
-        if folded:
-            groups = find_channel_groups(net, x, discrete_dims=discrete_dims, continuous_dims=continuous_dims)
+        folded = OrderedDict((bn, groups.bn_after[bn]) for bn in fold_batchnorms(net, groups.bn_after))
+        statistics = OrderedDict((layer, before[layer]) for layer in folded.values() if layer in before)
+        groups = groups.without(folded)
     if not groups.continuous:
         raise ValueError("convert: no channel group can be continuous:\n" + groups.summary())
     report = permute_channels(net, groups, **(solver or {})) if permute else OrderedDict()
@@ -149,6 +146,26 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
             order = report[use.out]["order"]
             statistics[path] = (mean[order], std[order])
 
+    model = _integral_model(net, groups, quadrature, statistics)
+    model.conversion = {"groups": groups, "folded_bn": list(folded), "permutation": report,
+                        "plan": dict(groups.plan(), folded=dict(folded)),
+                        "positions": {"input_shape": [int(v) for v in x.shape[1:]],
+                                      "layers": dict(graph_positions(graph, int(x.shape[0])))}}
+    if builder is not None:
+        model.architecture = converted_architecture(
+            builder, tuple(x.shape), builder_kwargs, fold_bn=fold_bn, quadrature=quadrature,
+            discrete_dims=discrete_dims, continuous_dims=continuous_dims)
+    if verify:
+        check_conversion(network, model, example_input, tolerance)
+    logger.info("converted: %d continuous groups, %d BatchNorms folded", len(model.groups), len(folded))
+    return model
+
+
+def _integral_model(net, groups, quadrature, statistics=None):
+    """Replace, in place, every layer of ``net`` on a continuous group by its
+    integral counterpart (``statistics``: ``{layer: (mean, std)}`` of folded
+    BatchNorms' outputs, kept on the layer) and wrap ``net`` in a model."""
+    statistics = statistics or {}
     partitions = OrderedDict((name, UniformPartition(groups.groups[name].size, quadrature=quadrature, name=name))
                              for name in groups.continuous)
     for path, use in groups.layers.items():
@@ -158,17 +175,27 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
                 new.record_output_statistics(*statistics[path])
             set_cell(net, path, new)
     name_parameters_by_path(net)
-    model = IntegralModel(net, groups=partitions)
-    model.conversion = {"groups": groups, "folded_bn": folded, "permutation": report}
-    if builder is not None:
-        from inn_ms.artifact import converted_architecture
-        model.architecture = converted_architecture(
-            builder, tuple(x.shape), builder_kwargs, fold_bn=fold_bn, quadrature=quadrature,
-            discrete_dims=discrete_dims, continuous_dims=continuous_dims)
-    if verify:
-        check_conversion(network, model, example_input, tolerance)
-    logger.info("converted: %d continuous groups, %d BatchNorms folded", len(partitions), len(folded))
-    return model
+    return IntegralModel(net, groups=partitions)
+
+
+def rebuild_converted(network, plan, quadrature="trapezoid"):
+    """The integral model a conversion's ``plan`` (``model.conversion["plan"]``,
+    kept in an artifact) describes, made from a fresh copy of the discrete
+    ``network`` without tracing or checking anything: its BatchNorms folded
+    as recorded, its layers on continuous groups made integral. Weights
+    (and the channel order) are whatever is loaded into it next."""
+    from inn_ms.graph.channels import ChannelGroups
+    net = clone_network(network)
+    net.set_train(False)
+    folded = plan.get("folded", {})
+    statistics = OrderedDict()
+    if folded:
+        statistics = OrderedDict((layer, output_statistics(get_cell(net, bn))) for bn, layer in folded.items()
+                                 if isinstance(get_cell(net, bn), nn.BatchNorm2d))
+        done = fold_batchnorms(net, folded)
+        if len(done) != len(folded):
+            raise ValueError(f"the conversion folded {sorted(folded)}, but this network folds only {done}")
+    return _integral_model(net, ChannelGroups.from_plan(plan), quadrature, statistics)
 
 
 def _is_shape(x):

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import numpy as np
 from mindspore import Tensor
 
-from inn_ms.convert.cells import get_cell
+from inn_ms.cells import get_cell
 from inn_ms.convert.tsp import distance_matrix, solve_path, total_variation
 
 logger = logging.getLogger(__name__)

@@ -552,6 +552,22 @@ def match_state_dict(network, state, name_map=None):
     return OrderedDict((n, state[matched[n]]) for n in params)
 
 
+def load_mindspore_weights(model, path):
+    """Load a MindSpore ``.ckpt`` into ``model`` after checking every
+    parameter is present with the right shape (MindSpore's own loader stops
+    half-way on a shape mismatch) and every value is valid (finite; BatchNorm
+    variances non-negative). Extra entries (optimiser state) are ignored."""
+    import mindspore as ms
+    ckpt = ms.load_checkpoint(path)
+    params = {p.name: p for p in model.get_parameters()}
+    check_values({n: ckpt[n] for n in params if n in ckpt}, f"checkpoint {path}")
+    missing, mismatched = checkpoint_misfit(params, ckpt)
+    if missing or mismatched:
+        raise ValueError(f"checkpoint {path} does not fit the model, nothing loaded; "
+                         f"missing: {missing}; shape mismatch (checkpoint vs model): {mismatched}")
+    ms.load_param_into_net(model, {n: ckpt[n] for n in params}, strict_load=True)
+
+
 def load_torch_weights(network, source, name_map=None, key=None):
     """Load a PyTorch checkpoint (a path, or a mapping as a checkpoint file
     holds it) into ``network``: every parameter or none, after checking

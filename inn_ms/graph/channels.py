@@ -104,6 +104,36 @@ class ChannelGroups:
                 offset += channels
         return out
 
+    def without(self, paths):
+        """These groups with the layers at ``paths`` gone (BatchNorms folded
+        into the layer before them: a BatchNorm only shares its input's
+        channels, so no group changes). Saves tracing the network again."""
+        gone = set(paths)
+        layers = OrderedDict((p, u) for p, u in self.layers.items() if p not in gone)
+        bn_after = OrderedDict((b, p) for b, p in self.bn_after.items() if b not in gone)
+        return ChannelGroups(self.groups, layers, bn_after)
+
+    def plan(self):
+        """What building the integral network needs, as JSON data (lists,
+        so the order survives a JSON file with sorted keys): every continuous
+        group ``[name, size]`` in order, and how each layer uses the groups,
+        ``[path, kind, out group, [[group, channels, spatial], ...]]``."""
+        return {"groups": [[n, int(self.groups[n].size)] for n in self.continuous],
+                "layers": [[p, u.kind, u.out, [[g, int(c), int(s)] for g, c, s in u.inputs]]
+                           for p, u in self.layers.items()]}
+
+    @classmethod
+    def from_plan(cls, plan):
+        """The groups a :meth:`plan` describes (continuous ones only)."""
+        groups = OrderedDict((n, ChannelGroup(n, int(size), True)) for n, size in plan["groups"])
+        layers = OrderedDict()
+        for path, kind, out, inputs in plan["layers"]:
+            for g, channels, _ in inputs:
+                if g not in groups:  # a discrete group: only its size matters
+                    groups[g] = ChannelGroup(g, int(channels), False, ["discrete in the conversion"])
+            layers[path] = LayerUse(path, kind, out, [(g, int(c), int(s)) for g, c, s in inputs])
+        return cls(groups, layers, OrderedDict())
+
     def summary(self):
         """One line per group: name, size, continuous or why not, layers."""
         lines = []

@@ -19,7 +19,12 @@ def layer_positions(network, input_shape):
     the traced graph. These do not depend on channel counts, so the MACs of
     any width follow from its weight shapes (:func:`macs_from_weights`)."""
     shape = tuple(int(v) for v in input_shape)
-    graph = trace(network, shape)
+    return graph_positions(trace(network, shape), shape[0])
+
+
+def graph_positions(graph, batch=1):
+    """:func:`layer_positions` read from a traced :class:`~inn_ms.graph.mindir.Graph`
+    (inputs of batch size ``batch``)."""
     out = OrderedDict()
     for node in graph.nodes:
         if node.op not in CONV_OPS and node.op not in DENSE_OPS:
@@ -33,7 +38,7 @@ def layer_positions(network, input_shape):
         if node.op in CONV_OPS:
             positions = int(np.prod(node.shape[2:]))
         else:
-            positions = int(np.prod(node.shape[:-1])) // shape[0]
+            positions = int(np.prod(node.shape[:-1])) // batch
         out[layer] = out.get(layer, 0) + positions
     return out
 

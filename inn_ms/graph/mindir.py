@@ -22,7 +22,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
-from inn_ms.keyed import renew_graph_identity
+from inn_ms.cells import renew_graph_identity
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ networks run as fast as the integral layers on CPU.
 """
 from mindspore import nn
 
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.functional import conv2d, conv_backend
 
 
@@ -30,8 +31,6 @@ def with_fast_convolutions(network):
     function, run with the project's convolution backend (on CPU unfold +
     matmul, tens of times faster than MindSpore's CPU ``Conv2D`` kernel;
     see :mod:`inn_ms.functional`). Other Cells are copied unchanged."""
-    from inn_ms.model import _named, _rebuild
-
     def replace(cell):
         if type(cell) is not nn.Conv2d:
             return None
@@ -43,4 +42,4 @@ def with_fast_convolutions(network):
             new.bias.set_data(cell.bias.data.copy())
         return new
 
-    return _named(_rebuild(network, replace))
+    return name_parameters_by_path(copy_tree(network, replace))

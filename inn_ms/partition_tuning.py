@@ -1,22 +1,20 @@
-"""The paper's two ways to use a converted network (DESIGN.md §5).
+"""Pipeline B: tuning where a converted network samples its weights at a
+target width (DESIGN.md §5; pipeline A, random-width training, is
+:class:`inn_ms.train.RandomWidthTrainer`).
 
-* **Pipeline A** — train the integral network with a random width per step
-  (:class:`inn_ms.train.RandomWidthTrainer`), so every width works.
-* **Pipeline B** — fast post-training pruning: fix a target size per group,
-  replace each group's uniform partition by a :class:`TrainablePartition`
-  of that size (nodes start uniform), freeze every weight, and train only
-  the node positions (optionally the biases too) for a few steps. The
-  learnt nodes choose *where* along the channel axis the thinner layer
-  samples the continuous weights.
+Fix a target size per group, replace each group's uniform partition by a
+:class:`~inn_ms.partition.TrainablePartition` of that size (nodes start
+uniform), freeze every weight, and train only the node positions
+(optionally the biases too) for a few steps, with the trainer's one loop.
+The learnt nodes choose *where* along the channel axis the thinner layer
+samples the continuous weights.
 """
 import logging
 
 import numpy as np
-from mindspore import Tensor, nn
-from tqdm.auto import tqdm
+from mindspore import nn
 
-from inn_ms.convert.cells import name_parameters_by_path
-from inn_ms.keyed import renew_graph_identity
+from inn_ms.cells import name_parameters_by_path, renew_graph_identity
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.partition import CompositePartition, TrainablePartition
 from inn_ms.sampler import AxisSampler
@@ -41,6 +39,7 @@ def make_partitions_trainable(model, sizes):
         p = s.get_partition()
         if isinstance(p, CompositePartition):
             in_composite |= {id(part) for part in p.parts}
+    model.full_parameters()  # counted while every group can still take its full size
     swapped, new = [], {}
     for name, n in sizes.items():
         old = groups[name]
@@ -59,8 +58,7 @@ def make_partitions_trainable(model, sizes):
     for name, p in groups.items():
         if id(p) in new:
             model._groups[name] = new[id(p)]
-    model._full_params = None
-    name_parameters_by_path(model.network)
+    name_parameters_by_path(model)  # the new nodes' names; the others keep theirs
     renew_graph_identity(model)
     return swapped
 
@@ -87,10 +85,9 @@ def tune_partitions(model, x, y, sizes, epochs=1, batch_size=64, lr=1e-2, train_
         trainer = RandomWidthTrainer(model, loss_fn, opt, width_sampler=None, seed=seed)
         history = []
         for epoch in range(epochs):  # at the target sizes throughout (fit() would return to full width)
-            idx_batches = batches(len(x), batch_size, trainer.rng)
-            losses = [trainer.step(Tensor(x[idx]), Tensor(y[idx]))
-                      for idx in tqdm(idx_batches, desc=f"pipeline B {epoch + 1}/{epochs}", disable=not progress,
-                                      leave=False)]
+            order = batches(len(x), batch_size, trainer.rng)
+            losses = trainer.run_epoch(((x[idx], y[idx]) for idx in order), total=len(order),
+                                       desc=f"pipeline B {epoch + 1}/{epochs}", progress=progress)
             history.append(float(np.mean(losses)))
             logger.info("pipeline B epoch %d/%d: loss %.4f", epoch + 1, epochs, history[-1])
         trainer.step_cell.set_train(False)

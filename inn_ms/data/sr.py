@@ -1,5 +1,6 @@
-"""Super-resolution data: offline photos, bicubic degradation, patches, a
-paired LR/HR folder dataset, and the usual metrics (PSNR, SSIM on Y).
+"""Super-resolution data: offline photos, bicubic degradation, patches and a
+paired LR/HR folder dataset (metrics: :mod:`inn_ms.metrics`; running a
+network on whole images: :mod:`inn_ms.tasks`).
 
 Conventions of the SR literature (SRCNN, EDSR and their benchmarks):
 
@@ -20,7 +21,7 @@ import os
 
 import numpy as np
 
-from inn_ms.cubic import keys_kernel
+from inn_ms.cubic import stretched_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +73,7 @@ def resize_matrix(n_in, n_out, a=IMRESIZE_A, antialias=True):
     ratio = n_in / n_out
     stretch = ratio if (antialias and ratio > 1) else 1.0
     centre = (np.arange(n_out) + 0.5) * ratio - 0.5
-    reach = int(np.ceil(2 * stretch)) + 1
-    taps = np.floor(centre)[:, None] + np.arange(-reach + 1, reach + 1)[None, :]
-    w = keys_kernel((centre[:, None] - taps) / stretch, a) / stretch
-    w /= w.sum(axis=1, keepdims=True)
-    # symmetric reflection: -1 -> 0, -2 -> 1, n -> n-1, n+1 -> n-2
-    period = 2 * n_in
-    idx = np.mod(taps.astype(np.int64), period)
-    idx = np.where(idx >= n_in, period - 1 - idx, idx)
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.repeat(np.arange(n_out), taps.shape[1]), idx.ravel()), w.ravel())
-    return m
+    return stretched_matrix(centre, n_in, stretch, a=a, edges="mirror")
 
 
 def imresize(image, shape, a=IMRESIZE_A, antialias=True):
@@ -204,102 +195,6 @@ def random_patch(hr, lr, up, size, scale, rng, upscaled=True, augment=True):
     return x, y
 
 
-# -- metrics ------------------------------------------------------------------
-
-def _crop(a, border):
-    return a[border:a.shape[0] - border, border:a.shape[1] - border] if border else a
-
-
-def psnr(pred, target, border=0, data_range=1.0):
-    """Peak signal-to-noise ratio in dB of 2-D images, ignoring ``border``
-    pixels on each side (the SR convention: border = scale)."""
-    p, t = _crop(np.asarray(pred, np.float64), border), _crop(np.asarray(target, np.float64), border)
-    if p.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"psnr: need two 2-D images of one shape, got {p.shape} and {t.shape}")
-    mse = np.mean((p - t) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
-
-
-def ssim(pred, target, border=0, data_range=1.0, sigma=1.5):
-    """Structural similarity (Wang et al., 2004) of 2-D images: Gaussian
-    window (σ = 1.5, 11×11), K1 = 0.01, K2 = 0.03, population statistics,
-    averaged over the pixels whose window fits inside the (border-cropped)
-    image."""
-    from scipy.ndimage import gaussian_filter
-
-    p, t = _crop(np.asarray(pred, np.float64), border), _crop(np.asarray(target, np.float64), border)
-    if p.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"ssim: need two 2-D images of one shape, got {p.shape} and {t.shape}")
-    radius = int(3.5 * sigma + 0.5)
-    if min(p.shape) < 2 * radius + 1:
-        raise ValueError(f"ssim: images of {p.shape} are smaller than the {2 * radius + 1}-pixel window")
-    blur = lambda a: gaussian_filter(a, sigma, truncate=3.5)  # noqa: E731
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mp, mt = blur(p), blur(t)
-    vp, vt, cov = blur(p * p) - mp * mp, blur(t * t) - mt * mt, blur(p * t) - mp * mt
-    s = ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp * mp + mt * mt + c1) * (vp + vt + c2))
-    return float(_crop(s, radius).mean())
-
-
-# -- running a network on whole images -------------------------------------
-
-def receptive_radius(net):
-    """An upper bound of ``net``'s receptive-field radius in input pixels:
-    how far an output pixel can see. Every convolution adds
-    ``dilation·(k−1)/2`` along the network's longest path, and no path is
-    longer than all of them in a row; a stride multiplies what follows, so
-    every term is scaled by the product of all strides. Convolutions after
-    an upsampler count in high-resolution pixels, a fraction of an input
-    pixel each, so counting them whole only overestimates. The tile
-    overlap that makes :func:`super_resolve` equal one whole-image pass."""
-    from mindspore import nn
-    from inn_ms.layers import IntegralConv2d
-    terms, stride = [], 1
-    for _, cell in net.cells_and_names():
-        if isinstance(cell, (nn.Conv2d, IntegralConv2d)):
-            k, d, st = cell.kernel_size, cell.dilation, cell.stride
-            k, d, st = [(v, v) if isinstance(v, int) else tuple(v)[-2:] for v in (k, d, st)]
-            reach = max(d[0] * (k[0] - 1), d[1] * (k[1] - 1))
-            terms.append(-(-reach // 2))  # rounded up: an even kernel reaches further on one side
-            stride *= max(st)
-    if not terms:
-        raise ValueError(f"receptive_radius: {type(net).__name__} has no convolution")
-    return sum(terms) * stride
-
-
-def super_resolve(net, image, tile=96, margin=None, out_scale=1):
-    """Run ``net`` (a Cell mapping ``(1, 1, h, w)`` to ``(1, 1, h·out_scale,
-    w·out_scale)``) on a 2-D image in overlapping tiles, and return the
-    2-D float64 result clipped to [0, 1].
-
-    Tiles keep memory small (unfold + matmul convolutions of whole photos
-    need gigabytes); ``tile=None`` runs the whole image at once. Tiles
-    overlap by ``margin`` input pixels and only their centres are kept;
-    with ``margin`` at least the network's receptive-field radius (the
-    default None takes :func:`receptive_radius`), the result equals running
-    the whole image at once.
-    """
-    from mindspore import Tensor
-
-    x = np.asarray(image, np.float32)
-    h, w = x.shape
-    tile = tile or max(h, w)
-    margin = receptive_radius(net) if margin is None else margin
-    if margin < 0:
-        raise ValueError(f"super_resolve: margin must be >= 0 input pixels, got {margin}")
-    out = np.zeros((h * out_scale, w * out_scale))
-    s = out_scale
-    for i in range(0, h, tile):
-        for j in range(0, w, tile):
-            i0, j0 = max(0, i - margin), max(0, j - margin)
-            i1, j1 = min(h, i + tile + margin), min(w, j + tile + margin)
-            y = net(Tensor(x[None, None, i0:i1, j0:j1])).asnumpy()[0, 0]
-            ti, tj = min(tile, h - i), min(tile, w - j)
-            out[i * s:(i + ti) * s, j * s:(j + tj) * s] = \
-                y[(i - i0) * s:(i - i0 + ti) * s, (j - j0) * s:(j - j0 + tj) * s]
-    return np.clip(out, 0.0, 1.0)
-
-
 # -- users' own data: paired folders ----------------------------------------
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -410,11 +305,15 @@ class PatchSource:
         x, y = random_patch(hr, lr, up, self.patch_size, self.scale, rng, self.upscaled, augment)
         return np.clip(x, 0, 1)[None].astype(np.float32), np.ascontiguousarray(y)[None].astype(np.float32)
 
-    def batches(self, indices, batch_size, epoch=0, seed=0, augment=True, workers=1):
+    def batches(self, indices, batch_size, *, epoch=0, seed=0, start=0, augment=False, workers=1,
+                drop_remainder=True):
         """Float32 ``(x, y)`` batches ``(B, 1, ·, ·)`` of the samples
-        ``indices`` in that order (an incomplete last batch is dropped);
-        ``workers`` threads read and crop the samples of a batch (image
-        decoding releases the GIL). Samples do not depend on ``workers``."""
+        ``indices`` in that order (the data protocol of :mod:`inn_ms.data`;
+        an incomplete last batch is dropped unless ``drop_remainder`` is
+        False). Sample ``i``'s patch comes from ``(seed, epoch, i)`` alone, so
+        ``start`` changes nothing; ``workers`` threads read and crop the
+        samples of a batch (image decoding releases the GIL). Samples do not
+        depend on ``workers``."""
         indices = [int(i) for i in indices]
         if indices and not 0 <= min(indices) <= max(indices) < self.size:
             raise ValueError(f"{self.name}: sample indices must be in [0, {self.size})")
@@ -423,8 +322,9 @@ class PatchSource:
             from concurrent.futures import ThreadPoolExecutor
             pool = ThreadPoolExecutor(workers)
         try:
-            for b in range(len(indices) // batch_size):
-                chunk = indices[b * batch_size:(b + 1) * batch_size]
+            stop = len(indices) if not drop_remainder else len(indices) // batch_size * batch_size
+            for b in range(0, stop, batch_size):
+                chunk = indices[b:b + batch_size]
                 fn = lambda i: self.sample(i, epoch, seed, augment)  # noqa: E731
                 pairs = list(pool.map(fn, chunk)) if pool is not None else [fn(i) for i in chunk]
                 yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
@@ -473,25 +373,6 @@ def paired_dataset(lr_dir, hr_dir, scale, patch_size=None, upscaled=True, batch_
     data = ds.GeneratorDataset(source, column_names=["x", "y"], shuffle=shuffle,
                                num_parallel_workers=num_parallel_workers)
     return data.batch(batch_size, drop_remainder=batch_size > 1)
-
-
-def evaluate(pairs, scale, net=None, upscaled=True, tile=96, margin=None):
-    """Mean PSNR (dB) and SSIM on Y over photo ``pairs`` (as made by
-    :func:`photo_pairs`), border ``scale``: of ``net`` (SRCNN-style input
-    with ``upscaled=True``, LR input otherwise, run in tiles: see
-    :func:`super_resolve`) or, with ``net=None``, of the bicubic upscaling
-    itself. Returns ``{"psnr", "ssim", "per_image"}``."""
-    rows = []
-    for name, hr, lr, up in pairs:
-        if net is None:
-            pred = up
-        elif upscaled:
-            pred = super_resolve(net, up, tile, margin)
-        else:
-            pred = super_resolve(net, lr, tile, margin, out_scale=scale)
-        rows.append((name, psnr(pred, hr, scale), ssim(pred, hr, scale)))
-    return {"psnr": float(np.mean([r[1] for r in rows])), "ssim": float(np.mean([r[2] for r in rows])),
-            "per_image": {r[0]: {"psnr": r[1], "ssim": r[2]} for r in rows}}
 
 
 def build_source(data, upscaled, train):

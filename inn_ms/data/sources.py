@@ -25,6 +25,8 @@ import os
 
 import numpy as np
 
+from inn_ms.data.offline import digits, mnist_subset
+
 logger = logging.getLogger(__name__)
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -65,9 +67,16 @@ class Source:
         """Raise ``ValueError`` naming the files the pipeline could not read.
         Nothing to check for samples held in memory."""
 
-    def batches(self, indices, batch_size, augment=False, seed=0, drop_remainder=True, workers=1):
-        """Iterator of numpy ``(x, y)`` batches of :meth:`pipeline`."""
-        data = self.pipeline(indices, batch_size, augment, seed, drop_remainder, workers)
+    def batches(self, indices, batch_size, *, epoch=0, seed=0, start=0, augment=False, workers=1,
+                drop_remainder=True):
+        """Iterator of numpy ``(x, y)`` batches of the samples ``indices`` in
+        that order (the data protocol every source follows, see
+        :mod:`inn_ms.data`). Augmentation (``augment``) is seeded from
+        ``(seed, epoch, start)``, ``start`` being the epoch's batch these
+        samples begin at: exact on resume at an epoch boundary, re-seeded for
+        the rest of an epoch resumed in the middle."""
+        data = self.pipeline(indices, batch_size, augment, seed * 100003 + epoch * 1009 + start, drop_remainder,
+                             workers)
         return data.create_tuple_iterator(output_numpy=True, num_epochs=1)
 
     def arrays(self, batch_size=256):
@@ -225,38 +234,18 @@ def image_problem(path):
     return None
 
 
-def _digits(n_train, n_test, image_size):
-    """scikit-learn's 8×8 digits, split with a fixed permutation, optionally
-    upsampled (cubic) to ``image_size``, standardised with the training part."""
-    from sklearn.datasets import load_digits
-    x, y = load_digits(return_X_y=True)
-    n_train = n_train or 1500
-    n_test = n_test or len(x) - n_train
-    if n_train + n_test > len(x):
-        raise ValueError(f"digits: n_train + n_test must be <= {len(x)}, got {n_train} + {n_test}")
-    x = x.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
-    if image_size and image_size != 8:
-        from scipy.ndimage import zoom
-        x = zoom(x, (1, 1, image_size / 8, image_size / 8), order=3).astype(np.float32)
-    order = np.random.default_rng(0).permutation(len(x))
-    tr, te = order[:n_train], order[n_train:n_train + n_test]
-    mean, std = x[tr].mean(), x[tr].std()
-    x = (x - mean) / std
-    return (x[tr], y[tr]), (x[te], y[te])
-
-
 def build_source(data, train):
     """The training (``train=True``) or evaluation :class:`Source` of a
-    config's ``data`` section."""
+    config's classification ``data`` section (:func:`inn_ms.data.build_source`
+    takes either task's)."""
     name = data["name"]
     if name == "mnist_subset":
-        from inn_ms.data import mnist_subset
         if data["image_size"] and data["image_size"] != 28:
             raise ValueError("mnist_subset: images are 28x28; leave data.image_size null")
         xtr, ytr, xte, yte = mnist_subset(data["n_train"] or 4000, data["n_test"] or 1000)
         return ArraySource(name, xtr, ytr, 10) if train else ArraySource(name, xte, yte, 10)
     if name == "digits":
-        (xtr, ytr), (xte, yte) = _digits(data["n_train"], data["n_test"], data["image_size"])
+        (xtr, ytr), (xte, yte) = digits(data["n_train"], data["n_test"], data["image_size"])
         return ArraySource(name, xtr, ytr, 10) if train else ArraySource(name, xte, yte, 10)
     if name == "cifar10":
         return Cifar10Source(data["root"], train, data["image_size"], data["n_train" if train else "n_test"])

@@ -1,0 +1,84 @@
+"""Cell-tree surgery: finding, replacing and copying Cells by their path.
+
+The one module that reaches into MindSpore's Cell internals (``_cells``,
+``_params``, ``cell_list``, the compile-cache identity), so the rest of the
+library builds, converts and prunes networks through these functions only.
+"""
+import copy
+import time
+from collections import OrderedDict
+
+from mindspore import nn
+
+
+def get_cell(root, path):
+    """The Cell at ``path`` under ``root`` (``''`` is ``root`` itself)."""
+    cell = root
+    for part in path.split(".") if path else []:
+        cells = cell._cells
+        if part not in cells:
+            raise ValueError(f"no Cell {path!r} in {type(root).__name__} (stopped at {part!r})")
+        cell = cells[part]
+    return cell
+
+
+def set_cell(root, path, new):
+    """Put ``new`` at ``path`` under ``root``, in containers too
+    (``SequentialCell``/``CellList`` keep a list of their Cells beside the dict)."""
+    if not path:
+        raise ValueError("set_cell: cannot replace the root Cell")
+    parent_path, _, name = path.rpartition(".")
+    parent = get_cell(root, parent_path)
+    if name not in parent._cells:
+        raise ValueError(f"no Cell {path!r} to replace")
+    parent._cells[name] = new
+    if isinstance(getattr(parent, "cell_list", None), list):
+        object.__setattr__(parent, "cell_list", list(parent._cells.values()))
+
+
+def name_parameters_by_path(root):
+    """Give every parameter its path in the Cell tree as its name, so names
+    are unique (checkpoints and optimisers key on them) after Cells were
+    replaced. Returns ``root``."""
+    for path, p in root.parameters_and_names():
+        p.name = path
+    return root
+
+
+def renew_graph_identity(cell):
+    """Make MindSpore compile ``cell`` afresh at its next call. Compiled graphs
+    are cached per Cell identity and call arguments; after a change that the
+    size key does not see (a partition swapped for a trainable one of the same
+    size), the cached graph would be stale."""
+    object.__setattr__(cell, "_create_time", time.time_ns())
+
+
+def copy_tree(cell, replace, share_parameters=False):
+    """Copy of the Cell tree in which ``replace(cell)``, where not None,
+    stands for a Cell; every other Cell is copied with its own parameters
+    (or with the same Parameter objects, ``share_parameters=True``)."""
+    new = replace(cell)
+    if new is not None:
+        return new
+    new = copy.copy(cell)
+    # Cell.__setstate__ adopts the original's __dict__ object: give the copy its own.
+    new.__dict__ = dict(cell.__dict__)
+    object.__setattr__(new, "_cells", OrderedDict((k, copy_tree(c, replace, share_parameters))
+                                                  for k, c in cell._cells.items()))
+    object.__setattr__(new, "_params", OrderedDict(
+        (k, p if p is None or share_parameters else p.clone()) for k, p in cell._params.items()))
+    if isinstance(cell, (nn.SequentialCell, nn.CellList)):  # containers keep a list beside the dict
+        object.__setattr__(new, "cell_list", list(new._cells.values()))
+    # A fresh identity for MindSpore's compile caches (shallow copy shares them).
+    object.__setattr__(new, "_create_time", time.time_ns())
+    object.__setattr__(new, "_compile_cache", None)
+    object.__setattr__(new, "_phase_cache", None)
+    return new
+
+
+def clone(cell):
+    """A copy of ``cell`` with its own parameters, named by path."""
+    return name_parameters_by_path(copy_tree(cell, lambda c: None))
+
+
+__all__ = ["clone", "copy_tree", "get_cell", "name_parameters_by_path", "renew_graph_identity", "set_cell"]
