@@ -56,10 +56,10 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.cubic import keys_kernel
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
-from inn_ms.model import _named, _rebuild
 from inn_ms.partition import CompositePartition
 from inn_ms.resampling import antialiased_matrix
 from inn_ms.sampler import AxisSampler
@@ -544,13 +544,13 @@ def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
     saved = dict(model.sizes)
     try:
         model.resize(sizes=dict(model.full_sizes))
-        base = _rebuild(model.network, lambda c: None)  # the elastic network's own control weights
+        base = copy_tree(model.network, lambda c: None)  # the elastic network's own control weights
         branches = [_bucket(base, group_index, bucket_rows(model, f)) for f in fractions]
     finally:
         model.resize(sizes=saved)
     net = ElasticNetwork(base, branches, model.groups.keys(), model.full_sizes.values(), fractions,
                          elastic_ranges(model))
-    return _named(net)
+    return name_parameters_by_path(net)
 
 
 def _bucket(base, group_index, rows):
@@ -579,7 +579,7 @@ def _bucket(base, group_index, rows):
 
     def replace(cell):
         if isinstance(cell, (IntegralConv2d, IntegralDense)):
-            layer = _rebuild(cell, axes_only, share_parameters=True)
+            layer = copy_tree(cell, axes_only, share_parameters=True)
             shape = list(cell.weight.shape)  # control shape; continuous axes become this bucket's rows
             if layer.out_axis is not None:
                 shape[0] = layer.out_axis.size
@@ -594,7 +594,7 @@ def _bucket(base, group_index, rows):
             return cache
         return axes_only(cell)
 
-    network = _rebuild(base, replace, share_parameters=True)
+    network = copy_tree(base, replace, share_parameters=True)
     spec_list = [spec for _, spec in sorted(specs.values(), key=lambda v: v[0])]
     axis_list = [a for _, a in sorted(axes.values(), key=lambda v: v[0])]
     return ElasticBucket(network, state, caches, rows, spec_list, axis_list)

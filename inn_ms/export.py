@@ -22,8 +22,6 @@ from inn_ms.cells import renew_graph_identity
 from inn_ms.fileio import atomic_write
 from inn_ms.graph.mindir import read_header, trace
 from inn_ms.prune import check_shape as _check_shape
-# prune's old place, for code written against it (the elastic benchmark and tests, edited in parallel)
-from inn_ms.prune import macs_of, prune, sizes_for_budget  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

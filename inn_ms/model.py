@@ -243,10 +243,3 @@ class IntegralModel(SizeKeyed, nn.Cell):
         full = self.full_parameters()
         return {"params": now, "full_params": full, "compression": 1 - now / full}
 
-
-# Kept for inn_ms.elastic (edited in parallel); new code uses inn_ms.cells.
-_rebuild = copy_tree
-
-
-def _named(cell):
-    return name_parameters_by_path(cell)

@@ -8,7 +8,8 @@ from mindspore import Tensor, nn, ops
 
 from inn_ms.convert import convert
 from inn_ms.elastic import bucket_rows, elastic_sizes, export_elastic, make_elastic
-from inn_ms.export import export_mindir, load_mindir, prune
+from inn_ms.export import export_mindir, load_mindir
+from inn_ms.prune import prune
 from model_zoo import create_model
 
 

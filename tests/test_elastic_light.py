@@ -8,7 +8,8 @@ from mindspore import Tensor
 from mindspore.train.mind_ir_pb2 import ModelProto
 
 from inn_ms.elastic import elastic_sizes, export_elastic, is_runtime_state
-from inn_ms.export import export_mindir, load_mindir, prune
+from inn_ms.export import export_mindir, load_mindir
+from inn_ms.prune import prune
 from model_zoo import create_model
 
 WIDTHS = (8, 16, 16, 16, 32)

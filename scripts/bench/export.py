@@ -44,7 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from inn_ms.convert import convert  # noqa: E402
 from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
-from inn_ms.export import export_mindir, load_mindir, prune  # noqa: E402
+from inn_ms.export import export_mindir, load_mindir  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
 
 
 def _status_mb(key):
