@@ -1,0 +1,158 @@
+"""Evidence that pipeline A's recipe holds on networks it was not tuned on.
+
+Every PyTorch CNN of the conversion zoo (``model_zoo.torch_zoo``: plain,
+residual with and without BatchNorm, DenseNet-like, MobileNet-like) and the
+main job's CNN, each converted from its shipped checkpoint and trained with
+random widths by one recipe; accuracy of the discretized network at every
+trained keep ratio before and after, and after a calibration repair.
+
+    python scripts/evidence_pipeline_a.py                       # every network
+    python scripts/evidence_pipeline_a.py --nets resnet_nobn    # one
+"""
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("GLOG_v", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor, nn  # noqa: E402
+
+from inn_ms.convert import convert  # noqa: E402
+from inn_ms.data import mnist_subset  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
+from inn_ms.repair import clear_cache  # noqa: E402
+from inn_ms.metrics import accuracy  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler, batches  # noqa: E402
+from model_zoo import create_model  # noqa: E402
+from model_zoo.torch_zoo import NETWORKS  # noqa: E402
+
+NETS = ["torch_cnn"] + list(NETWORKS)
+
+
+def build(name):
+    model_name = "mnist_torch_cnn" if name == "torch_cnn" else f"mnist_{name}"
+    return create_model(model_name, integral=False, checkpoint_torch="bundled")
+
+
+def widths(model, keeps, x, y, calib=None):
+    out = []
+    for k in keeps:
+        out.append(accuracy(prune(model, keep=k, repair="calib" if calib is not None else "none",
+                                  calib=calib)[0], x, y))
+    return out
+
+
+def train(model, x, y, args):
+    steps_per_batch = 1 + (args.sandwich in ("full", "both")) + (args.sandwich == "both")
+    steps = len(x) // args.batch_size * steps_per_batch
+    lr = nn.cosine_decay_lr(args.lr * 0.05, args.lr, steps * args.epochs, steps, args.epochs)
+    opt = nn.Adam(model.trainable_params(), learning_rate=lr, weight_decay=args.wd)
+    # Soft labels for every step: one-hot at full width, the full width's own
+    # predictions (inplace distillation) at the others with --distill.
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=False, reduction="mean")
+    trainer = RandomWidthTrainer(model, loss, opt, WidthSampler(model, low=args.low, levels=args.levels),
+                                 seed=args.seed)
+    full, smallest = dict(model.full_sizes), dict(model.sizes_for_keep(args.low))
+    ratios = np.linspace(args.low, 1.0, args.levels)
+    rng = np.random.default_rng(args.seed)
+    eye = np.eye(10, dtype=np.float32)
+    history = []
+    for epoch in range(args.epochs):
+        losses = []
+        nb = len(x) // args.batch_size
+        for b, idx in enumerate(batches(len(x), args.batch_size, rng)):
+            xb, onehot = Tensor(x[idx]), Tensor(eye[y[idx]])
+            if args.shrink > 0:  # progressive shrinking: the lowest ratio falls from 1 to low
+                progress = min(1.0, (epoch + b / nb) / args.shrink)
+                allowed = ratios[ratios >= 1.0 - progress * (1.0 - args.low) - 1e-9]
+                sizes = model.sizes_for_keep(float(rng.choice(allowed)))
+            else:
+                sizes = None
+            if args.sandwich in ("full", "both"):
+                trainer.step(xb, onehot, sizes=full)
+            target = onehot
+            if args.distill:
+                model.resize(sizes=full)
+                model.set_train(False)
+                logits = model(xb).asnumpy()
+                p = np.exp(logits - logits.max(1, keepdims=True))
+                target = Tensor((p / p.sum(1, keepdims=True)).astype(np.float32))
+            if args.sandwich == "both":
+                trainer.step(xb, target, sizes=smallest)
+            losses.append(trainer.step(xb, target, sizes=sizes))
+        history.append(float(np.mean(losses)))
+        print(f"    epoch {epoch + 1}: loss {history[-1]:.4f}", flush=True)
+    model.resize(sizes=full)
+    trainer.step_cell.set_train(False)
+    return history
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", nargs="+", choices=NETS, default=NETS)
+    ap.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.75, 0.7, 0.6, 0.5])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--wd", type=float, default=0.0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--low", type=float, default=0.5)
+    ap.add_argument("--levels", type=int, default=11)
+    ap.add_argument("--sandwich", choices=["none", "full", "both"], default="full")
+    ap.add_argument("--shrink", type=float, default=0.0, help="epochs over which the lowest ratio falls to --low")
+    ap.add_argument("--distill", action="store_true", help="smaller widths learn the full width's predictions")
+    ap.add_argument("--no-fold", dest="fold_bn", action="store_false", help="keep BatchNorms (batch statistics "
+                    "at every width in training)")
+    ap.add_argument("--rule", choices=["point", "antialiased"], default="point", help="resampling rule")
+    ap.add_argument("--calib", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(ROOT, "outputs", "evidence_pipeline_a.json"))
+    args = ap.parse_args(argv)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(args.seed)
+    xtr, ytr, xte, yte = mnist_subset(4000, 1000, seed=0)
+    results = {}
+    for name in args.nets:
+        t0 = time.time()
+        model = convert(build(name), (2, 1, 28, 28), fold_bn=args.fold_bn)
+        model.set_resampling(args.rule)
+        before = widths(model, args.keep, xte, yte)
+        print(f"{name}: converted, before training " + " ".join(f"{100 * a:.1f}" for a in before), flush=True)
+        train(model, xtr, ytr, args)
+        after = widths(model, args.keep, xte, yte)
+        print(f"{name}: after  " + " ".join(f"{100 * a:.1f}" for a in after), flush=True)
+        repaired = widths(model, args.keep, xte, yte, calib=xtr[:args.calib]) if args.calib else None
+        if repaired:
+            print(f"{name}: +calib " + " ".join(f"{100 * a:.1f}" for a in repaired), flush=True)
+        results[name] = {"before": before, "after": after, "repaired": repaired, "seconds": time.time() - t0}
+        clear_cache(model)
+        del model
+        gc.collect()
+        ms.ms_memory_recycle()
+    print(f"\nrecipe: {vars(args)}")
+    print(f"{'network':<12} {'':<7}" + "".join(f"{k:>7.3g}" for k in args.keep) + "  worst drop")
+    for name, r in results.items():
+        for label in ("before", "after", "repaired"):
+            if r[label] is None:
+                continue
+            accs = r[label]
+            print(f"{name:<12} {label:<7}" + "".join(f"{100 * a:>7.1f}" for a in accs)
+                  + f"  {100 * (accs[0] - min(accs)):>6.1f}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"args": vars(args), "results": results}, f, indent=1)
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
