@@ -81,6 +81,12 @@ def _bool(v, key):
     return v
 
 
+def _sandwich(v, key):
+    if isinstance(v, bool) or (isinstance(v, str) and v.lower() in ("full", "both")):
+        return v.lower() if isinstance(v, str) else v
+    raise ConfigError(f"{key} must be true, false, 'full' or 'both', got {v!r}")
+
+
 def _str(optional=False):
     def check(v, key):
         if v is None and optional:
@@ -197,7 +203,8 @@ SCHEMA = {
         "batch_size": _Field(_int(1), 32, "per device"),
         "max_steps": _Field(_int(1, optional=True), None, "stop after this many batches in all (short runs)"),
         "seed": _Field(_int(0), 0, "weights, data order and widths; the same on every rank"),
-        "sandwich": _Field(_bool, False, "also a full-width step on every batch"),
+        "sandwich": _Field(_sandwich, False, "steps every batch gets before the sampled one: false, true (full "
+                                              "width) or both (full and smallest width)"),
         "label_smoothing": _Field(_float(0, 1), 0.0),
         "loss": _Field(_choice("auto", "cross_entropy", "l1", "mse"), "auto",
                        "auto: cross_entropy (classification), l1 (super resolution)"),
@@ -218,6 +225,9 @@ SCHEMA = {
             "gamma": _Field(_float(0, low_open=True), 0.1),
         },
         "widths": _Field(None, {}, "random-width distribution (inn_ms.train.WidthSampler); null: full width only"),
+        "resampling": _Field(_choice("auto", "point", "antialiased"), "auto",
+                             "rule every group samples with in training, kept by the trained model and its "
+                             "artifact (inn_ms.resampling); auto: each group's own"),
     },
     "eval": {
         "widths": _Field(_list(_float(0, 1, low_open=True), 1), [1.0, 0.75, 0.5], "keep ratios to evaluate"),

@@ -35,7 +35,7 @@ from inn_ms.data.sources import epoch_order, shard
 from inn_ms.fileio import check_output_dir, write_json, write_text
 from inn_ms.functional import set_conv_backend
 from inn_ms.tasks import task_for
-from inn_ms.train import RandomWidthTrainer, WidthSampler
+from inn_ms.train import RandomWidthTrainer, WidthSampler, steps_per_batch
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,8 @@ def train(cfg, resume="auto", progress=True):
     train_src = task.train_source()
     eval_src = task.eval_source() if writer else None
     model = build_model(cfg)
+    if t["resampling"] != "auto":
+        model.set_resampling(t["resampling"])
     task.check(model, (train_src, eval_src), progress=progress and writer)
     global_batch = t["batch_size"] * world
     steps_per_epoch = train_src.size // global_batch
@@ -205,7 +207,7 @@ def train(cfg, resume="auto", progress=True):
         raise ValueError(f"{train_src.size} training samples make no batch of {global_batch} "
                          f"({t['batch_size']} per rank x {world} ranks)")
     sampler = WidthSampler(model, **t["widths"]) if t["widths"] is not None else None
-    per_batch = 2 if t["sandwich"] and sampler is not None else 1
+    per_batch = steps_per_batch(t["sandwich"], sampler is not None)
     opt_cfg = t["optimizer"]
     rates = lr_schedule(t["lr_schedule"], opt_cfg["lr"], t["epochs"], steps_per_epoch * per_batch)
     optimizer = build_optimizer(opt_cfg, model.trainable_params(), rates)

@@ -69,6 +69,12 @@ class WidthSampler:
         ratio = float(rng.choice(self.ratios, p=self.ratio_probabilities))
         return self.model.sizes_for_keep(ratio, self.multiple_of)
 
+    def smallest(self):
+        """The narrowest sizes this sampler draws (every group at its least)."""
+        if self.per_group:
+            return OrderedDict((name, int(d.support[0])) for name, d in self.group_distributions.items())
+        return self.model.sizes_for_keep(float(self.ratios[0]), self.multiple_of)
+
     def configurations(self):
         """Every joint configuration (``per_group=False`` only)."""
         if self.per_group:
@@ -143,18 +149,43 @@ def batches(n, batch_size, rng=None, drop_last=True):
     return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
+def check_sandwich(sandwich):
+    """``sandwich`` as one of ``False``, ``"full"``, ``"both"`` (``True`` is
+    ``"full"``)."""
+    if sandwich is True:
+        return "full"
+    if sandwich is False or sandwich is None:
+        return False
+    if sandwich in ("full", "both"):
+        return sandwich
+    raise ValueError(f"sandwich must be false, true / 'full' or 'both', got {sandwich!r}")
+
+
+def steps_per_batch(sandwich, sampled=True):
+    """Optimiser steps per batch with ``sandwich`` (a learning-rate schedule
+    has one rate per step); ``sampled=False``: no width sampler, one step."""
+    if not sampled:
+        return 1
+    return {False: 1, "full": 2, "both": 3}[check_sandwich(sandwich)]
+
+
 class RandomWidthTrainer:
     """Trains an :class:`~inn_ms.model.IntegralModel` with a random width per step.
 
     ``width_sampler=None`` trains at full width only (a discrete-like baseline).
-    ``sandwich=True``: every batch also gets a step at full width before the
-    sampled one (the "sandwich rule" of slimmable networks), so the full
-    width is trained on every batch.
+    ``sandwich``: steps every batch gets before the sampled one —
+    ``False``: none; ``True`` (or ``"full"``): one at full width, so the full
+    width is trained on every batch; ``"both"``: one at full width and one
+    at the sampler's smallest sizes, the "sandwich rule" of slimmable
+    networks (the two ends trained on every batch bound every width between
+    them; the narrowest widths are the ones a uniform draw trains least).
     """
+
+    SANDWICH = (False, "full", "both")
 
     def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0, sandwich=False, loss_scale=1.0):
         self.model = model
-        self.sandwich = bool(sandwich)
+        self.sandwich = check_sandwich(sandwich)
         self.step_cell = TrainStep(model, loss_fn, optimizer, loss_scale=loss_scale)
         self.width_sampler = width_sampler
         self.rng = np.random.default_rng(seed)
@@ -162,7 +193,7 @@ class RandomWidthTrainer:
     @property
     def steps_per_batch(self):
         """Optimiser steps taken per batch by :meth:`fit`."""
-        return 2 if self.sandwich and self.width_sampler is not None else 1
+        return steps_per_batch(self.sandwich, self.width_sampler is not None)
 
     def step(self, x, y, sizes=None):
         """One step at ``sizes`` (or freshly drawn ones); returns the loss."""
@@ -188,14 +219,18 @@ class RandomWidthTrainer:
         if done + steps > lengths[0]:
             raise ValueError(f"the optimiser's learning-rate schedule has {lengths[0]} rates, {done} used; "
                              f"this fit takes {steps} more optimiser steps ({self.steps_per_batch} per batch"
-                             f"{' with sandwich' if self.steps_per_batch == 2 else ''}): make the schedule longer")
+                             f"{f' with sandwich={self.sandwich!r}' if self.steps_per_batch > 1 else ''}): make the "
+                             f"schedule longer")
 
     def train_batch(self, x, y, sizes=None):
-        """One batch: with the sandwich rule a step at full width first, then
-        a step at ``sizes`` (None: drawn by the width sampler, or the current
-        sizes without one); returns the last step's loss."""
-        if self.steps_per_batch == 2:
+        """One batch: the sandwich steps first (full width; with ``"both"``
+        also the smallest sizes), then a step at ``sizes`` (None: drawn by
+        the width sampler, or the current sizes without one); returns the
+        last step's loss."""
+        if self.steps_per_batch > 1:
             self.step(x, y, sizes=dict(self.model.full_sizes))
+        if self.steps_per_batch > 2:
+            self.step(x, y, sizes=dict(self.width_sampler.smallest()))
         return self.step(x, y, sizes=sizes)
 
     def run_epoch(self, batches, sizes=None, after_batch=None, total=None, desc="", progress=False):

@@ -50,7 +50,7 @@ from inn_ms.layers.plain import with_fast_convolutions  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
 from inn_ms.repair import clear_cache, repair  # noqa: E402
 from inn_ms.metrics import accuracy  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler, steps_per_batch  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def accuracy_columns(model, keeps, x, y, seeds=3, baselines=True, calib=None):
 
 def train_pipeline_a(model, x, y, args):
     # One learning rate per optimiser step: a sandwich batch takes two steps.
-    steps = len(x) // args.batch_size * (2 if args.sandwich else 1)
+    steps = len(x) // args.batch_size * steps_per_batch(args.sandwich)
     lr = nn.cosine_decay_lr(args.lr * 0.05, args.lr, steps * args.epochs, steps, args.epochs)
     opt = nn.Adam(model.trainable_params(), learning_rate=lr)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")

@@ -30,7 +30,7 @@ from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.prune import prune  # noqa: E402
 from inn_ms.repair import clear_cache  # noqa: E402
 from inn_ms.metrics import accuracy  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler, batches  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler, batches, steps_per_batch  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 from model_zoo.torch_zoo import NETWORKS  # noqa: E402
 
@@ -51,16 +51,23 @@ def widths(model, keeps, x, y, calib=None):
 
 
 def train(model, x, y, args):
-    steps_per_batch = 1 + (args.sandwich in ("full", "both")) + (args.sandwich == "both")
-    steps = len(x) // args.batch_size * steps_per_batch
+    """Pipeline A: ``RandomWidthTrainer.fit`` with the recipe's sandwich rule;
+    with ``--distill`` or ``--shrink`` (variants tried, not the recipe) a
+    loop of its own around the same trainer's steps."""
+    sandwich = {"none": False, "full": "full", "both": "both"}[args.sandwich]
+    steps = len(x) // args.batch_size * steps_per_batch(sandwich)
     lr = nn.cosine_decay_lr(args.lr * 0.05, args.lr, steps * args.epochs, steps, args.epochs)
     opt = nn.Adam(model.trainable_params(), learning_rate=lr, weight_decay=args.wd)
+    sampler = WidthSampler(model, low=args.low, levels=args.levels)
+    if not (args.distill or args.shrink):
+        trainer = RandomWidthTrainer(model, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), opt,
+                                     sampler, seed=args.seed, sandwich=sandwich)
+        return trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, progress=False)
     # Soft labels for every step: one-hot at full width, the full width's own
     # predictions (inplace distillation) at the others with --distill.
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=False, reduction="mean")
-    trainer = RandomWidthTrainer(model, loss, opt, WidthSampler(model, low=args.low, levels=args.levels),
-                                 seed=args.seed)
-    full, smallest = dict(model.full_sizes), dict(model.sizes_for_keep(args.low))
+    trainer = RandomWidthTrainer(model, loss, opt, sampler, seed=args.seed)
+    full, smallest = dict(model.full_sizes), dict(sampler.smallest())
     ratios = np.linspace(args.low, 1.0, args.levels)
     rng = np.random.default_rng(args.seed)
     eye = np.eye(10, dtype=np.float32)
@@ -70,13 +77,12 @@ def train(model, x, y, args):
         nb = len(x) // args.batch_size
         for b, idx in enumerate(batches(len(x), args.batch_size, rng)):
             xb, onehot = Tensor(x[idx]), Tensor(eye[y[idx]])
+            sizes = None
             if args.shrink > 0:  # progressive shrinking: the lowest ratio falls from 1 to low
                 progress = min(1.0, (epoch + b / nb) / args.shrink)
                 allowed = ratios[ratios >= 1.0 - progress * (1.0 - args.low) - 1e-9]
                 sizes = model.sizes_for_keep(float(rng.choice(allowed)))
-            else:
-                sizes = None
-            if args.sandwich in ("full", "both"):
+            if sandwich:
                 trainer.step(xb, onehot, sizes=full)
             target = onehot
             if args.distill:
@@ -85,11 +91,10 @@ def train(model, x, y, args):
                 logits = model(xb).asnumpy()
                 p = np.exp(logits - logits.max(1, keepdims=True))
                 target = Tensor((p / p.sum(1, keepdims=True)).astype(np.float32))
-            if args.sandwich == "both":
+            if sandwich == "both":
                 trainer.step(xb, target, sizes=smallest)
             losses.append(trainer.step(xb, target, sizes=sizes))
         history.append(float(np.mean(losses)))
-        print(f"    epoch {epoch + 1}: loss {history[-1]:.4f}", flush=True)
     model.resize(sizes=full)
     trainer.step_cell.set_train(False)
     return history

@@ -20,7 +20,7 @@ from mindspore import nn  # noqa: E402
 
 from inn_ms.data.sr import TEST_PHOTOS, TRAIN_PHOTOS, random_patches, sr_photos  # noqa: E402
 from inn_ms.tasks import evaluate_super_resolution, sr_table  # noqa: E402
-from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
+from inn_ms.train import RandomWidthTrainer, WidthSampler, steps_per_batch  # noqa: E402
 from model_zoo import create_model  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def train_srcnn(train_pairs, args, progress=True):
     x, y = random_patches(train_pairs, args.steps * args.batch_size, args.patch, args.scale, rng)
     model = create_model("srcnn", kernels=args.kernels, widths=args.widths, residual=not args.plain,
                          control_ratio=args.control_ratio, offset=args.offset, last_scale=args.last_scale)
-    lr = nn.cosine_decay_lr(args.lr * 0.1, args.lr, args.steps * (2 if args.sandwich else 1), 1, 1)
+    lr = nn.cosine_decay_lr(args.lr * 0.1, args.lr, args.steps * steps_per_batch(args.sandwich), 1, 1)
     lr = [args.lr] * len(lr) if args.constant_lr else lr
     opt = nn.Adam(model.trainable_params(), learning_rate=lr)
     sampler = None if args.low >= 1 else WidthSampler(model, low=args.low, levels=args.levels)
