@@ -8,6 +8,10 @@ trained keep ratio before and after, and after a calibration repair.
 
     python scripts/evidence_pipeline_a.py                       # every network
     python scripts/evidence_pipeline_a.py --nets resnet_nobn    # one
+    python scripts/evidence_pipeline_a.py --fold --rule point --sandwich full   # the main job's recipe
+
+The defaults are the recipe the README's table shows (BatchNorms kept,
+antialiased sampling, the full and the smallest width every batch).
 """
 import argparse
 import gc
@@ -110,12 +114,12 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--low", type=float, default=0.5)
     ap.add_argument("--levels", type=int, default=11)
-    ap.add_argument("--sandwich", choices=["none", "full", "both"], default="full")
+    ap.add_argument("--sandwich", choices=["none", "full", "both"], default="both")
     ap.add_argument("--shrink", type=float, default=0.0, help="epochs over which the lowest ratio falls to --low")
     ap.add_argument("--distill", action="store_true", help="smaller widths learn the full width's predictions")
-    ap.add_argument("--no-fold", dest="fold_bn", action="store_false", help="keep BatchNorms (batch statistics "
-                    "at every width in training)")
-    ap.add_argument("--rule", choices=["point", "antialiased"], default="point", help="resampling rule")
+    ap.add_argument("--fold", dest="fold_bn", action="store_true", help="fold BatchNorms into the convolutions "
+                    "(the main job's recipe); default: keep them, batch statistics at every width in training")
+    ap.add_argument("--rule", choices=["point", "antialiased"], default="antialiased", help="resampling rule")
     ap.add_argument("--calib", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(ROOT, "outputs", "evidence_pipeline_a.json"))
