@@ -46,6 +46,7 @@ from inn_ms.convert.convert import convert, rebuild_converted
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 from inn_ms.fileio import atomic_write
 from inn_ms.layers.base import IntegralLayer
+from inn_ms.partition import size_range
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,10 @@ def _manifest(model, architecture, allowed_sizes):
         if getattr(p, "trainable", False):
             raise ValueError(f"group {name!r} has a trainable partition (pipeline B): its learnt nodes fix the "
                              f"width; export the tuned network with discretize() instead of an artifact")
-        low, high = allowed_sizes.get(name, (p.quadrature.min_points, p.max_size))
-        if not 1 <= low <= high <= p.max_size:
-            raise ValueError(f"allowed sizes of group {name!r} must satisfy 1 <= low <= high <= {p.max_size}, "
+        smallest, largest = size_range(p)
+        low, high = allowed_sizes.get(name, (smallest, largest))
+        if not smallest <= low <= high <= largest:
+            raise ValueError(f"allowed sizes of group {name!r} must satisfy {smallest} <= low <= high <= {largest}, "
                              f"got ({low}, {high})")
         groups[name] = {"full_size": int(p.max_size), "size": int(p.size), "allowed": [int(low), int(high)],
                         "quadrature": p.quadrature.name}
@@ -391,8 +393,14 @@ def load_artifact(path, builders=None, legacy=False):
         model.set_resampling({n: g.get("resampling", "point") for n, g in groups.items()})
     except ValueError as e:
         raise ArtifactError(f"{path!r}: {e}") from None
-    model.resize(sizes={n: int(g["size"]) for n, g in groups.items()})
-    model.allowed_sizes = {n: tuple(g["allowed"]) for n, g in groups.items()}
+    try:
+        model.resize(sizes={n: int(g["size"]) for n, g in groups.items()})
+    except ValueError as e:
+        raise ArtifactError(f"{path!r}: {e}") from None
+    # Files written before one group size became the rule may allow 1
+    # channel; a group now takes at least size_range's smallest size.
+    model.allowed_sizes = {n: (max(g["allowed"][0], size_range(model.groups[n])[0]), g["allowed"][1])
+                           for n, g in groups.items()}
     model.architecture = manifest["architecture"]
     return model
 

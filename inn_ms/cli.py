@@ -333,7 +333,7 @@ def _elastic(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
     from inn_ms.artifact import load_artifact, read_manifest
-    from inn_ms.elastic import export_elastic
+    from inn_ms.elastic import elastic_ranges, export_elastic
     t0 = time.perf_counter()
     if not args.out.endswith(".mindir"):
         raise ValueError(f"--out must end with .mindir, got {args.out!r}")
@@ -348,9 +348,8 @@ def _elastic(args):
           f"(branches at {', '.join(f'{f:g}' for f in sorted(set(args.buckets) | {1.0}))} of full width); "
           f"inputs: x, and sizes "
           f"(int32, one channel count per group, in this order):")
-    for name, full in model.full_sizes.items():
-        low, high = model.allowed_sizes.get(name, (2, full))
-        print(f"  {name:<32} {max(low, 2)}..{high}")
+    for name, (low, high) in zip(model.groups, elastic_ranges(model)):
+        print(f"  {name:<32} {low}..{high}")
     return 0
 
 

@@ -60,7 +60,7 @@ from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.cubic import keys_kernel
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
-from inn_ms.partition import CompositePartition
+from inn_ms.partition import CompositePartition, size_range
 from inn_ms.resampling import antialiased_matrix
 from inn_ms.sampler import AxisSampler
 
@@ -512,20 +512,23 @@ class ElasticNetwork(nn.Cell):
 
 def elastic_ranges(model):
     """``[(low, high)]`` per group (in ``model.groups`` order): the sizes an
-    elastic network of ``model`` accepts, the group's allowed range (from its
-    artifact) with at least 2 channels (a one-node partition has no spacing)."""
+    elastic network of ``model`` accepts: the group's allowed range (from its
+    artifact) within :func:`inn_ms.partition.size_range`."""
     allowed = getattr(model, "allowed_sizes", None) or {}
     ranges = []
-    for name, full in model.full_sizes.items():
-        low, high = allowed.get(name, (2, full))
-        ranges.append((max(2, int(low)), min(int(high), int(full))))
+    for name, p in model.groups.items():
+        smallest, largest = size_range(p)
+        low, high = allowed.get(name, (smallest, largest))
+        ranges.append((max(smallest, int(low)), min(int(high), largest)))
     return ranges
 
 
 def bucket_rows(model, fraction):
     """Channels per group of the bucket at ``fraction`` of full width:
-    ``ceil(fraction · full)``, at least 2 (so it holds ``keep=fraction``)."""
-    return [min(p.max_size, max(2, int(np.ceil(fraction * p.max_size - 1e-9)))) for p in model.groups.values()]
+    ``ceil(fraction · full)``, at least the group's smallest size (so it
+    holds ``keep=fraction``)."""
+    return [min(p.max_size, max(size_range(p)[0], int(np.ceil(fraction * p.max_size - 1e-9))))
+            for p in model.groups.values()]
 
 
 def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):

@@ -15,7 +15,7 @@ from mindspore import nn
 from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.keyed import SizeKeyed
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.partition import CompositePartition
+from inn_ms.partition import CompositePartition, size_range
 from inn_ms.resampling import check_rule
 
 logger = logging.getLogger(__name__)
@@ -119,13 +119,14 @@ class IntegralModel(SizeKeyed, nn.Cell):
 
     def sizes_for_keep(self, keep, multiple_of=1):
         """Per-group sizes for a keep ratio ``keep`` ∈ (0, 1], rounded to a
-        multiple of ``multiple_of`` (never below it, never above full size)."""
+        multiple of ``multiple_of`` (never below it or the group's smallest
+        size, :func:`inn_ms.partition.size_range`; never above full size)."""
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
             raise ValueError(f"keep ratio must be in (0, 1], got {keep!r}")
         out = OrderedDict()
         for name, p in self._groups.items():
             n = int(round(keep * p.full_size / multiple_of)) * multiple_of
-            n = min(max(n, multiple_of, p.quadrature.min_points), p.full_size)
+            n = min(max(n, multiple_of, size_range(p)[0]), p.full_size)
             out[name] = n
         return out
 
@@ -141,9 +142,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
         if unknown:
             raise ValueError(f"resize: unknown group(s) {unknown}; groups are {list(self._groups)}")
         for name, n in sizes.items():
-            p = self._groups[name]
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= p.max_size:
-                raise ValueError(f"resize: size of group {name!r} must be an int in [1, {p.max_size}], got {n!r}")
+            low, high = size_range(self._groups[name])
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not low <= n <= high:
+                raise ValueError(f"resize: size of group {name!r} must be an int in [{low}, {high}], got {n!r}")
         for name, n in sizes.items():
             self._groups[name].resize(int(n))
         logger.debug("resized to %s", dict(self.sizes))

@@ -38,6 +38,22 @@ def check_size(size, what):
     return int(size)
 
 
+MIN_GROUP_SIZE = 2
+
+
+def size_range(partition):
+    """``(low, high)``: the sizes a channel group may be resized to — the one
+    rule every resize, keep ratio, budget, artifact, pipeline B and elastic
+    MindIR checks against. At least 2 channels (a one-node partition has no
+    spacing: pipeline B cannot learn it, the elastic network cannot compute
+    it, and it is never a useful width), at least the quadrature's own
+    minimum, at most ``max_size``; a group whose full size is below that
+    minimum keeps its full size only."""
+    high = int(partition.max_size)
+    low = min(max(MIN_GROUP_SIZE, partition.quadrature.min_points), high)
+    return low, high
+
+
 class _Listened:
     """Keeps weak references to samplers to notify when the partition changes."""
 

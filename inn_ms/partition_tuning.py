@@ -16,7 +16,7 @@ from mindspore import nn
 
 from inn_ms.cells import name_parameters_by_path, renew_graph_identity
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.partition import CompositePartition, TrainablePartition
+from inn_ms.partition import CompositePartition, TrainablePartition, size_range
 from inn_ms.sampler import AxisSampler
 from inn_ms.train import RandomWidthTrainer, batches
 
@@ -43,8 +43,9 @@ def make_partitions_trainable(model, sizes):
     swapped, new = [], {}
     for name, n in sizes.items():
         old = groups[name]
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= old.max_size:
-            raise ValueError(f"pipeline B: size of group {name!r} must be an int in [2, {old.max_size}], got {n!r}")
+        low, high = size_range(old)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not low <= n <= high:
+            raise ValueError(f"pipeline B: size of group {name!r} must be an int in [{low}, {high}], got {n!r}")
         if id(old) in in_composite or getattr(old, "trainable", False):
             old.resize(int(n))
             continue

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from inn_ms.graph.flops import layer_positions, macs_from_weights
 from inn_ms.model import count_parameters
+from inn_ms.partition import size_range
 from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
 from inn_ms.resampling import check_rule
 
@@ -53,6 +54,7 @@ def _positions(model, plain, input_shape):
 def _within(model, sizes, allowed):
     for name, n in sizes.items():
         low, high = allowed.get(name, (1, model.full_sizes[name]))
+        low = max(low, size_range(model.groups[name])[0])
         if not low <= n <= high:
             raise ValueError(f"size {n} of group {name!r} is outside its allowed range [{low}, {high}]")
 

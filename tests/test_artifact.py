@@ -32,7 +32,7 @@ def test_zoo_network_round_trip(tmp_path, x):
     m = read_manifest(str(path))
     assert m["format"] == FORMAT and m["version"] == VERSION
     assert m["architecture"] == zoo_architecture("mnist_cnn", num_classes=10, widths=[8, 16, 16, 16, 32])
-    assert m["groups"]["c2"] == {"full_size": 16, "size": 12, "allowed": [1, 16], "quadrature": "trapezoid"}
+    assert m["groups"]["c2"] == {"full_size": 16, "size": 12, "allowed": [2, 16], "quadrature": "trapezoid"}
     assert m["groups"]["c1"]["allowed"] == [4, 8]
     assert m["parametrization"]["layers"]["conv2"] == {"type": "IntegralConv2d", "control": [8, 4]}  # ½ grids
     loaded = load_artifact(str(path))

@@ -77,7 +77,7 @@ def test_prune_to_sizes_and_errors():
         prune(model, keep=1.5)
     with pytest.raises(ValueError, match="exactly one"):
         prune(model, keep=0.5, sizes={"c1": 2})
-    with pytest.raises(ValueError, match=r"outside its allowed range \[1, 16\]"):
+    with pytest.raises(ValueError, match=r"outside its allowed range \[2, 16\]"):
         prune(model, sizes={"c3": 17})
     model.allowed_sizes = {"c3": (8, 16)}
     with pytest.raises(ValueError, match="outside its allowed range"):
