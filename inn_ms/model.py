@@ -64,7 +64,14 @@ class IntegralModel(SizeKeyed, nn.Cell):
 
     ``groups`` maps a name to each partition the layers share; by default it
     is found from the layers (:func:`find_groups`).
+
+    In graph mode it keeps the compiled graphs of its ``max_graphs`` (4)
+    most recently used widths and input shapes, releasing older ones and
+    their memory (:mod:`inn_ms.keyed`): evaluating many widths in one
+    process stays bounded. Set ``model.max_graphs`` (``None``: keep all).
     """
+
+    max_graphs = 4
 
     def __init__(self, network, groups=None):
         super().__init__()

@@ -46,23 +46,16 @@ def test_values_and_gradients_equal_numpy_and_the_broadcast_matmul(mode, rng, r)
 _CHILD = r"""
 import json, sys
 import numpy as np
+sys.path.insert(0, "scripts/bench")
+from procmem import restart_peak, status_mb
 import mindspore as ms
 from mindspore import Tensor
 from inn_ms.layers import IntegralConv2d, IntegralDense
 from inn_ms.partition import UniformPartition
 
 
-def status_mb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-
-
 def growth(run):
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # the peak (VmHWM) restarts from the resident memory now
-    before = status_mb("VmRSS")
+    before = restart_peak()
     run().asnumpy()
     return status_mb("VmHWM") - before
 

@@ -24,16 +24,13 @@ figure for the conv includes compiling it).
     python scripts/bench/sampling_memory.py [--keep 0.5]
 """
 import argparse
-import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from procmem import run_child
 
 CHILD = r"""
 import json, sys
 import numpy as np
+from procmem import restart_peak, status_mb
 import mindspore as ms
 from mindspore import Tensor
 from inn_ms.layers import IntegralConv2d, IntegralDense
@@ -61,16 +58,7 @@ else:
     x = Tensor(np.ones((1, p.size, 4, 4), np.float32))
 
 
-def status_mb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-
-
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # Linux: the peak (VmHWM) restarts from the resident memory now
-before = status_mb("VmRSS")
+before = restart_peak()
 if mode == "graph":
     out = layer(x)  # compiles and runs the whole layer: sampling + the op
 else:
@@ -78,15 +66,6 @@ else:
 out.asnumpy()
 print(json.dumps({"growth_mb": status_mb("VmHWM") - before}))
 """
-
-
-def run(kind, mode, keep):
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", CHILD, kind, mode, str(keep)], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
-    if proc.returncode:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -98,7 +77,7 @@ def main(argv=None):
     print(f"{'layer':28s} {'mode':8s} {'weight MB':>10s} {'peak RSS growth MB':>19s}")
     for kind, label, elements in cases:
         for mode in ("pynative", "graph"):
-            r = run(kind, mode, args.keep)
+            r = run_child(CHILD, kind, mode, args.keep)
             growth = r.get("growth_mb")
             shown = f"{growth:19.0f}" if growth is not None else f"  failed: {r['error'][:60]}"
             print(f"{label.format(args.keep):28s} {mode:8s} {elements * 4 / 2**20:10.1f} {shown}", flush=True)
