@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,8 +33,12 @@ def run_child(code, *args, env=None):
     Returns that object, or ``{"error": last stderr line}``."""
     env = dict(env if env is not None else os.environ, GLOG_v="3")
     env["PYTHONPATH"] = os.pathsep.join([ROOT, HERE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
+    with tempfile.TemporaryDirectory() as folder:  # a file: graph mode reads the source of Cells defined in it
+        script = os.path.join(folder, "child.py")
+        with open(script, "w") as f:
+            f.write(code)
+        proc = subprocess.run([sys.executable, script, *map(str, args)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=1800)
     if proc.returncode:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -19,7 +19,13 @@ weights 3.9 and 2.2 MB):
     conv3x3 512 -> 512  graph                   272               47
 
 (the broadcast product: MindSpore copied ``A`` to ``s×n×m``; graph mode's
-figure for the conv includes compiling it).
+figure for the conv includes compiling it). Then the time of the two
+products alone, graph mode, forward and with both gradients (ms per call):
+
+    s, m, n, r            forward: broadcast   2-D   with grad: broadcast   2-D
+    (64, 64, 48, 9)                     0.56  0.79                   0.58  0.79
+    (256, 256, 192, 9)                 61.41  6.01                  72.88  9.44
+    (256, 512, 256, 1)                155.24  2.05                 205.91  2.58
 
     python scripts/bench/sampling_memory.py [--keep 0.5]
 """
@@ -68,6 +74,54 @@ print(json.dumps({"growth_mb": status_mb("VmHWM") - before}))
 """
 
 
+TIMING = r"""
+import json, sys, time
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+from inn_ms.sampler import apply_along_axis1
+
+
+class Sample(nn.Cell):
+    def __init__(self, broadcast):
+        super().__init__()
+        self.broadcast = broadcast
+
+    def construct(self, a, x):
+        return ops.matmul(a, x) if self.broadcast else apply_along_axis1(a, x)
+
+
+class WithGrad(nn.Cell):
+    def __init__(self, broadcast):
+        super().__init__()
+        self.f = Sample(broadcast)
+        self.grad = ops.GradOperation(get_all=True)
+
+    def construct(self, a, x):
+        return self.grad(self.f)(a, x)
+
+
+ms.set_context(mode=ms.GRAPH_MODE)
+s, m, n, r = (int(v) for v in sys.argv[1:5])
+rng = np.random.default_rng(0)
+a = Tensor(rng.normal(size=(n, m)).astype(np.float32))
+x = Tensor(rng.normal(size=(s, m, r)).astype(np.float32))
+cells = {f"{kind} {'broadcast' if b else '2-D'}": (Sample(b) if kind == "forward" else WithGrad(b))
+         for kind in ("forward", "forward+grad") for b in (True, False)}
+times = {k: [] for k in cells}
+for c in cells.values():
+    c(a, x)
+for _ in range(3):  # rounds alternate the cells: machine noise hits all alike
+    for k, c in cells.items():
+        t = time.perf_counter()
+        for _ in range(10):
+            out = c(a, x)
+            (out[0] if isinstance(out, tuple) else out).asnumpy()
+        times[k].append((time.perf_counter() - t) / 10 * 1000)
+print(json.dumps({k: sorted(v)[1] for k, v in times.items()}))
+"""
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=float, default=0.5)
@@ -81,6 +135,15 @@ def main(argv=None):
             growth = r.get("growth_mb")
             shown = f"{growth:19.0f}" if growth is not None else f"  failed: {r['error'][:60]}"
             print(f"{label.format(args.keep):28s} {mode:8s} {elements * 4 / 2**20:10.1f} {shown}", flush=True)
+    print("\nms per call, graph mode, A[n x m] applied along axis 1 of W[s x m x r] (median of 3 rounds of 10):")
+    print(f"{'s, m, n, r':22s} {'forward: broadcast':>18s} {'2-D':>7s} {'with grad: broadcast':>21s} {'2-D':>7s}")
+    for shape in ((64, 64, 48, 9), (256, 256, 192, 9), (256, 512, 256, 1)):
+        t = run_child(TIMING, *shape)
+        if "error" in t:
+            print(f"{str(shape):22s} failed: {t['error'][:80]}")
+            continue
+        print(f"{str(shape):22s} {t['forward broadcast']:18.2f} {t['forward 2-D']:7.2f} "
+              f"{t['forward+grad broadcast']:21.2f} {t['forward+grad 2-D']:7.2f}", flush=True)
 
 
 if __name__ == "__main__":
