@@ -21,6 +21,8 @@ Cell's other graphs were compiled again at their next call, every call).
 holds them all, which training steps that cycle through a set of widths
 need.
 """
+import mindspore as ms
+
 from inn_ms.cells import compiled_phases, drop_compiled_graphs, last_compiled_phase
 
 
@@ -47,10 +49,12 @@ class SizeKeyed:
 
     def __call__(self, *args, **kwargs):
         key = self.size_key()
-        if self.max_graphs is None:
+        if self.max_graphs is None or ms.get_context("mode") != ms.GRAPH_MODE:
             return super().__call__(*args, key, **kwargs)
-        call = (key, getattr(self, "phase", None), tuple(_signature(a) for a in args),
-                tuple(sorted((k, _signature(v)) for k, v in kwargs.items())))
+        # What selects a graph: the sizes, train/eval, the arguments, and the
+        # Cell's identity (renew_graph_identity makes every graph new).
+        call = (key, getattr(self, "phase", None), getattr(self, "create_time", None),
+                tuple(_signature(a) for a in args), tuple(sorted((k, _signature(v)) for k, v in kwargs.items())))
         seen = self._graph_calls()
         if call not in seen:
             held = compiled_phases(self)
@@ -58,7 +62,7 @@ class SizeKeyed:
                 drop_compiled_graphs(self, held)
                 seen.clear()
         out = super().__call__(*args, key, **kwargs)
-        if last_compiled_phase(self) is not None:  # graph mode
+        if last_compiled_phase(self) is not None:
             seen.add(call)
         return out
 

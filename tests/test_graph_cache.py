@@ -41,6 +41,26 @@ def test_at_most_max_graphs_and_the_same_outputs_as_pynative(rng):
         ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
+def test_the_bound_holds_across_a_renewed_identity_and_pynative_calls(rng):
+    from inn_ms.cells import renew_graph_identity
+    model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
+    model.set_train(False)
+    model.max_graphs = 2
+    x = Tensor(rng.normal(size=(2, 1, 28, 28)).astype(np.float32))
+    try:
+        for keep in (1.0, 0.75, 1.0, 0.75):
+            model.resize(keep=keep)
+            ms.set_context(mode=ms.PYNATIVE_MODE)
+            model(x).asnumpy()
+            ms.set_context(mode=ms.GRAPH_MODE)
+            model(x).asnumpy()
+            renew_graph_identity(model)  # every held graph is stale now: the next call compiles
+            model(x).asnumpy()
+            assert len(compiled_phases(model)) <= 2
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
 def test_max_graphs_none_holds_every_graph(rng):
     model = create_model("mnist_cnn", widths=(8, 16, 16, 16, 32))
     model.set_train(False)
