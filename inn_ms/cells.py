@@ -107,5 +107,5 @@ def clone(cell):
     return name_parameters_by_path(copy_tree(cell, lambda c: None))
 
 
-__all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "last_compiled_phase", "name_parameters_by_path",
-           "renew_graph_identity", "set_cell"]
+__all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "last_compiled_phase",
+           "name_parameters_by_path", "renew_graph_identity", "set_cell"]

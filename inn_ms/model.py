@@ -65,10 +65,11 @@ class IntegralModel(SizeKeyed, nn.Cell):
     ``groups`` maps a name to each partition the layers share; by default it
     is found from the layers (:func:`find_groups`).
 
-    In graph mode it keeps the compiled graphs of its ``max_graphs`` (4)
-    most recently used widths and input shapes, releasing older ones and
-    their memory (:mod:`inn_ms.keyed`): evaluating many widths in one
-    process stays bounded. Set ``model.max_graphs`` (``None``: keep all).
+    In graph mode it holds at most ``max_graphs`` (4) compiled graphs (one
+    per width, input shape and train/eval phase) and releases them all, and
+    their memory, when it needs another (:mod:`inn_ms.keyed`): evaluating
+    many widths in one process stays bounded. ``model.max_graphs = None``
+    holds every graph.
     """
 
     max_graphs = 4
