@@ -76,9 +76,36 @@ def copy_tree(cell, replace, share_parameters=False):
     return new
 
 
+def drop_compiled_graphs(cell, phases):
+    """Release the graphs ``cell`` compiled for ``phases`` (MindSpore phase
+    names, as in ``cell.compile_cache``) and the memory they hold; calling
+    ``cell`` again with those arguments compiles afresh. Unknown phases are
+    ignored."""
+    from mindspore.common.api import _cell_graph_executor
+    cache = cell._compile_cache
+    phases = {p for p in phases if cache and p in cache}
+    if phases:
+        _cell_graph_executor.del_net_res(cell, phases)
+        cache.difference_update(phases)
+
+
+def compiled_phases(cell):
+    """The phase names of the graphs ``cell`` holds compiled (a new set)."""
+    return set(cell._compile_cache or ())
+
+
+def last_compiled_phase(cell):
+    """The phase name of the graph ``cell``'s latest graph-mode call ran
+    (None if it never compiled one)."""
+    if not cell._compile_cache:
+        return None
+    return getattr(cell, "compile_phase", None)
+
+
 def clone(cell):
     """A copy of ``cell`` with its own parameters, named by path."""
     return name_parameters_by_path(copy_tree(cell, lambda c: None))
 
 
-__all__ = ["clone", "copy_tree", "get_cell", "name_parameters_by_path", "renew_graph_identity", "set_cell"]
+__all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "last_compiled_phase",
+           "name_parameters_by_path", "renew_graph_identity", "set_cell"]

@@ -62,7 +62,7 @@ from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
 from inn_ms.partition import CompositePartition, size_range
 from inn_ms.resampling import antialiased_matrix
-from inn_ms.sampler import AxisSampler
+from inn_ms.sampler import AxisSampler, apply_along_axis1
 
 
 class _SizeState(nn.Cell):
@@ -207,10 +207,7 @@ class ElasticAxis(nn.Cell):
     def sample_columns(self, x):
         """``A`` along axis 1 of ``x`` (``s × m × r`` → ``s × N × r``)."""
         if self.dense:
-            lead, m, rest = x.shape
-            flat = ops.transpose(x, (1, 0, 2)).reshape(m, lead * rest)
-            out = ops.matmul(self.matrix(), flat)
-            return ops.transpose(out.reshape(-1, lead, rest), (1, 0, 2))
+            return apply_along_axis1(self.matrix(), x)
         idx, wts = self.taps()
         out = None
         for t in range(4):
@@ -312,9 +309,7 @@ def _sample_axis(x, sampler, dense, axis):
     if dense:
         if axis == 0:
             return ops.matmul(sampler, x)
-        lead, m, rest = x.shape  # a 2-D matmul: a broadcast batched one would copy the matrix per row
-        out = ops.matmul(sampler, ops.transpose(x, (1, 0, 2)).reshape(m, lead * rest))
-        return ops.transpose(out.reshape(-1, lead, rest), (1, 0, 2))
+        return apply_along_axis1(sampler, x)  # a broadcast batched matmul would copy the matrix per row
     idx, wts = sampler
     rows = idx.shape[0]
     picked = ops.gather(x, idx.reshape(-1), axis)

@@ -15,6 +15,7 @@ from mindspore import nn
 from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.keyed import SizeKeyed
 from inn_ms.layers.base import IntegralLayer
+from inn_ms.layers.plain import fast_convolution
 from inn_ms.partition import CompositePartition, size_range
 from inn_ms.resampling import check_rule
 
@@ -63,7 +64,15 @@ class IntegralModel(SizeKeyed, nn.Cell):
 
     ``groups`` maps a name to each partition the layers share; by default it
     is found from the layers (:func:`find_groups`).
+
+    In graph mode it holds at most ``max_graphs`` (4) compiled graphs (one
+    per width, input shape and train/eval phase) and releases them all, and
+    their memory, when it needs another (:mod:`inn_ms.keyed`): evaluating
+    many widths in one process stays bounded. ``model.max_graphs = None``
+    holds every graph.
     """
+
+    max_graphs = 4
 
     def __init__(self, network, groups=None):
         super().__init__()
@@ -167,10 +176,14 @@ class IntegralModel(SizeKeyed, nn.Cell):
         """A plain network at the current sizes: every integral layer becomes
         an ``nn.Conv2d``/``nn.Dense`` with fewer channels, every other Cell is
         copied with its own copy of its parameters. Parameters are named by
-        their path (unique, as graph mode and checkpoints need)."""
+        their path (unique, as graph mode and checkpoints need). A plain
+        ``nn.Conv2d`` left in the network (a layer on no continuous group)
+        becomes the fast-on-CPU :class:`inn_ms.layers.plain.Conv2d`, like the
+        discretized layers: the same function, exported as a standard
+        ``Conv2D`` (:func:`inn_ms.export.export_mindir`)."""
         return name_parameters_by_path(copy_tree(
             self.network, lambda c: c.discretize() if hasattr(c, "discretize") and not isinstance(c, IntegralModel)
-            else None))
+            else fast_convolution(c)))
 
     def select_channels(self, indices):
         """A plain network made of the *full-size* weights restricted to the
@@ -215,7 +228,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
 
         def pick(layer):
             if not isinstance(layer, IntegralLayer):
-                return None
+                return fast_convolution(layer)
             sel = {}
             for axis, p in layer.partitions.items():
                 if isinstance(p, CompositePartition):

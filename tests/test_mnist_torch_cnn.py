@@ -13,7 +13,7 @@ import mindspore as ms
 from mindspore import nn
 
 from inn_ms.data import mnist_subset
-from inn_ms.layers.plain import Conv2d as FastConv2d
+from inn_ms.layers.plain import with_fast_convolutions
 from model_zoo import create_model
 from model_zoo.mnist_torch_cnn import MnistTorchNet, bundled_checkpoint
 
@@ -56,21 +56,6 @@ def test_twin_matches_pytorch_logits(mode, data, torch_single_thread):
     assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
-def _with_fast_convs(net):
-    """The same network with each ``nn.Conv2d`` swapped for the project's
-    drop-in subclass (unfold + matmul on CPU, same weights): MindSpore's CPU
-    Conv2D kernel needs ~3 minutes for 1,000 digits, this ~seconds."""
-    for name, cell in list(net.name_cells().items()):
-        if type(cell) is nn.Conv2d:
-            fast = FastConv2d(cell.in_channels, cell.out_channels, cell.kernel_size, stride=cell.stride,
-                              pad_mode=cell.pad_mode, padding=cell.padding, dilation=cell.dilation,
-                              group=cell.group, has_bias=cell.has_bias)
-            fast.weight.set_data(cell.weight.data.copy())
-            fast.bias.set_data(cell.bias.data.copy())
-            setattr(net, name, fast)
-    return net
-
-
 def test_twin_is_the_trained_network(data):
     """The shipped weights are the trained ones: the MindSpore twin reaches
     the accuracy printed at training time (up to 0.2 points)."""
@@ -78,7 +63,7 @@ def test_twin_is_the_trained_network(data):
     _, _, x, y = data
     plain = create_model("mnist_torch_cnn", integral=False, checkpoint_torch=bundled_checkpoint())
     plain_logits = plain(ms.Tensor(x[:4])).asnumpy()
-    net = _with_fast_convs(create_model("mnist_torch_cnn", integral=False, checkpoint_torch="bundled"))
+    net = with_fast_convolutions(create_model("mnist_torch_cnn", integral=False, checkpoint_torch="bundled"))
     assert all(type(c) is not nn.Conv2d for c in net.cells())
     np.testing.assert_allclose(net(ms.Tensor(x[:4])).asnumpy(), plain_logits, rtol=0,
                                atol=1e-5 * np.abs(plain_logits).max())

@@ -34,6 +34,7 @@ from inn_ms.graph.flops import graph_positions
 from inn_ms.graph.mindir import _as_tensor, trace
 from inn_ms.layers import IntegralConv2d, IntegralDense
 from inn_ms.layers.batchnorm import IntegralBatchNorm2d
+from inn_ms.layers.plain import fast_convolution
 from inn_ms.model import IntegralModel
 from inn_ms.partition import CompositePartition, UniformPartition
 
@@ -164,15 +165,20 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
 def _integral_model(net, groups, quadrature, statistics=None):
     """Replace, in place, every layer of ``net`` on a continuous group by its
     integral counterpart (``statistics``: ``{layer: (mean, std)}`` of folded
-    BatchNorms' outputs, kept on the layer) and wrap ``net`` in a model."""
+    BatchNorms' outputs, kept on the layer), every other ``nn.Conv2d`` by
+    :class:`inn_ms.layers.plain.Conv2d` (the same function, fast on CPU),
+    and wrap ``net`` in a model."""
     statistics = statistics or {}
     partitions = OrderedDict((name, UniformPartition(groups.groups[name].size, quadrature=quadrature, name=name))
                              for name in groups.continuous)
     for path, use in groups.layers.items():
-        new = _integral_layer(get_cell(net, path), use, partitions, quadrature)
+        cell = get_cell(net, path)
+        new = _integral_layer(cell, use, partitions, quadrature)
+        if new is not None and path in statistics and hasattr(new, "record_output_statistics"):
+            new.record_output_statistics(*statistics[path])
+        if new is None:  # a convolution on no continuous group: as fast on CPU as the integral layers
+            new = fast_convolution(cell)
         if new is not None:
-            if path in statistics and hasattr(new, "record_output_statistics"):
-                new.record_output_statistics(*statistics[path])
             set_cell(net, path, new)
     name_parameters_by_path(net)
     return IntegralModel(net, groups=partitions)
