@@ -32,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 from tqdm.auto import tqdm
 
-from inn_ms.latency import candidate_sizes, check_candidates, check_for, predict
+from inn_ms.latency import allowed_range, candidate_sizes, check_candidates, check_for, predict
 from inn_ms.metrics import predict as run_batches, psnr
 from inn_ms.model import count_parameters
 from inn_ms.prune import _positions, check_shape, macs_of
@@ -322,6 +322,89 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
     return out
 
 
+def front(model, kind, score, keeps, input_shape, table=None, folder=None, method="greedy", multiple_of=1,
+          count=8, resampling=None, seed=0, population=16, generations=8, progress=False):
+    """Uniform keep ratios beside searched widths at equal cost: for every
+    keep ratio in ``keeps``, the uniform sizes and their cost ``kind``
+    (``"macs"``, ``"params"``, or ``"latency"``: *measured*, needs a
+    ``table`` and a scratch ``folder``) become the budget of a search.
+    Returns rows ``{"keep", "budget", "uniform": {...}, "searched": {...}}``,
+    each side with sizes, score, MACs, parameters and (with a table)
+    measured latency."""
+    from inn_ms.latency import measure_network
+    if kind not in KINDS:
+        raise ValueError(f"front: kind must be one of {KINDS}, got {kind!r}")
+    if table is not None and folder is None:
+        raise ValueError("front: measuring latency needs a scratch folder")
+    if kind == "latency" and table is None:
+        raise ValueError("front: a latency front needs a latency table")
+    shape = check_shape(input_shape)
+    uniforms = [model.sizes_for_keep(keep, multiple_of) for keep in keeps]
+    for keep, sizes in zip(keeps, uniforms):
+        for g, n in sizes.items():
+            low, high = allowed_range(model, g)
+            if not low <= n <= high:
+                raise ValueError(f"front: keep {keep:g} gives group {g!r} {n} channels, outside its allowed "
+                                 f"range [{low}, {high}]")
+
+    def describe(sizes):
+        with model.at_sizes(sizes):
+            net = model.discretize()
+        out = {"sizes": dict(sizes), "params": count_parameters(net),
+               "macs": macs_of(net, shape, _positions(model, net, shape))}
+        saved = model.resampling
+        try:
+            if resampling is not None:
+                model.set_resampling(resampling)
+            with model.at_sizes(sizes), _pynative():
+                out["score"] = score(model.discretize())
+        finally:
+            model.set_resampling(saved)
+        if table is not None:
+            out["latency"], out["latency_iqr"] = measure_network(model, sizes, table, folder)
+        return out
+
+    rows = []
+    for keep, sizes in tqdm(list(zip(keeps, uniforms)), desc="front", disable=not progress):
+        uniform = describe(sizes)
+        budget = uniform[kind]
+        found = search(model, (kind, budget), score, method, shape, table, multiple_of, count, None, resampling,
+                       seed, population, generations)
+        searched = describe(found["sizes"])
+        searched.update({"predicted_latency": found.get("predicted_latency"), "seconds": found["seconds"],
+                         "evaluations": found["evaluations"]})
+        rows.append({"keep": float(keep), "kind": kind, "budget": budget, "metric": found["metric"],
+                     "uniform": uniform, "searched": searched})
+    return rows
+
+
+def plot_front(rows, path, title=""):
+    """PNG of score against MACs (and against measured latency when the rows
+    have it), uniform keep ratios beside searched widths; written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from inn_ms.tasks import _save_figure
+    axes = [("macs", "MACs per sample (M)", 1e-6)]
+    if rows and "latency" in rows[0]["uniform"]:
+        axes.append(("latency", "measured latency (ms)", 1e3))
+    fig, axs = plt.subplots(1, len(axes), figsize=(5 * len(axes), 3.5), squeeze=False)
+    metric = rows[0]["metric"] if rows else "score"
+    scale = 100 if metric == "top1" else 1
+    for ax, (key, label, unit) in zip(axs[0], axes):
+        for side, style in (("uniform", "o--"), ("searched", "s-")):
+            ax.plot([unit * r[side][key] for r in rows], [scale * r[side]["score"] for r in rows], style, label=side)
+        for r in rows:
+            ax.annotate(f"{r['keep']:g}", (unit * r["uniform"][key], scale * r["uniform"]["score"]),
+                        textcoords="offset points", xytext=(3, -10), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("top-1 (%)" if metric == "top1" else metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axs[0][0].set_title(title or f"searched widths vs uniform keep (at equal {rows[0]['kind'] if rows else ''})")
+    return _save_figure(plt, fig, path)
+
+
 def prune_command(artifact, sizes, out="pruned.mindir", resampling=None, input_shape=None):
     """The ``inn-ms prune`` line that builds the MindIR of ``sizes``."""
     line = f"inn-ms prune {artifact} --sizes " + ",".join(f"{g}={n}" for g, n in sizes.items()) + f" --out {out}"
@@ -332,5 +415,5 @@ def prune_command(artifact, sizes, out="pruned.mindir", resampling=None, input_s
     return line
 
 
-__all__ = ["Problem", "accuracy_score", "evolution", "greedy", "parse_budget", "prune_command", "psnr_score",
-           "search"]
+__all__ = ["Problem", "accuracy_score", "evolution", "front", "greedy", "parse_budget", "plot_front", "prune_command",
+           "psnr_score", "search"]

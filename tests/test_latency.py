@@ -81,7 +81,8 @@ def test_check_reports_error_against_measured_network(model, table, tmp_path):
     r = rows[0]
     assert r["sizes"] == mid and r["measured"] > 0
     assert r["error"] == pytest.approx((r["predicted"] - r["measured"]) / r["measured"])
-    assert abs(r["error"]) < 3.0  # generous: a shared machine's timings wander; a wrong model misses by far more
+    # generous: timings on a shared machine wander by 2x; a table missing a layer or a unit is off by far more
+    assert 0.1 < r["predicted"] / r["measured"] < 10
 
 
 def test_save_load_and_refusals(model, table, tmp_path):
@@ -117,3 +118,43 @@ def test_bad_arguments(model, tmp_path):
     with pytest.raises(ValueError, match="multiple_of"):
         candidate_sizes(model, multiple_of=0)
     np.testing.assert_equal(model.sizes, model.full_sizes)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    """A zoo mnist_cnn of a few channels as an artifact, with calibration samples labelled by itself."""
+    from model_zoo import create_model
+    from inn_ms.artifact import save_artifact
+    from inn_ms.metrics import predict as run
+    folder = tmp_path_factory.mktemp("tiny")
+    m = create_model("mnist_cnn", widths=(4, 6, 8, 8, 12))
+    save_artifact(m, str(folder / "tiny.inn"), allowed_sizes={"c1": (2, 4)})
+    x = np.random.default_rng(0).standard_normal((40, 1, 12, 12)).astype(np.float32)
+    np.savez(folder / "calib.npz", x=x, y=run(m.discretize(), x).argmax(1))
+    return folder
+
+
+def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):
+    from inn_ms.cli import main
+    art, table = str(tiny_artifact / "tiny.inn"), str(tiny_artifact / "t.json")
+    assert main(["latency-table", art, "--input-shape", "1,1,12,12", "--out", table, "--count", "2",
+                 "--repeats", "3", "--number", "2", "--check", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "largest prediction error" in out and "table written" in out
+    t = load_table(table)
+    assert t["groups"]["c1"] == [2, 4] and len(t["check"]) == 2
+    budget = 0.5 * (predict(t, {}) + predict(t, {g: s[0] for g, s in t["groups"].items()}))
+    result = str(tiny_artifact / "r.json")
+    assert main(["search", art, "--budget", f"latency={budget}", "--table", table, "--calib-data",
+                 str(tiny_artifact / "calib.npz"), "--calib", "40", "--input-shape", "1,1,12,12", "--out", result,
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(open(result).read())
+    assert r["predicted_latency"] <= budget and r["measured_latency"] > 0
+    assert all(n in t["groups"][g] for g, n in r["sizes"].items())
+    assert "inn-ms prune " + art + " --sizes " in out and "latency predicted" in out
+    assert main(["search", art, "--budget", "latency=1ms", "--calib-data", str(tiny_artifact / "calib.npz"),
+                 "--input-shape", "1,1,12,12"]) == 2
+    assert "needs --table" in capsys.readouterr().err
+    assert main(["latency-table", art, "--out", str(tiny_artifact / "t.txt")]) == 2
+    assert "--out must end with .json" in capsys.readouterr().err

@@ -147,3 +147,45 @@ def test_psnr_score():
     s = psnr_score(x, x * 0.5)
     assert s(Half()) == float("inf") and s.metric == "psnr"
     assert psnr_score(x, x * 0.4)(Half()) == pytest.approx(20.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    from model_zoo import create_model
+    from inn_ms.artifact import save_artifact
+    folder = tmp_path_factory.mktemp("tiny")
+    m = create_model("mnist_cnn", widths=(4, 6, 8, 8, 12))
+    save_artifact(m, str(folder / "tiny.inn"), allowed_sizes={"c1": (2, 4)})
+    x = np.random.default_rng(0).standard_normal((40, 1, 12, 12)).astype(np.float32)
+    np.savez(folder / "calib.npz", x=x, y=predict(m.discretize(), x).argmax(1))
+    return folder
+
+
+def test_cli_search_and_front(tiny_artifact, capsys):
+    import json
+    from inn_ms.cli import main
+    from inn_ms.export import load_mindir
+    art, calib = str(tiny_artifact / "tiny.inn"), str(tiny_artifact / "calib.npz")
+    common = ["--calib-data", calib, "--input-shape", "1,1,12,12", "--count", "3", "--quiet"]
+    out_json, mindir = str(tiny_artifact / "r.json"), str(tiny_artifact / "p.mindir")
+    assert main(["search", art, "--budget", "params=600", "--out", out_json, "--mindir", mindir] + common) == 0
+    r = json.loads(open(out_json).read())
+    assert r["cost"] <= 600 and r["params"] <= 600 and 2 <= r["sizes"]["c1"] <= 4
+    assert load_mindir(mindir)(Tensor(np.zeros((1, 1, 12, 12), np.float32))).shape == (1, 10)
+    assert "--sizes " + ",".join(f"{g}={n}" for g, n in r["sizes"].items()) in capsys.readouterr().out
+    front = str(tiny_artifact / "front.json")
+    assert main(["search", art, "--budget", "macs", "--front", "--keeps", "1.0", "0.75", "--out", front] + common) == 0
+    rows = json.loads(open(front).read())["rows"]
+    assert (tiny_artifact / "front.png").stat().st_size > 0
+    assert [r["keep"] for r in rows] == [1.0, 0.75]
+    assert all(r["searched"]["macs"] <= r["uniform"]["macs"] == r["budget"] for r in rows)
+    for argv, message in (
+            (["--budget", "params=1"], "no allowed sizes meet the budget"),
+            (["--budget", "watts=3"], "budget must be macs=X"),
+            (["--budget", "macs", "--front", "--keeps", "0.25", "--out", front + "2.json"], "outside its allowed"),
+            (["--budget", "params=600", "--out", "r.txt"], "--out must end with .json")):
+        capsys.readouterr()
+        assert main(["search", art] + argv + common) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert main(["search", art, "--budget", "params=600", "--input-shape", "1,1,12,12"]) == 2
+    assert "--calib-data" in capsys.readouterr().err
