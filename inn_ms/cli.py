@@ -501,7 +501,9 @@ def _search(args):
              if result["uniform"] else ""))
     print(f"parameters {result['params']}, MACs per sample {result['macs']}")
     if table is not None:
-        print(f"latency predicted {1e3 * result['predicted_latency']:.3f} ms, measured "
+        predicted = result["predicted_latency"]
+        predicted = "not in the table's sizes" if predicted is None else f"{1e3 * predicted:.3f} ms"
+        print(f"latency predicted {predicted}, measured "
               f"{1e3 * result['measured_latency']:.3f} ms (IQR {1e3 * result['measured_latency_iqr']:.3f})")
     print(result["prune_command"])
     if args.mindir:

@@ -76,7 +76,7 @@ def test_every_result_within_budget_and_allowed_sizes(toy):
             value = float(rng.uniform(smallest[kind], full[kind] * 1.1))
             method = ("greedy", "evolution")[(trial // 2) % 2]
             result = search(model, (kind, value), score, method=method, input_shape=INPUT, multiple_of=2, count=6,
-                            seed=trial, population=8, generations=3)
+                            seed=trial, population=8, generations=3, mode="pynative")
             _check(model, result, (kind, value), candidates)
         with pytest.raises(ValueError, match="no allowed sizes meet the budget"):
             search(model, ("params", smallest["params"] - 1), score, input_shape=INPUT, multiple_of=2, count=6)
@@ -88,7 +88,7 @@ def test_search_beats_uniform_on_the_sensitive_group(toy):
     model, score = toy
     for method in ("greedy", "evolution"):
         r = search(model, "params=520", score, method=method, input_shape=INPUT, count=8, population=12,
-                   generations=4)
+                   generations=4, mode="pynative")
         assert r["uniform"]["cost"] <= 520 and r["cost"] <= 520
         assert r["score"] >= r["uniform"]["score"] + 0.1, (method, r)
         assert r["sizes"]["fc1"] > r["sizes"]["fc2"]  # the sensitive group kept wider
@@ -97,7 +97,7 @@ def test_search_beats_uniform_on_the_sensitive_group(toy):
 def test_evolution_is_reproducible(toy):
     model, score = toy
     a, b, c = [search(model, "macs=560", score, method="evolution", input_shape=INPUT, seed=s, population=8,
-                      generations=3) for s in (3, 3, 4)]
+                      generations=3, mode="pynative") for s in (3, 3, 4)]
     assert a["sizes"] == b["sizes"] and a["score"] == b["score"]
     assert c["cost"] <= 560
 
@@ -115,9 +115,12 @@ def test_latency_budget_from_a_table(toy):
             "x".join(str(v) for v, g in ((i, g_in), (o, g_out)) if g): [1e-6 * i * o, 0.0] for i in ins for o in outs}}
     table = {"groups": cands, "layers": entries, "overhead": 0.0, "rest": [1e-5, 1e-5],
              "volume": {p: [g[1], 1] for p, g in layer_groups(model).items()}, "input_shape": [1, 8]}
-    r = search(model, "latency=0.6ms", score, table=table, input_shape=INPUT)
+    r = search(model, "latency=0.6ms", score, table=table, input_shape=INPUT, mode="pynative")
     assert r["predicted_latency"] == r["cost"] <= 6e-4
     assert all(n in cands[g] for g, n in r["sizes"].items())
+    r = search(model, "params=520", score, table=table, count=7, mode="pynative")  # finer sizes than the table's: not predicted
+    assert r["cost"] <= 520 and (r["predicted_latency"] is None) == any(
+        n not in cands[g] for g, n in r["sizes"].items())
     with pytest.raises(ValueError, match="no allowed sizes meet"):
         search(model, "latency=1us", score, table=table)
     with pytest.raises(ValueError, match="needs a latency table"):

