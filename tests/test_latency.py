@@ -143,7 +143,8 @@ def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):
     assert "largest prediction error" in out and "table written" in out
     t = load_table(table)
     assert t["groups"]["c1"] == [2, 4] and len(t["check"]) == 2
-    budget = 0.5 * (predict(t, {}) + predict(t, {g: s[0] for g, s in t["groups"].items()}))
+    # just above the smallest sizes' prediction: feasible however the timings wandered
+    budget = 1.05 * predict(t, {g: s[0] for g, s in t["groups"].items()})
     result = str(tiny_artifact / "r.json")
     assert main(["search", art, "--budget", f"latency={budget}", "--table", table, "--calib-data",
                  str(tiny_artifact / "calib.npz"), "--calib", "40", "--input-shape", "1,1,12,12", "--out", result,
