@@ -354,10 +354,15 @@ def _latency_table(args):
         raise ValueError(f"no integral artifact at {args.artifact!r}")
     shape = _artifact_input_shape(args, read_manifest(args.artifact))
     multiple_of = _multiple_of(args, None)
+    if args.keeps and any(not 0 < k <= 1 for k in args.keeps):
+        raise ValueError(f"--keeps: keep ratios must be in (0, 1], got {args.keeps}")
     model = load_artifact(args.artifact, builders=_trusted(args))
+    grid = None if not args.keeps else \
+        {g: sorted({model.sizes_for_keep(k, multiple_of)[g] for k in args.keeps}) for g in model.groups}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        table = measure_table(model, shape, scratch, multiple_of=multiple_of, count=args.count, backend=args.backend,
+        table = measure_table(model, shape, scratch, multiple_of=multiple_of, count=args.count, candidates=grid,
+                              backend=args.backend,
                               warmup=args.warmup, repeats=args.repeats, number=args.number, statistic=args.statistic,
                               progress=not args.quiet)
         rng = np.random.default_rng(0)
@@ -745,6 +750,9 @@ def main(argv=None):
     p.add_argument("--input-shape", help="input shape timed, batch included (default: the artifact's)")
     p.add_argument("--multiple-of", type=int, default=None, help="candidate sizes are multiples of this (Ascend: 16)")
     p.add_argument("--count", type=int, default=5, help="candidate sizes per group (default 5)")
+    p.add_argument("--keeps", type=float, nargs="+", default=None,
+                   help="instead of --count: each group at the sizes of these uniform keep ratios (as search "
+                        "--front compares with)")
     p.add_argument("--backend", choices=["native", "matmul"], default="native",
                    help="convolution in the timed MindIRs (as prune will export them)")
     p.add_argument("--warmup", type=int, default=3, help="calls before timing (default 3)")

@@ -157,5 +157,10 @@ def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):
     assert main(["search", art, "--budget", "latency=1ms", "--calib-data", str(tiny_artifact / "calib.npz"),
                  "--input-shape", "1,1,12,12"]) == 2
     assert "needs --table" in capsys.readouterr().err
+    assert main(["latency-table", art, "--input-shape", "1,1,12,12", "--out", str(tiny_artifact / "k.json"),
+                 "--keeps", "1", "0.5", "--repeats", "2", "--number", "1", "--check", "0", "--quiet"]) == 0
+    assert load_table(str(tiny_artifact / "k.json"))["groups"] == {"c1": [2, 4], "c2": [3, 6], "c3": [4, 8],
+                                                                   "c4": [4, 8], "fc": [6, 12]}
+    capsys.readouterr()
     assert main(["latency-table", art, "--out", str(tiny_artifact / "t.txt")]) == 2
     assert "--out must end with .json" in capsys.readouterr().err
