@@ -28,7 +28,6 @@ graph mode with unfold + matmul convolutions (:func:`score_network`), with
 the model's resampling rules (or ``resampling``);
 calibration repair is not part of the search.
 """
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -43,7 +42,7 @@ from inn_ms.model import count_parameters
 from inn_ms.prune import _positions, check_shape, macs_of
 from inn_ms.resampling import check_rule
 from inn_ms.cells import renew_graph_identity
-from inn_ms.tasks import _pynative
+from inn_ms.tasks import execution_mode
 
 logger = logging.getLogger(__name__)
 
@@ -111,16 +110,6 @@ def psnr_score(x, target, border=0, batch_size=16):
     return score
 
 
-@contextlib.contextmanager
-def _graph():
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        yield
-    finally:
-        ms.set_context(mode=mode)
-
-
 def score_network(net, score, mode="graph"):
     """``score(net)`` for a plain network built for it (changed here): in
     graph mode with unfold + matmul convolutions, or in PyNative mode (for
@@ -133,7 +122,7 @@ def score_network(net, score, mode="graph"):
         if hasattr(c, "conv_backend"):
             c.conv_backend = "matmul"
     renew_graph_identity(net)  # a copied Cell shares its original's compile identity
-    with _graph() if mode == "graph" else _pynative():
+    with execution_mode(ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE):
         return score(net)
 
 

@@ -13,6 +13,8 @@ from inn_ms.convert import convert
 from inn_ms.latency import (candidate_sizes, check_for, check_table, layer_groups, load_table, measure_table,
                             predict, save_table)
 
+from helpers import tiny_mnist_artifact
+
 
 class Toy(nn.Cell):
     def __init__(self):
@@ -122,16 +124,7 @@ def test_bad_arguments(model, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory):
-    """A zoo mnist_cnn of a few channels as an artifact, with calibration samples labelled by itself."""
-    from model_zoo import create_model
-    from inn_ms.artifact import save_artifact
-    from inn_ms.metrics import predict as run
-    folder = tmp_path_factory.mktemp("tiny")
-    m = create_model("mnist_cnn", widths=(4, 6, 8, 8, 12))
-    save_artifact(m, str(folder / "tiny.inn"), allowed_sizes={"c1": (2, 4)})
-    x = np.random.default_rng(0).standard_normal((40, 1, 12, 12)).astype(np.float32)
-    np.savez(folder / "calib.npz", x=x, y=run(m.discretize(), x).argmax(1))
-    return folder
+    return tiny_mnist_artifact(tmp_path_factory.mktemp("tiny"))
 
 
 def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):

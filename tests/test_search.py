@@ -12,6 +12,7 @@ from inn_ms.convert import convert
 from inn_ms.latency import candidate_sizes, layer_groups
 from inn_ms.metrics import predict
 from inn_ms.prune import prune
+from helpers import tiny_mnist_artifact
 from inn_ms.search import accuracy_score, parse_budget, prune_command, psnr_score, search
 
 INPUT = (1, 8)
@@ -154,14 +155,7 @@ def test_psnr_score():
 
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory):
-    from model_zoo import create_model
-    from inn_ms.artifact import save_artifact
-    folder = tmp_path_factory.mktemp("tiny")
-    m = create_model("mnist_cnn", widths=(4, 6, 8, 8, 12))
-    save_artifact(m, str(folder / "tiny.inn"), allowed_sizes={"c1": (2, 4)})
-    x = np.random.default_rng(0).standard_normal((40, 1, 12, 12)).astype(np.float32)
-    np.savez(folder / "calib.npz", x=x, y=predict(m.discretize(), x).argmax(1))
-    return folder
+    return tiny_mnist_artifact(tmp_path_factory.mktemp("tiny"))
 
 
 def test_cli_search_and_front(tiny_artifact, capsys):
