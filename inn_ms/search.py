@@ -240,12 +240,15 @@ class Problem:
         return out
 
 
-def greedy(problem, progress=False):
+def greedy(problem, progress=False, seeds=()):
     """Sensitivity-ordered greedy (see the module doc); returns the index
     tuple. A group's sensitivity at a size is the score with that group
     alone at that size (the others at full width), measured once; the walk
     down uses those and the whole network's cost, so it costs at most one
-    evaluation per group and candidate size, plus the grow-back's."""
+    evaluation per group and candidate size, plus the grow-back's. Each of
+    ``seeds`` (index tuples, e.g. uniform keep) that fits is grown back too,
+    and the best-scoring end is returned: never worse than a seed on the
+    calibration score."""
     problem.check_feasible()
     full = problem.largest()
     idx = list(full)
@@ -274,7 +277,17 @@ def greedy(problem, progress=False):
         bar.update(1)
     if not problem.fits(idx):  # only if cost is not monotone (a noisy table): fall back to the smallest
         idx = list(problem.smallest())
-    while True:  # grow back what still fits
+    starts = [tuple(idx)] + [tuple(s) for s in seeds if problem.fits(s)]
+    ends = [_grow(problem, start, bar) for start in dict.fromkeys(starts)]
+    bar.close()
+    return max(ends, key=lambda i: (problem.score(i), -problem.cost(i)))
+
+
+def _grow(problem, idx, bar):
+    """Grow groups back one step at a time, scored for real, while the
+    network fits and does not lose score."""
+    idx = list(idx)
+    while True:
         here = problem.score(idx)
         best = None
         for k in range(len(idx)):
@@ -285,15 +298,14 @@ def greedy(problem, progress=False):
             if problem.fits(j) and problem.score(j) >= here and (best is None or problem.score(j) > best[0]):
                 best = (problem.score(j), j)
         if best is None:
-            break
+            return tuple(idx)
         idx = best[1]
         bar.update(1)
-    bar.close()
-    return tuple(idx)
 
 
-def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progress=False):
-    """Seeded evolutionary search (see the module doc); returns the index tuple."""
+def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progress=False, seeds=()):
+    """Seeded evolutionary search (see the module doc); ``seeds`` (index
+    tuples) that fit join the first population. Returns the index tuple."""
     problem.check_feasible()
     rng = np.random.default_rng(seed)
     lengths = [len(c) for c in problem.candidates]
@@ -307,7 +319,7 @@ def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progr
             idx[movable[rng.integers(len(movable))]] -= 1
         return tuple(idx)
 
-    pop = []
+    pop = [tuple(s) for s in seeds if problem.fits(s)]
     uniform = problem.uniform()
     if uniform is not None:
         pop.append(uniform)
@@ -335,13 +347,18 @@ def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progr
 
 
 def search(model, budget, score, method="greedy", input_shape=None, table=None, multiple_of=1, count=8,
-           candidates=None, resampling=None, seed=0, population=16, generations=8, mode="graph", progress=False):
+           candidates=None, resampling=None, seed=0, population=16, generations=8, mode="graph", seeds=(),
+           progress=False):
     """Per-group sizes of ``model`` maximising ``score`` (a function of a
     plain network: :func:`accuracy_score`, :func:`psnr_score`) with cost
     within ``budget`` (``(kind, value)`` or ``"kind=value"``; MACs need
     ``input_shape``, latency a ``table``). ``method``: ``"greedy"`` or
     ``"evolution"`` (``seed``, ``population``, ``generations``); ``mode``:
-    how networks are scored (:func:`score_network`). Returns a
+    how networks are scored (:func:`score_network`); ``seeds``: sizes
+    (``{group: size}``, among the candidates) the search starts from beside
+    its own, the widest uniform candidate sizes within budget always among
+    them, so the result scores at least as well as they do on the
+    calibration samples. Returns a
     dict: ``sizes``, ``cost``, ``score``, ``metric``, ``params`` (and
     ``macs``, ``predicted_latency`` when known), the uniform baseline of the
     same search space (``uniform``), evaluations and seconds. The model is
@@ -352,10 +369,19 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
         raise ValueError(f"method must be 'greedy' or 'evolution', got {method!r}")
     t0 = time.perf_counter()
     problem = Problem(model, budget, score, input_shape, table, multiple_of, count, candidates, resampling, mode)
+    starts = []
+    for sizes in seeds:
+        try:
+            starts.append(tuple(c.index(int(sizes[g])) for g, c in zip(problem.groups, problem.candidates)))
+        except (KeyError, ValueError):
+            raise ValueError(f"seed sizes {dict(sizes)} are not among the candidate sizes") from None
+    uniform = problem.uniform()
+    if uniform is not None:
+        starts.append(uniform)
     if method == "greedy":
-        idx = greedy(problem, progress)
+        idx = greedy(problem, progress, starts)
     else:
-        idx = evolution(problem, seed, population, generations, progress=progress)
+        idx = evolution(problem, seed, population, generations, progress=progress, seeds=starts)
     out = problem.result(idx, method, time.perf_counter() - t0)
     out["seed"] = seed if method == "evolution" else None
     uniform = problem.uniform()
@@ -420,8 +446,9 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
     for keep, sizes in tqdm(list(zip(keeps, uniforms)), desc="front", disable=not progress):
         uniform = describe(sizes)
         budget = uniform[kind]
+        seeds = [] if kind == "latency" and any(n not in table["groups"][g] for g, n in sizes.items()) else [sizes]
         found = search(model, (kind, budget), score, method, shape, table, multiple_of, count, candidates,
-                       resampling, seed, population, generations, mode)
+                       resampling, seed, population, generations, mode, seeds)
         searched = describe(found["sizes"])
         searched.update({"predicted_latency": found.get("predicted_latency"), "seconds": found["seconds"],
                          "evaluations": found["evaluations"]})

@@ -186,3 +186,18 @@ def test_cli_search_and_front(tiny_artifact, capsys):
         assert message in capsys.readouterr().err, argv
     assert main(["search", art, "--budget", "params=600", "--input-shape", "1,1,12,12"]) == 2
     assert "--calib-data" in capsys.readouterr().err
+
+
+def test_search_never_scores_below_its_seeds(toy):
+    model, score = toy
+    cands = candidate_sizes(model, count=8)
+    start = {g: c[3] for g, c in cands.items()}
+    _, report = prune(model, sizes=start, input_shape=INPUT)
+    with model.at_sizes(start):
+        seed_score = score(model.discretize())
+    for method in ("greedy", "evolution"):
+        r = search(model, ("params", report["params"]), score, method=method, count=8, seeds=[start],
+                   population=6, generations=2, mode="pynative")
+        assert r["score"] >= seed_score and r["cost"] <= report["params"]
+    with pytest.raises(ValueError, match="not among the candidate sizes"):
+        search(model, ("params", report["params"]), score, count=8, seeds=[{g: 31 for g in cands}], mode="pynative")
