@@ -8,7 +8,8 @@ import copy
 import time
 from collections import OrderedDict
 
-from mindspore import nn
+import mindspore as ms
+from mindspore import Tensor, nn
 
 
 def get_cell(root, path):
@@ -102,10 +103,45 @@ def last_compiled_phase(cell):
     return getattr(cell, "compile_phase", None)
 
 
+class _ShapeProbe(nn.Cell):
+    """Records its cell's input and output shapes (PyNative: ``construct`` runs as Python)."""
+
+    def __init__(self, cell, path, shapes):
+        super().__init__()
+        self.cell, self.path, self.shapes = cell, path, shapes
+
+    def construct(self, x):
+        y = self.cell(x)
+        if self.path in self.shapes:
+            raise ValueError(f"layer {self.path!r} runs more than once per forward pass (shared weights)")
+        self.shapes[self.path] = (tuple(int(v) for v in x.shape), tuple(int(v) for v in y.shape))
+        return y
+
+
+def run_shapes(root, x, paths):
+    """``{path: (input shape, output shape)}`` of the Cells of ``root`` at
+    ``paths`` (each taking one tensor) for the numpy input ``x``, in the
+    order they run; run once in PyNative mode, whatever mode is set. A Cell
+    that runs twice (shared weights) is refused."""
+    shapes = OrderedDict()
+    wanted = set(paths)
+    found = {id(c): p for p, c in root.cells_and_names() if p in wanted}
+    net = copy_tree(root, lambda c: _ShapeProbe(c, found[id(c)], shapes) if id(c) in found else None,
+                    share_parameters=True)
+    net.set_train(False)
+    mode = ms.get_context("mode")
+    try:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        net(Tensor(x))
+    finally:
+        ms.set_context(mode=mode)
+    return shapes
+
+
 def clone(cell):
     """A copy of ``cell`` with its own parameters, named by path."""
     return name_parameters_by_path(copy_tree(cell, lambda c: None))
 
 
 __all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "last_compiled_phase",
-           "name_parameters_by_path", "renew_graph_identity", "set_cell"]
+           "name_parameters_by_path", "renew_graph_identity", "run_shapes", "set_cell"]

@@ -6,6 +6,10 @@ channel counts and parameters), ``convert`` (a discrete architecture with
 PyTorch weights → an integral artifact ``.inn`` or a checkpoint), ``prune``
 (an artifact → a MindIR at a keep ratio, per-group sizes or a budget),
 ``elastic`` (an artifact → one MindIR whose channel counts are an input),
+``latency-table`` (an artifact's per-layer latencies measured on this
+machine through the MindIR runtime), ``search`` (per-group widths
+maximising accuracy under a MACs, parameter or latency budget, or a front
+of budgets against uniform keep),
 ``export`` (a config's run → MindIR at each of its evaluation widths),
 ``train`` (a YAML config → random-width training with checkpoints and
 resume; data parallel under msrun) and ``eval`` (a checkpoint → top-1/top-5,
@@ -329,6 +333,198 @@ def _prune(args):
     return 0
 
 
+def _latency_table(args):
+    """Measure a latency table of an artifact on this machine and check its prediction."""
+    os.environ.setdefault("GLOG_v", "3")
+    import tempfile
+    import time
+    import numpy as np
+    from inn_ms.artifact import load_artifact, read_manifest
+    from inn_ms.fileio import check_output
+    from inn_ms.latency import check_table, measure_table, save_table
+    if not args.out.endswith(".json"):
+        raise ValueError(f"--out must end with .json, got {args.out!r}")
+    for name in ("count", "repeats", "warmup", "number"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.check < 0:
+        raise ValueError(f"--check must be >= 0, got {args.check}")
+    check_output(args.out)
+    if not os.path.isfile(args.artifact):
+        raise ValueError(f"no integral artifact at {args.artifact!r}")
+    shape = _artifact_input_shape(args, read_manifest(args.artifact))
+    multiple_of = _multiple_of(args, None)
+    if args.keeps and any(not 0 < k <= 1 for k in args.keeps):
+        raise ValueError(f"--keeps: keep ratios must be in (0, 1], got {args.keeps}")
+    model = load_artifact(args.artifact, builders=_trusted(args))
+    grid = None if not args.keeps else \
+        {g: sorted({model.sizes_for_keep(k, multiple_of)[g] for k in args.keeps}) for g in model.groups}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        table = measure_table(model, shape, scratch, multiple_of=multiple_of, count=args.count, candidates=grid,
+                              backend=args.backend,
+                              warmup=args.warmup, repeats=args.repeats, number=args.number, statistic=args.statistic,
+                              progress=not args.quiet)
+        rng = np.random.default_rng(0)
+        groups = table["groups"]
+        checks = [{g: s[int(rng.integers(len(s)))] for g, s in groups.items()} for _ in range(args.check)]
+        checks += [{g: s[len(s) // 2] for g, s in groups.items()}] if args.check else []
+        table["check"] = check_table(model, table, checks, scratch, progress=not args.quiet)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_table(table, args.out)
+    entries = sum(len(layer["entries"]) for layer in table["layers"].values())
+    print(f"latency table of {args.artifact}: input {tuple(shape)}, {table['backend']} convolution, "
+          f"{entries} layer timings over {len(table['layers'])} layers in {time.perf_counter() - t0:.1f} s")
+    print(f"{table['timing']['statistic']} times: full width {1e3 * table['full'][0]:.3f} ms (IQR {1e3 * table['full'][1]:.3f}), smallest "
+          f"{1e3 * table['smallest'][0]:.3f} ms, call overhead {1e3 * table['overhead']:.3f} ms")
+    for g, sizes in groups.items():
+        print(f"  {g:<32} {', '.join(str(n) for n in sizes)}")
+    if table["check"]:
+        print(f"{'predicted ms':>12} {'measured ms':>12} {'IQR':>7} {'error':>7}  sizes")
+        for r in table["check"]:
+            print(f"{1e3 * r['predicted']:>12.3f} {1e3 * r['measured']:>12.3f} {1e3 * r['iqr']:>7.3f} "
+                  f"{r['error']:>+7.1%}  {','.join(str(n) for n in r['sizes'].values())}")
+        worst = max(abs(r["error"]) for r in table["check"])
+        print(f"largest prediction error {worst:.1%} of the measured latency")
+    print(f"table written to {args.out}")
+    return 0
+
+
+def _search_data(args, cfg, count):
+    """``(x, y, metric)``: labelled calibration samples, from ``--calib-data``
+    (``.npz`` with ``x`` and ``y`` labels, or ``x`` and ``target`` images) or a
+    classification config's training data (the first ``count``)."""
+    import numpy as np
+    path = args.calib_data
+    if path:
+        if not path.endswith(".npz") or not os.path.isfile(path):
+            raise ValueError(f"--calib-data must be an existing .npz file (x and y, or x and target), got {path!r}")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except ValueError as e:
+            raise ValueError(f"--calib-data {path!r}: not plain numpy arrays ({e})") from None
+        if "x" not in arrays or ("y" in arrays) == ("target" in arrays):
+            raise ValueError(f"--calib-data {path!r} must hold x and one of y (labels) or target (images), "
+                             f"has {sorted(arrays)}")
+        if "y" in arrays:
+            return arrays["x"][:count], arrays["y"][:count], "top1"
+        return arrays["x"][:count], arrays["target"][:count], "psnr"
+    if cfg is None:
+        raise ValueError("search needs labelled calibration samples: --calib-data FILE.npz, or --config "
+                         "(its training data)")
+    from inn_ms.tasks import task_for
+    task = task_for(cfg)
+    if task.name != "classification":
+        raise ValueError(f"search on a {task.name.replace('_', '-')} config needs --calib-data FILE.npz "
+                         f"(x inputs and target images)")
+    source = task.train_source()
+    n = min(count, source.size)
+    xs, ys = zip(*source.batches(range(n), n, drop_remainder=False))
+    return np.concatenate(xs), np.concatenate(ys), "top1"
+
+
+def _search(args):
+    """Per-group widths for a budget (or a front of budgets) from an artifact."""
+    os.environ.setdefault("GLOG_v", "3")
+    import tempfile
+    from inn_ms.artifact import load_artifact, read_manifest
+    from inn_ms.fileio import check_output, write_json
+    from inn_ms.latency import check_table, load_table, measure_network
+    from inn_ms.search import (KINDS, accuracy_score, front, parse_budget, plot_front, prune_command, psnr_score,
+                               search)
+    if args.calib < 1:
+        raise ValueError(f"--calib must be >= 1, got {args.calib}")
+    if args.front:
+        kind = args.budget.partition("=")[0].strip()
+        if kind not in KINDS:
+            raise ValueError(f"--budget with --front names the cost to compare at: macs, params or latency, "
+                             f"got {args.budget!r}")
+        budget = None
+        keeps = args.keeps
+        if any(not 0 < k <= 1 for k in keeps):
+            raise ValueError(f"--keeps: keep ratios must be in (0, 1], got {keeps}")
+    else:
+        kind, value = parse_budget(args.budget)
+        budget = (kind, value)
+    if kind == "latency" and args.table is None:
+        raise ValueError("a latency budget needs --table T.json (inn-ms latency-table)")
+    table = load_table(args.table) if args.table else None
+    out = args.out
+    if out is not None and not out.endswith(".json"):
+        raise ValueError(f"--out must end with .json, got {out!r}")
+    if args.front and out is None:
+        raise ValueError("--front needs --out FRONT.json (a PNG is written beside it)")
+    if args.mindir is not None and (args.front or not args.mindir.endswith(".mindir")):
+        raise ValueError("--mindir takes a .mindir path, and only without --front")
+    for path in [p for p in (out, out and out[:-5] + ".png" if args.front else None, args.mindir) if p]:
+        check_output(path)
+    cfg = _run_config(args) if args.config else None
+    path = _config_artifact(args, cfg)
+    shape = _artifact_input_shape(args, read_manifest(path), cfg)
+    multiple_of = _multiple_of(args, cfg)
+    x, y, metric = _search_data(args, cfg, args.calib)
+    score = accuracy_score(x, y) if metric == "top1" else psnr_score(x, y)
+    model = load_artifact(path, builders=_trusted(args, cfg))
+    options = {"method": args.method, "multiple_of": multiple_of, "count": args.count, "resampling": args.resample,
+               "seed": args.seed}
+    unit = {"macs": "MACs", "params": "parameters", "latency": "s"}[kind]
+    if args.front:
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = front(model, kind, score, keeps, shape, table=table, folder=scratch if table else None,
+                         progress=not args.quiet, **options)
+        scale = 100 if metric == "top1" else 1
+        lat = table is not None
+        print(f"{'keep':>6} {'uniform':>8} {'searched':>8} {'MACs u':>10} {'MACs s':>10}"
+              + (f" {'ms u':>7} {'ms s':>7}" if lat else "") + "  searched sizes")
+        for r in rows:
+            u, s_ = r["uniform"], r["searched"]
+            print(f"{r['keep']:>6.3f} {scale * u['score']:>8.2f} {scale * s_['score']:>8.2f} {u['macs']:>10d} "
+                  f"{s_['macs']:>10d}" + (f" {1e3 * u['latency']:>7.3f} {1e3 * s_['latency']:>7.3f}" if lat else "")
+                  + "  " + ",".join(str(n) for n in s_["sizes"].values()))
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        write_json(out, {"artifact": path, "kind": kind, "metric": metric, "calib": len(x), "rows": rows})
+        plot_front(rows, out[:-5] + ".png")
+        print(f"front at equal {kind}: {out}, plot {out[:-5]}.png")
+        return 0
+    result = search(model, budget, score, input_shape=shape, table=table, progress=not args.quiet, **options)
+    sizes = result["sizes"]
+    if table is not None:
+        with tempfile.TemporaryDirectory() as scratch:
+            result["measured_latency"], result["measured_latency_iqr"] = measure_network(model, sizes, table,
+                                                                                         scratch)
+    result["prune_command"] = prune_command(path, sizes, args.mindir or "pruned.mindir", args.resample, shape)
+    print(f"{'group':<32} {'channels':>8} {'of':>6}")
+    for g, n in sizes.items():
+        print(f"{g:<32} {n:>8} {model.full_sizes[g]:>6}")
+    scale = 100 if metric == "top1" else 1
+    what = "top-1 %" if metric == "top1" else "PSNR dB"
+    print(f"{kind} {result['cost']:.6g} {unit} within the budget {budget[1]:.6g} ({args.method}, "
+          f"{result['evaluations']} evaluations, {result['seconds']:.1f} s)")
+    print(f"{what} on {len(x)} calibration samples: {scale * result['score']:.2f}"
+          + (f" (uniform keep at the same budget: {scale * result['uniform']['score']:.2f})"
+             if result["uniform"] else ""))
+    print(f"parameters {result['params']}, MACs per sample {result['macs']}")
+    if table is not None:
+        predicted = result["predicted_latency"]
+        predicted = "not in the table's sizes" if predicted is None else f"{1e3 * predicted:.3f} ms"
+        print(f"latency predicted {predicted}, measured "
+              f"{1e3 * result['measured_latency']:.3f} ms (IQR {1e3 * result['measured_latency_iqr']:.3f})")
+    print(result["prune_command"])
+    if args.mindir:
+        from inn_ms.export import export_mindir
+        from inn_ms.prune import prune
+        plain, _ = prune(model, sizes=sizes, input_shape=shape, resampling=args.resample)
+        os.makedirs(os.path.dirname(os.path.abspath(args.mindir)), exist_ok=True)
+        export_mindir(plain, args.mindir, shape)
+        print(f"MindIR written to {args.mindir}")
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        write_json(out, {"artifact": path, "calib": len(x), **result})
+        print(f"result written to {out}")
+    return 0
+
+
 def _elastic(args):
     os.environ.setdefault("GLOG_v", "3")
     import time
@@ -546,6 +742,57 @@ def main(argv=None):
                         "narrowest one holding its sizes (more: less wasted compute, larger file)")
     _add_trust_option(p)
     p.set_defaults(func=_elastic)
+    p = sub.add_parser("latency-table", help="measure per-layer latencies of an artifact on this machine "
+                                             "(MindIR runtime) and check the prediction")
+    p.add_argument("artifact", help="integral artifact (.inn)")
+    p.add_argument("--out", required=True, help="table to write (.json)")
+    p.add_argument("--input-shape", help="input shape timed, batch included (default: the artifact's)")
+    p.add_argument("--multiple-of", type=int, default=None, help="candidate sizes are multiples of this (Ascend: 16)")
+    p.add_argument("--count", type=int, default=5, help="candidate sizes per group (default 5)")
+    p.add_argument("--keeps", type=float, nargs="+", default=None,
+                   help="instead of --count: each group at the sizes of these uniform keep ratios (as search "
+                        "--front compares with)")
+    p.add_argument("--backend", choices=["native", "matmul"], default="native",
+                   help="convolution in the timed MindIRs (as prune will export them)")
+    p.add_argument("--warmup", type=int, default=3, help="calls before timing (default 3)")
+    p.add_argument("--repeats", type=int, default=15, help="timed runs; the median is kept (default 15)")
+    p.add_argument("--number", type=int, default=5, help="calls per timed run (default 5)")
+    p.add_argument("--statistic", choices=["median", "min"], default="median",
+                   help="each time: the median of the runs, or the fastest (steadier beside other jobs)")
+    p.add_argument("--check", type=int, default=3,
+                   help="random candidate sizes (plus the middle ones) at which to time the whole network and "
+                        "report the prediction error (default 3; 0: no check)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_trust_option(p)
+    p.set_defaults(func=_latency_table)
+    p = sub.add_parser("search", help="per-group widths maximising accuracy (or PSNR) under a MACs, parameter or "
+                                      "latency budget")
+    p.add_argument("artifact", nargs="?", help="integral artifact (.inn), or --config")
+    p.add_argument("--budget", required=True,
+                   help="macs=X, params=X or latency=X (seconds, or 2.5ms); with --front only the kind")
+    p.add_argument("--table", help="latency table (.json from inn-ms latency-table): needed for latency budgets; "
+                                   "with it the result's latency is also measured")
+    p.add_argument("--calib", type=int, default=500, help="calibration samples scored (default 500)")
+    p.add_argument("--calib-data", help=".npz with x and y (labels: top-1) or x and target (images: PSNR)")
+    p.add_argument("--config", help="YAML config of a run: its artifact, input shape, multiple_of and, for "
+                                    "classification, its training data as calibration samples")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--method", choices=["greedy", "evolution"], default="greedy")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evolutionary search")
+    p.add_argument("--count", type=int, default=8, help="candidate sizes per group for MACs/parameter budgets")
+    p.add_argument("--multiple-of", type=int, default=None, help="sizes are multiples of this (Ascend: 16)")
+    p.add_argument("--input-shape", help="input shape (default: the artifact's, or the config's data)")
+    p.add_argument("--resample", choices=["point", "antialiased"], default=None,
+                   help="rule sampling the smaller widths (default: the artifact's own)")
+    p.add_argument("--front", action="store_true",
+                   help="compare uniform keep ratios (--keeps) with searched widths at equal cost: JSON + PNG")
+    p.add_argument("--keeps", type=float, nargs="+", default=[1.0, 0.875, 0.75, 0.625, 0.5],
+                   help="uniform keep ratios of --front")
+    p.add_argument("--out", help="result (.json); with --front also a .png beside it")
+    p.add_argument("--mindir", help="also write the pruned MindIR of the result here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_trust_option(p)
+    p.set_defaults(func=_search)
     p = sub.add_parser("train", help="train a zoo network from a YAML config with random widths")
     p.add_argument("--config", required=True, help="YAML config (ascend_configs/<model>_<device>.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -36,13 +36,12 @@ import logging
 from collections import OrderedDict
 
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from tqdm.auto import tqdm
 
 from inn_ms.functional import explicit_padding, unfold
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.cells import copy_tree, name_parameters_by_path
+from inn_ms.cells import copy_tree, name_parameters_by_path, run_shapes
 from inn_ms.partition import CompositePartition
 from inn_ms.resampling import sampling_matrix
 from inn_ms.sampler import block_diagonal
@@ -482,38 +481,15 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, reference
     return {"layers": report, "images": int(len(images))}
 
 
-class _ShapeProbe(nn.Cell):
-    """Records its cell's output shape (PyNative: ``construct`` runs as Python)."""
-
-    def __init__(self, cell, path, shapes):
-        super().__init__()
-        self.cell, self.path, self.shapes = cell, path, shapes
-
-    def construct(self, x):
-        y = self.cell(x)
-        if self.path in self.shapes:
-            raise ValueError(f"repair: layer {self.path!r} runs more than once per forward pass (shared "
-                             f"weights); repair needs each layer to run once")
-        self.shapes[self.path] = tuple(int(v) for v in y.shape)
-        return y
-
-
 def _trace_shapes(full, x):
     """Output shape of every refittable cell of ``full`` for the input
     ``x``, in the order the cells run (one sample, in PyNative mode,
     whatever mode is set)."""
-    shapes = OrderedDict()
-    paths = {id(c): p for p, c in full.cells_and_names() if p and _kind(c) is not None}
-    net = copy_tree(full, lambda c: _ShapeProbe(c, paths[id(c)], shapes) if id(c) in paths else None,
-                   share_parameters=True)
-    net.set_train(False)
-    mode = ms.get_context("mode")
     try:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
-        net(Tensor(x))
-    finally:
-        ms.set_context(mode=mode)
-    return shapes
+        shapes = run_shapes(full, x, [p for p, c in full.cells_and_names() if p and _kind(c) is not None])
+    except ValueError as e:
+        raise ValueError(f"repair: {e}; repair needs each layer to run once") from None
+    return OrderedDict((path, out) for path, (_, out) in shapes.items())
 
 
 def _fingerprint(model):

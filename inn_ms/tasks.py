@@ -160,15 +160,21 @@ def image_quality(pairs, scale, net=None, upscaled=True, tile=96, margin=None):
 
 
 @contextlib.contextmanager
-def _pynative():
-    """PyNative mode inside the block (whole-image inference: one shape per
-    tile, nothing worth compiling), the previous mode restored after."""
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+def execution_mode(mode):
+    """MindSpore's execution ``mode`` (``ms.GRAPH_MODE``/``ms.PYNATIVE_MODE``)
+    inside the block, the previous mode restored after."""
+    saved = ms.get_context("mode")
+    ms.set_context(mode=mode)
     try:
         yield
     finally:
-        ms.set_context(mode=mode)
+        ms.set_context(mode=saved)
+
+
+def _pynative():
+    """PyNative mode inside the block (whole-image inference: one shape per
+    tile, nothing worth compiling)."""
+    return execution_mode(ms.PYNATIVE_MODE)
 
 
 def evaluate_super_resolution(model, pairs, scale, widths=(1.0,), upscaled=True, tile=96, margin=None,

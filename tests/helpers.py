@@ -106,3 +106,17 @@ def randomize_torch_bn(*bns):
             bn.running_var.uniform_(0.5, 2.0)
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.uniform_(-0.3, 0.3)
+
+
+def tiny_mnist_artifact(folder):
+    """A zoo mnist_cnn of a few channels saved as ``folder/tiny.inn`` (group
+    c1 allowed 2..4), and ``folder/calib.npz``: 40 random 12x12 inputs
+    labelled by the network itself. Returns ``folder``."""
+    from model_zoo import create_model
+    from inn_ms.artifact import save_artifact
+    from inn_ms.metrics import predict
+    m = create_model("mnist_cnn", widths=(4, 6, 8, 8, 12))
+    save_artifact(m, str(folder / "tiny.inn"), allowed_sizes={"c1": (2, 4)})
+    x = np.random.default_rng(0).standard_normal((40, 1, 12, 12)).astype(np.float32)
+    np.savez(folder / "calib.npz", x=x, y=predict(m.discretize(), x).argmax(1))
+    return folder

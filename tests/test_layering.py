@@ -23,10 +23,10 @@ LAYERS = {
              "sampler", "keyed", "functional", "cells"],
     "layers": ["layers", "model"],
     "graph/convert": ["graph", "convert"],
-    "deploy": ["artifact", "prune", "export", "elastic", "repair", "synthesis", "baselines"],
+    "deploy": ["artifact", "prune", "export", "elastic", "repair", "synthesis", "baselines", "latency"],
     "zoo": [],
     "run": ["metrics", "train", "partition_tuning", "checkpoint", "config", "data", "tasks",
-            "runner"],
+            "runner", "search"],
     "cli": ["cli"],
 }
 RANK = {f"{PACKAGE}.{name}": rank for rank, names in enumerate(LAYERS.values()) for name in names}

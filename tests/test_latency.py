@@ -1,0 +1,155 @@
+"""Latency tables (inn_ms.latency): candidate sizes within the allowed
+ranges and multiples, a table measured through the MindIR runtime on a toy
+network whose prediction is the sum of its entries and roughly the measured
+whole network, saving and loading, and refusing what a table cannot
+answer. No test checks how fast anything runs."""
+import json
+
+import numpy as np
+import pytest
+from mindspore import nn, ops
+
+from inn_ms.convert import convert
+from inn_ms.latency import (candidate_sizes, check_for, check_table, layer_groups, load_table, measure_table,
+                            predict, save_table)
+
+from helpers import tiny_mnist_artifact
+
+
+class Toy(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, pad_mode="pad", padding=1, has_bias=True)
+        self.conv2 = nn.Conv2d(16, 24, 3, pad_mode="pad", padding=1, has_bias=True)
+        self.fc = nn.Dense(24, 3)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2, 2)
+
+    def construct(self, x):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.relu(self.conv2(x))
+        return self.fc(ops.mean(x, (2, 3)))
+
+
+SHAPE = (2, 1, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return convert(Toy(), (1, 1, 16, 16), permute=False)
+
+
+@pytest.fixture(scope="module")
+def table(model, tmp_path_factory):
+    return measure_table(model, SHAPE, str(tmp_path_factory.mktemp("lat")), count=3, repeats=5, number=3, warmup=2)
+
+
+def test_candidates_respect_range_and_multiple(model):
+    model.allowed_sizes = {"conv1": (5, 16)}
+    try:
+        c = candidate_sizes(model, multiple_of=4, count=3)
+        assert c["conv1"] == [8, 12, 16]
+        assert all(n % 4 == 0 for n in c["conv2"]) and max(c["conv2"]) == 24 and len(c["conv2"]) == 3
+        assert candidate_sizes(model, multiple_of=1, count=100)["conv1"] == list(range(5, 17))
+        model.allowed_sizes = {"conv1": (5, 7)}
+        with pytest.raises(ValueError, match="no size in its allowed range"):
+            candidate_sizes(model, multiple_of=8)
+    finally:
+        del model.allowed_sizes
+
+
+def test_layer_groups(model):
+    assert layer_groups(model) == {"conv1": [None, "conv1"], "conv2": ["conv1", "conv2"], "fc": ["conv2", None]}
+
+
+def test_prediction_is_sum_of_entries_and_ends_are_exact(model, table):
+    sizes = {g: s[1] for g, s in table["groups"].items()}
+    entries = table["layers"]
+    by_hand = (entries["conv1"]["entries"][str(sizes["conv1"])][0]
+               + entries["conv2"]["entries"][f"{sizes['conv1']}x{sizes['conv2']}"][0]
+               + entries["fc"]["entries"][str(sizes["conv2"])][0] - 3 * table["overhead"])
+    rest = predict(table, sizes) - by_hand
+    assert min(table["rest"]) - 1e-12 <= rest <= max(table["rest"]) + 1e-12  # interpolated between the ends
+    assert predict(table, {}) == pytest.approx(table["full"][0], rel=1e-9)  # measured end, by construction
+    assert predict(table, {g: s[0] for g, s in table["groups"].items()}) == pytest.approx(table["smallest"][0],
+                                                                                         rel=1e-9)
+    assert all(v[0] > 0 and v[1] >= 0 for layer in entries.values() for v in layer["entries"].values())
+    assert model.sizes == model.full_sizes
+
+
+def test_check_reports_error_against_measured_network(model, table, tmp_path):
+    mid = {g: s[1] for g, s in table["groups"].items()}
+    rows = check_table(model, table, [mid], str(tmp_path))
+    r = rows[0]
+    assert r["sizes"] == mid and r["measured"] > 0
+    assert r["error"] == pytest.approx((r["predicted"] - r["measured"]) / r["measured"])
+    # generous: timings on a shared machine wander by 2x; a table missing a layer or a unit is off by far more
+    assert 0.1 < r["predicted"] / r["measured"] < 10
+
+
+def test_save_load_and_refusals(model, table, tmp_path):
+    path = str(tmp_path / "t.json")
+    save_table(table, path)
+    loaded = load_table(path)
+    assert predict(loaded, {}) == pytest.approx(predict(table, {}))
+    check_for(model, loaded)
+    with pytest.raises(ValueError, match="was not measured"):
+        predict(table, {"conv1": 15})
+    with pytest.raises(ValueError, match="no group"):
+        predict(table, {"nope": 4})
+    bad = dict(loaded, format="x")
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="not a latency table"):
+        load_table(str(tmp_path / "bad.json"))
+    broken = json.loads(json.dumps(loaded))
+    del broken["layers"]["fc"]["entries"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="malformed"):
+        load_table(str(tmp_path / "broken.json"))
+    other = convert(Toy(), (1, 1, 16, 16), permute=False)
+    other.allowed_sizes = {"conv1": (12, 16)}
+    with pytest.raises(ValueError, match="outside its allowed range"):
+        check_for(other, loaded)
+
+
+def test_bad_arguments(model, tmp_path):
+    with pytest.raises(ValueError, match="warmup, repeats and number"):
+        measure_table(model, SHAPE, str(tmp_path), repeats=0)
+    with pytest.raises(ValueError, match="outside its allowed range"):
+        measure_table(model, SHAPE, str(tmp_path), candidates={"conv1": [17]})
+    with pytest.raises(ValueError, match="multiple_of"):
+        candidate_sizes(model, multiple_of=0)
+    np.testing.assert_equal(model.sizes, model.full_sizes)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    return tiny_mnist_artifact(tmp_path_factory.mktemp("tiny"))
+
+
+def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):
+    from inn_ms.cli import main
+    art, table = str(tiny_artifact / "tiny.inn"), str(tiny_artifact / "t.json")
+    assert main(["latency-table", art, "--input-shape", "1,1,12,12", "--out", table, "--keeps", "1", "0.5",
+                 "--repeats", "3", "--number", "2", "--check", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "largest prediction error" in out and "table written" in out
+    t = load_table(table)
+    assert t["groups"] == {"c1": [2, 4], "c2": [3, 6], "c3": [4, 8], "c4": [4, 8], "fc": [6, 12]}  # keeps' sizes
+    assert len(t["check"]) == 2
+    # just above the smallest sizes' prediction: feasible however the timings wandered
+    budget = 1.05 * predict(t, {g: s[0] for g, s in t["groups"].items()})
+    result = str(tiny_artifact / "r.json")
+    assert main(["search", art, "--budget", f"latency={budget}", "--table", table, "--calib-data",
+                 str(tiny_artifact / "calib.npz"), "--calib", "40", "--input-shape", "1,1,12,12", "--out", result,
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(open(result).read())
+    assert r["predicted_latency"] <= budget and r["measured_latency"] > 0
+    assert all(n in t["groups"][g] for g, n in r["sizes"].items())
+    assert "inn-ms prune " + art + " --sizes " in out and "latency predicted" in out
+    assert main(["search", art, "--budget", "latency=1ms", "--calib-data", str(tiny_artifact / "calib.npz"),
+                 "--input-shape", "1,1,12,12"]) == 2
+    assert "needs --table" in capsys.readouterr().err
+    assert main(["latency-table", art, "--out", str(tiny_artifact / "t.txt")]) == 2
+    assert "--out must end with .json" in capsys.readouterr().err

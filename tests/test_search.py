@@ -1,0 +1,203 @@
+"""Searching per-group widths for a budget (inn_ms.search) on a toy network
+with one deliberately sensitive group: every result within its budget and
+the allowed sizes (over random budgets, each cost recomputed by
+inn_ms.prune), a budget that cannot be met refused, greedy and evolution
+beating uniform keep, evolution reproducible with its seed, and a latency
+budget answered from a table."""
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from inn_ms.convert import convert
+from inn_ms.latency import candidate_sizes, layer_groups
+from inn_ms.metrics import predict
+from inn_ms.prune import prune
+from helpers import tiny_mnist_artifact
+from inn_ms.search import accuracy_score, parse_budget, prune_command, psnr_score, search
+
+INPUT = (1, 8)
+
+
+class Toy(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Dense(8, 32)
+        self.fc2 = nn.Dense(32, 32)
+        self.fc3 = nn.Dense(32, 4)
+        self.relu = nn.ReLU()
+
+    def construct(self, x):
+        return self.fc3(self.relu(self.fc2(self.relu(self.fc1(x)))))
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Group fc1 (the first hidden layer) has rough weights along its
+    channels: any resampling loses it. Group fc2's weights are smooth
+    (four cosines) along its channels: few samples keep it. Labels are the
+    full network's own predictions."""
+    rng = np.random.default_rng(0)
+    net = Toy()
+    t = np.linspace(0, 1, 32)
+    smooth = np.stack([np.cos(k * np.pi * t) for k in range(4)], 1)
+    weights = {"fc1": rng.standard_normal((32, 8)), "fc2": smooth @ rng.standard_normal((4, 32)) / np.sqrt(32),
+               "fc3": rng.standard_normal((4, 4)) @ smooth.T / 32}
+    for name, w in weights.items():
+        layer = getattr(net, name)
+        layer.weight.set_data(Tensor(w.astype(np.float32)))
+        layer.bias.set_data(Tensor(np.zeros(layer.bias.shape, np.float32)))
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    net.fc3.bias.set_data(Tensor(-predict(net, x).mean(0).astype(np.float32)))  # every class present
+    model = convert(net, INPUT, permute=False)
+    y = predict(model.discretize(), x).argmax(1)
+    return model, accuracy_score(x, y)
+
+
+def _check(model, result, budget, candidates):
+    kind, value = budget
+    assert result["cost"] <= value
+    assert set(result["sizes"]) == set(model.groups)
+    for g, n in result["sizes"].items():
+        assert n in candidates[g]
+    _, report = prune(model, sizes=result["sizes"], input_shape=INPUT)  # cost recomputed independently
+    assert report[kind] == result["cost"] == result[kind]
+    assert model.sizes == model.full_sizes
+
+
+def test_every_result_within_budget_and_allowed_sizes(toy):
+    model, score = toy
+    model.allowed_sizes = {"fc1": (6, 32), "fc2": (3, 30)}
+    try:
+        rng = np.random.default_rng(1)
+        candidates = candidate_sizes(model, multiple_of=2, count=6)
+        _, smallest = prune(model, sizes={g: c[0] for g, c in candidates.items()}, input_shape=INPUT)
+        _, full = prune(model, sizes={g: c[-1] for g, c in candidates.items()}, input_shape=INPUT)
+        for trial in range(6):
+            kind = ("macs", "params")[trial % 2]
+            value = float(rng.uniform(smallest[kind], full[kind] * 1.1))
+            method = ("greedy", "evolution")[(trial // 2) % 2]
+            result = search(model, (kind, value), score, method=method, input_shape=INPUT, multiple_of=2, count=6,
+                            seed=trial, population=8, generations=3, mode="pynative")
+            _check(model, result, (kind, value), candidates)
+        with pytest.raises(ValueError, match="no allowed sizes meet the budget"):
+            search(model, ("params", smallest["params"] - 1), score, input_shape=INPUT, multiple_of=2, count=6)
+    finally:
+        del model.allowed_sizes
+
+
+def test_search_beats_uniform_on_the_sensitive_group(toy):
+    model, score = toy
+    for method in ("greedy", "evolution"):
+        r = search(model, "params=520", score, method=method, input_shape=INPUT, count=8, population=12,
+                   generations=4, mode="pynative")
+        assert r["uniform"]["cost"] <= 520 and r["cost"] <= 520
+        assert r["score"] >= r["uniform"]["score"] + 0.1, (method, r)
+        assert r["sizes"]["fc1"] > r["sizes"]["fc2"]  # the sensitive group kept wider
+
+
+def test_evolution_is_reproducible(toy):
+    model, score = toy
+    a, b, c = [search(model, "macs=560", score, method="evolution", input_shape=INPUT, seed=s, population=8,
+                      generations=3, mode="pynative") for s in (3, 3, 4)]
+    assert a["sizes"] == b["sizes"] and a["score"] == b["score"]
+    assert c["cost"] <= 560
+
+
+def test_latency_budget_from_a_table(toy):
+    """A hand-made table (each layer's time its MACs, in µs): the search
+    answers from it and stays within the budget."""
+    model, score = toy
+    cands = candidate_sizes(model, count=5)
+    entries = {}
+    for path, (g_in, g_out) in layer_groups(model).items():
+        ins = cands[g_in] if g_in else [8]
+        outs = cands[g_out] if g_out else [4]
+        entries[path] = {"groups": [g_in, g_out], "entries": {
+            "x".join(str(v) for v, g in ((i, g_in), (o, g_out)) if g): [1e-6 * i * o, 0.0] for i in ins for o in outs}}
+    table = {"groups": cands, "layers": entries, "overhead": 0.0, "rest": [1e-5, 1e-5],
+             "volume": {p: [g[1], 1] for p, g in layer_groups(model).items()}, "input_shape": [1, 8]}
+    r = search(model, "latency=0.6ms", score, table=table, input_shape=INPUT, mode="pynative")
+    assert r["predicted_latency"] == r["cost"] <= 6e-4
+    assert all(n in cands[g] for g, n in r["sizes"].items())
+    r = search(model, "params=520", score, table=table, count=7, mode="pynative")  # finer sizes than the table's: not predicted
+    assert r["cost"] <= 520 and (r["predicted_latency"] is None) == any(
+        n not in cands[g] for g, n in r["sizes"].items())
+    with pytest.raises(ValueError, match="no allowed sizes meet"):
+        search(model, "latency=1us", score, table=table)
+    with pytest.raises(ValueError, match="needs a latency table"):
+        search(model, "latency=1ms", score)
+
+
+def test_budget_parsing_and_bad_requests(toy):
+    model, score = toy
+    assert parse_budget("macs=3e6") == ("macs", 3e6)
+    assert parse_budget("latency=2.5ms") == ("latency", pytest.approx(2.5e-3))
+    for bad in ("flops=3", "macs", "macs=-1", "params=abc", "latency=nan"):
+        with pytest.raises(ValueError):
+            parse_budget(bad)
+    with pytest.raises(ValueError, match="needs input_shape"):
+        search(model, "macs=500", score)
+    with pytest.raises(ValueError, match="method"):
+        search(model, "params=500", score, method="anneal")
+    line = prune_command("m.inn", {"fc1": 8, "fc2": 4}, "p.mindir", "point")
+    assert line == "inn-ms prune m.inn --sizes fc1=8,fc2=4 --out p.mindir --resample point"
+
+
+def test_psnr_score():
+    class Half(nn.Cell):
+        def construct(self, x):
+            return x * 0.5
+    x = np.ones((2, 1, 4, 4), np.float32)
+    s = psnr_score(x, x * 0.5)
+    assert s(Half()) == float("inf") and s.metric == "psnr"
+    assert psnr_score(x, x * 0.4)(Half()) == pytest.approx(20.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    return tiny_mnist_artifact(tmp_path_factory.mktemp("tiny"))
+
+
+def test_cli_search_and_front(tiny_artifact, capsys):
+    import json
+    from inn_ms.cli import main
+    from inn_ms.export import load_mindir
+    art, calib = str(tiny_artifact / "tiny.inn"), str(tiny_artifact / "calib.npz")
+    common = ["--calib-data", calib, "--input-shape", "1,1,12,12", "--count", "3", "--quiet"]
+    out_json, mindir = str(tiny_artifact / "r.json"), str(tiny_artifact / "p.mindir")
+    assert main(["search", art, "--budget", "params=600", "--out", out_json, "--mindir", mindir] + common) == 0
+    r = json.loads(open(out_json).read())
+    assert r["cost"] <= 600 and r["params"] <= 600 and 2 <= r["sizes"]["c1"] <= 4
+    assert load_mindir(mindir)(Tensor(np.zeros((1, 1, 12, 12), np.float32))).shape == (1, 10)
+    assert "--sizes " + ",".join(f"{g}={n}" for g, n in r["sizes"].items()) in capsys.readouterr().out
+    front = str(tiny_artifact / "front.json")
+    assert main(["search", art, "--budget", "macs", "--front", "--keeps", "1.0", "0.75", "--out", front] + common) == 0
+    rows = json.loads(open(front).read())["rows"]
+    assert (tiny_artifact / "front.png").stat().st_size > 0
+    assert [r["keep"] for r in rows] == [1.0, 0.75]
+    assert all(r["searched"]["macs"] <= r["uniform"]["macs"] == r["budget"] for r in rows)
+    for argv, message in (
+            (["--budget", "params=1"], "no allowed sizes meet the budget"),
+            (["--budget", "watts=3"], "budget must be macs=X"),
+            (["--budget", "macs", "--front", "--keeps", "0.25", "--out", front + "2.json"], "outside its allowed"),
+            (["--budget", "params=600", "--out", "r.txt"], "--out must end with .json")):
+        capsys.readouterr()
+        assert main(["search", art] + argv + common) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert main(["search", art, "--budget", "params=600", "--input-shape", "1,1,12,12"]) == 2
+    assert "--calib-data" in capsys.readouterr().err
+
+
+def test_search_never_scores_below_its_seeds(toy):
+    model, score = toy
+    cands = candidate_sizes(model, count=8)
+    start = {g: c[3] for g, c in cands.items()}
+    _, report = prune(model, sizes=start, input_shape=INPUT)
+    with model.at_sizes(start):
+        seed_score = score(model.discretize())
+    for method in ("greedy", "evolution"):
+        r = search(model, ("params", report["params"]), score, method=method, count=8, seeds=[start],
+                   population=6, generations=2, mode="pynative")
+        assert r["score"] >= seed_score and r["cost"] <= report["params"]
+    with pytest.raises(ValueError, match="not among the candidate sizes"):
+        search(model, ("params", report["params"]), score, count=8, seeds=[{g: 31 for g in cands}], mode="pynative")
