@@ -508,14 +508,9 @@ class ElasticNetwork(nn.Cell):
 def elastic_ranges(model):
     """``[(low, high)]`` per group (in ``model.groups`` order): the sizes an
     elastic network of ``model`` accepts: the group's allowed range (from its
-    artifact) within :func:`inn_ms.partition.size_range`."""
-    allowed = getattr(model, "allowed_sizes", None) or {}
-    ranges = []
-    for name, p in model.groups.items():
-        smallest, largest = size_range(p)
-        low, high = allowed.get(name, (smallest, largest))
-        ranges.append((max(smallest, int(low)), min(int(high), largest)))
-    return ranges
+    artifact) within :func:`inn_ms.partition.size_range`
+    (:meth:`inn_ms.model.IntegralModel.allowed_range`)."""
+    return [model.allowed_range(name) for name in model.groups]
 
 
 def bucket_rows(model, fraction):

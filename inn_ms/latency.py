@@ -44,14 +44,6 @@ FORMAT = "inn_ms-latency-table"
 VERSION = 1
 
 
-def allowed_range(model, group):
-    """``(low, high)``: the sizes ``group`` may take (its artifact's allowed
-    range, never below its quadrature's minimum number of points)."""
-    p = model.groups[group]
-    low, high = getattr(model, "allowed_sizes", {}).get(group, (1, p.full_size))
-    return max(int(low), p.quadrature.min_points), int(high)
-
-
 def candidate_sizes(model, multiple_of=1, count=5):
     """``{group: [sizes, ascending]}``: up to ``count`` sizes per group
     spread evenly over its allowed range, each a multiple of
@@ -64,7 +56,7 @@ def candidate_sizes(model, multiple_of=1, count=5):
         raise ValueError(f"count must be an int >= 1, got {count!r}")
     out = OrderedDict()
     for name, p in model.groups.items():
-        low, high = allowed_range(model, name)
+        low, high = model.allowed_range(name)
         sizes = [n for n in range(-(-low // multiple_of) * multiple_of, high + 1, multiple_of)]
         if high == p.full_size and high not in sizes:
             sizes.append(high)
@@ -211,7 +203,7 @@ def check_candidates(model, candidates):
     out = OrderedDict()
     for name in model.groups:
         sizes = sorted({int(n) for n in candidates.get(name, [model.full_sizes[name]])})
-        low, high = allowed_range(model, name)
+        low, high = model.allowed_range(name)
         bad = [n for n in sizes if not low <= n <= high]
         if bad:
             raise ValueError(f"candidate size(s) {bad} of group {name!r} outside its allowed range [{low}, {high}]")
@@ -318,7 +310,7 @@ def check_for(model, table):
     if {p: list(t["groups"]) for p, t in table["layers"].items()} != {p: list(g) for p, g in layers.items()}:
         raise ValueError("latency table was measured for another network (its layers differ from the model's)")
     for g, sizes in table["groups"].items():
-        low, high = allowed_range(model, g)
+        low, high = model.allowed_range(g)
         if not all(low <= n <= high for n in sizes):
             raise ValueError(f"latency table sizes {sizes} of group {g!r} are outside its allowed range "
                              f"[{low}, {high}]")
@@ -367,5 +359,5 @@ def load_table(path):
     return table
 
 
-__all__ = ["allowed_range", "candidate_sizes", "check_candidates", "check_for", "check_table", "layer_groups", "load_table",
+__all__ = ["candidate_sizes", "check_candidates", "check_for", "check_table", "layer_groups", "load_table",
            "measure_network", "measure_table", "predict", "save_table", "time_mindir"]

@@ -126,6 +126,15 @@ class IntegralModel(SizeKeyed, nn.Cell):
     def construct(self, x, size_key=None):
         return self.network(x)
 
+    def allowed_range(self, group):
+        """``(low, high)``: the sizes ``group`` may take — the range its
+        artifact allows (``allowed_sizes``, set by ``load_artifact``) within
+        :func:`inn_ms.partition.size_range`. What prune, the elastic network
+        and the width search check sizes against."""
+        smallest, largest = size_range(self._groups[group])
+        low, high = (getattr(self, "allowed_sizes", None) or {}).get(group, (smallest, largest))
+        return max(int(low), smallest), min(int(high), largest)
+
     def sizes_for_keep(self, keep, multiple_of=1):
         """Per-group sizes for a keep ratio ``keep`` ∈ (0, 1], rounded to a
         multiple of ``multiple_of`` (never below it or the group's smallest

@@ -12,7 +12,6 @@ from collections import OrderedDict
 
 from inn_ms.graph.flops import layer_positions, macs_from_weights
 from inn_ms.model import count_parameters
-from inn_ms.partition import size_range
 from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
 from inn_ms.resampling import check_rule
 
@@ -51,10 +50,9 @@ def _positions(model, plain, input_shape):
     return cache[shape]
 
 
-def _within(model, sizes, allowed):
+def _within(model, sizes):
     for name, n in sizes.items():
-        low, high = allowed.get(name, (1, model.full_sizes[name]))
-        low = max(low, size_range(model.groups[name])[0])
+        low, high = model.allowed_range(name)
         if not low <= n <= high:
             raise ValueError(f"size {n} of group {name!r} is outside its allowed range [{low}, {high}]")
 
@@ -128,7 +126,7 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
         target.update({g: n for g, n in sizes.items()})
     else:
         target = sizes_for_budget(model, params, macs, input_shape, multiple_of)
-    _within(model, target, getattr(model, "allowed_sizes", {}))
+    _within(model, target)
     repaired = repair != "none" and dict(target) != dict(model.full_sizes)  # full width: nothing to repair
     # Checked (and synthesized) only when needed; bad images are refused either way.
     images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress) \

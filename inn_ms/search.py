@@ -36,7 +36,7 @@ import numpy as np
 import mindspore as ms
 from tqdm.auto import tqdm
 
-from inn_ms.latency import allowed_range, candidate_sizes, check_candidates, check_for, predict
+from inn_ms.latency import candidate_sizes, check_candidates, check_for, predict
 from inn_ms.metrics import predict as run_batches, psnr
 from inn_ms.model import count_parameters
 from inn_ms.prune import _positions, check_shape, macs_of
@@ -414,7 +414,7 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
     uniforms = [model.sizes_for_keep(keep, multiple_of) for keep in keeps]
     for keep, sizes in zip(keeps, uniforms):
         for g, n in sizes.items():
-            low, high = allowed_range(model, g)
+            low, high = model.allowed_range(g)
             if not low <= n <= high:
                 raise ValueError(f"front: keep {keep:g} gives group {g!r} {n} channels, outside its allowed "
                                  f"range [{low}, {high}]")

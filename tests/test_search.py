@@ -176,13 +176,17 @@ def test_cli_search_and_front(tiny_artifact, capsys):
     assert (tiny_artifact / "front.png").stat().st_size > 0
     assert [r["keep"] for r in rows] == [1.0, 0.75]
     assert all(r["searched"]["macs"] <= r["uniform"]["macs"] == r["budget"] for r in rows)
-    for argv, message in (
-            (["--budget", "params=1"], "no allowed sizes meet the budget"),
-            (["--budget", "watts=3"], "budget must be macs=X"),
-            (["--budget", "macs", "--front", "--keeps", "0.25", "--out", front + "2.json"], "outside its allowed"),
-            (["--budget", "params=600", "--out", "r.txt"], "--out must end with .json")):
+    from inn_ms.artifact import load_artifact, save_artifact
+    narrow = str(tiny_artifact / "narrow.inn")  # c1 allowed 3..4: keep 0.5 gives it 2 channels
+    save_artifact(load_artifact(art), narrow, allowed_sizes={"c1": (3, 4)})
+    for path, argv, message in (
+            (art, ["--budget", "params=1"], "no allowed sizes meet the budget"),
+            (art, ["--budget", "watts=3"], "budget must be macs=X"),
+            (narrow, ["--budget", "macs", "--front", "--keeps", "0.5", "--out", front + "2.json"],
+             "outside its allowed"),
+            (art, ["--budget", "params=600", "--out", "r.txt"], "--out must end with .json")):
         capsys.readouterr()
-        assert main(["search", art] + argv + common) == 2, argv
+        assert main(["search", path] + argv + common) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert main(["search", art, "--budget", "params=600", "--input-shape", "1,1,12,12"]) == 2
     assert "--calib-data" in capsys.readouterr().err
