@@ -103,30 +103,28 @@ def last_compiled_phase(cell):
     return getattr(cell, "compile_phase", None)
 
 
-class _ShapeProbe(nn.Cell):
-    """Records its cell's input and output shapes (PyNative: ``construct`` runs as Python)."""
+class _Probe(nn.Cell):
+    """Runs its cell, then hands ``(path, input, output)`` to ``record``
+    (in PyNative mode, where ``construct`` runs as Python)."""
 
-    def __init__(self, cell, path, shapes):
+    def __init__(self, cell, path, record):
         super().__init__()
-        self.cell, self.path, self.shapes = cell, path, shapes
+        self.cell, self.path, self.record = cell, path, record
 
     def construct(self, x):
         y = self.cell(x)
-        if self.path in self.shapes:
-            raise ValueError(f"layer {self.path!r} runs more than once per forward pass (shared weights)")
-        self.shapes[self.path] = (tuple(int(v) for v in x.shape), tuple(int(v) for v in y.shape))
+        self.record(self.path, x, y)
         return y
 
 
-def run_shapes(root, x, paths):
-    """``{path: (input shape, output shape)}`` of the Cells of ``root`` at
-    ``paths`` (each taking one tensor) for the numpy input ``x``, in the
-    order they run; run once in PyNative mode, whatever mode is set. A Cell
-    that runs twice (shared weights) is refused."""
-    shapes = OrderedDict()
+def run_probed(root, x, paths, record):
+    """Run ``root`` once on the numpy input ``x`` in PyNative mode, whatever
+    mode is set, calling ``record(path, input, output)`` each time a Cell at
+    one of ``paths`` (each taking one tensor) has run. ``root`` itself is
+    not changed (a copy sharing its parameters runs)."""
     wanted = set(paths)
     found = {id(c): p for p, c in root.cells_and_names() if p in wanted}
-    net = copy_tree(root, lambda c: _ShapeProbe(c, found[id(c)], shapes) if id(c) in found else None,
+    net = copy_tree(root, lambda c: _Probe(c, found[id(c)], record) if id(c) in found else None,
                     share_parameters=True)
     net.set_train(False)
     mode = ms.get_context("mode")
@@ -135,6 +133,21 @@ def run_shapes(root, x, paths):
         net(Tensor(x))
     finally:
         ms.set_context(mode=mode)
+
+
+def run_shapes(root, x, paths):
+    """``{path: (input shape, output shape)}`` of the Cells of ``root`` at
+    ``paths`` for the numpy input ``x``, in the order they run
+    (:func:`run_probed`). A Cell that runs twice (shared weights) is
+    refused."""
+    shapes = OrderedDict()
+
+    def record(path, a, b):
+        if path in shapes:
+            raise ValueError(f"layer {path!r} runs more than once per forward pass (shared weights)")
+        shapes[path] = (tuple(int(v) for v in a.shape), tuple(int(v) for v in b.shape))
+
+    run_probed(root, x, paths, record)
     return shapes
 
 
@@ -144,4 +157,4 @@ def clone(cell):
 
 
 __all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "last_compiled_phase",
-           "name_parameters_by_path", "renew_graph_identity", "run_shapes", "set_cell"]
+           "name_parameters_by_path", "renew_graph_identity", "run_probed", "run_shapes", "set_cell"]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.layers.batchnorm import IntegralBatchNorm2d
-from inn_ms.cells import copy_tree, name_parameters_by_path
+from inn_ms.cells import copy_tree, name_parameters_by_path, run_probed
 
 logger = logging.getLogger(__name__)
 
@@ -172,26 +172,10 @@ def statistics_mismatch(model, images, sites=None):
         full = model.discretize()
     seen = OrderedDict()
 
-    class _Measure(nn.Cell):
-        def __init__(self, cell, path, where):
-            super().__init__()
-            self.cell, self.path, self.where = cell, path, where
+    def record(path, x, y):
+        seen[path] = (x if sites[path][0] == "input" else y).asnumpy().astype(np.float64)
 
-        def construct(self, x):
-            y = self.cell(x)
-            seen[self.path] = (x if self.where == "input" else y).asnumpy().astype(np.float64)
-            return y
-
-    by_id = {id(c): p for p, c in full.cells_and_names() if p in sites}
-    net = copy_tree(full, lambda c: _Measure(c, by_id[id(c)], sites[by_id[id(c)]][0]) if id(c) in by_id else None,
-                   share_parameters=True)
-    net.set_train(False)
-    mode = ms.get_context("mode")
-    try:
-        ms.set_context(mode=ms.PYNATIVE_MODE)  # the probes read values in Python
-        net(Tensor(np.asarray(images, np.float32)))
-    finally:
-        ms.set_context(mode=mode)
+    run_probed(full, np.asarray(images, np.float32), sites, record)
     out = OrderedDict()
     for path, a in seen.items():
         axes = (0, 2, 3) if a.ndim == 4 else (0,)
