@@ -40,6 +40,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from tqdm.auto import tqdm
 
 from inn_ms.functional import explicit_padding, unfold
+from inn_ms.graph.kinds import match_layer_kind
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.cells import copy_tree, name_parameters_by_path, run_shapes
 from inn_ms.partition import CompositePartition
@@ -60,20 +61,12 @@ def check_repair(repair):
 
 # -- which cells, and how their channels relate to the full network's --------
 
-def _kind(cell):
-    """How a plain cell is refitted: ``"dense"``, ``"conv"``, ``"depthwise"``,
-    ``"bn"`` or None (left as it is)."""
-    if isinstance(cell, nn.Dense):
-        return "dense"
-    if isinstance(cell, nn.Conv2d):
-        if cell.group == 1:
-            return "conv"
-        if cell.group == cell.in_channels == cell.out_channels:
-            return "depthwise"
-        return None
-    if isinstance(cell, nn.BatchNorm2d):
-        return "bn"
-    return None
+def _refit_of(cell):
+    """How a plain cell is refitted: the ``refit`` of its layer kind
+    (:data:`inn_ms.graph.kinds.REFITS`: ``"dense"``, ``"conv"``,
+    ``"depthwise"``, ``"bn"``) or None (left as it is)."""
+    kind = match_layer_kind(cell)
+    return None if kind is None else kind.refit
 
 
 def output_maps(model):
@@ -154,18 +147,19 @@ class _Fit(nn.Cell):
     """Around a cell of the pruned network: when its index is active, adds
     the batch to the least-squares sums of its refit against the full
     network's output (``target``, a :class:`_Record` buffer) mapped by
-    ``a``."""
+    ``a``. ``refit``: which least-squares fit (one of
+    :data:`inn_ms.graph.kinds.REFITS`, from the cell's layer kind)."""
 
-    def __init__(self, cell, kind, index, turn, target, a):
+    def __init__(self, cell, refit, index, turn, target, a):
         super().__init__()
         self.cell = cell
-        self.kind = kind
+        self.refit = refit
         self.index = index
         self.turn = [turn]
         self.target = [target]  # a list: the buffer belongs to the full network's probe
         self.a = Tensor(a.astype(np.float32))
         out_c = a.shape[0]
-        if kind == "conv":
+        if refit == "conv":
             self.kernel = tuple(cell.kernel_size)
             self.stride = tuple(cell.stride)
             self.dilation = tuple(cell.dilation)
@@ -174,10 +168,10 @@ class _Fit(nn.Cell):
             self.pad_mode = cell.pad_mode
             d = cell.in_channels * self.kernel[0] * self.kernel[1] + 1
             gram, cross = (d, d), (d, out_c)
-        elif kind == "dense":
+        elif refit == "dense":
             d = cell.in_channels + 1
             gram, cross = (d, d), (d, out_c)
-        elif kind == "depthwise":
+        elif refit == "depthwise":
             self.kernel = tuple(cell.kernel_size)
             self.stride = tuple(cell.stride)
             self.dilation = tuple(cell.dilation)
@@ -205,12 +199,12 @@ class _Fit(nn.Cell):
         mask = self.turn[0].mask
         weighted = t * mask.reshape((-1,) + (1,) * (t.ndim - 1))
         ops.assign_add(self.energy, (weighted * t).sum((0, 2, 3) if t.ndim == 4 else 0))
-        if self.kind == "dense":
+        if self.refit == "dense":
             rows = ops.concat([x, ops.ones((x.shape[0], 1), x.dtype)], 1) * mask.reshape(-1, 1)
             ops.assign_add(self.gram, ops.matmul(rows.T, rows))
             ops.assign_add(self.cross, ops.matmul(rows.T, t))
             return
-        if self.kind == "bn":
+        if self.refit == "bn":
             b, c, h, w = x.shape
             xs = ops.transpose(x, (1, 0, 2, 3)).reshape(c, b, h * w) * mask.reshape(1, -1, 1)
             ones = ops.ones((1, b, 1), x.dtype) * mask.reshape(1, -1, 1)
@@ -226,7 +220,7 @@ class _Fit(nn.Cell):
         b = cols.shape[0]
         length = oh * ow
         w = mask.reshape(-1, 1, 1)
-        if self.kind == "conv":
+        if self.refit == "conv":
             rows = ops.transpose(cols * w, (0, 2, 1)).reshape(b * length, -1)
             ones = ops.broadcast_to(w.reshape(-1, 1, 1), (b, length, 1)).reshape(b * length, 1)
             rows = ops.concat([rows, ones], 1)
@@ -317,10 +311,10 @@ def _residual(gram, cross, energy, w):
 def _refit(probe, ridge):
     """Set the pruned cell's parameters to its least-squares solution;
     returns the relative residual before and after."""
-    cell, kind = probe.cell, probe.kind
+    cell, refit = probe.cell, probe.refit
     gram, cross = probe.gram.asnumpy(), probe.cross.asnumpy()
     energy = probe.energy.asnumpy().astype(np.float64)
-    if kind == "bn":
+    if refit == "bn":
         g, b, mean, var = (p.asnumpy().astype(np.float64) for p in
                            (cell.gamma, cell.beta, cell.moving_mean, cell.moving_variance))
         sd = np.sqrt(var + float(cell.eps))
@@ -332,10 +326,10 @@ def _refit(probe, ridge):
     w = cell.weight.asnumpy().astype(np.float64)
     has_bias = bool(cell.has_bias)
     if not has_bias:  # the last column of the sums is the constant 1: fit without it
-        gram, cross = gram[..., :-1, :-1], cross[..., :-1, :] if kind != "depthwise" else cross[..., :-1]
+        gram, cross = gram[..., :-1, :-1], cross[..., :-1, :] if refit != "depthwise" else cross[..., :-1]
     parts = [w.reshape(w.shape[0], -1)] + ([cell.bias.asnumpy().astype(np.float64)[:, None]] if has_bias else [])
     current = np.concatenate(parts, 1)
-    if kind == "depthwise":
+    if refit == "depthwise":
         sol = _solve(gram, cross, current, ridge)
         before, after = _residual(gram, cross, energy, current), _residual(gram, cross, energy, sol)
     else:
@@ -396,10 +390,10 @@ def _fit_network(reference, pruned, maps):
 
     def fit(cell):
         path = paths.get(id(cell))
-        if path is None or _kind(cell) != _kind(reference.records[path].cell):
+        if path is None or _refit_of(cell) != _refit_of(reference.records[path].cell):
             return None
-        kind = _kind(cell)
-        n_out = int(cell.weight.shape[0]) if kind != "bn" else int(cell.moving_mean.shape[0])
+        refit = _refit_of(cell)
+        n_out = int(cell.weight.shape[0]) if refit != "bn" else int(cell.moving_mean.shape[0])
         n_full = reference.shapes[path][1]
         a = maps.get(path)
         if a is None:
@@ -410,7 +404,7 @@ def _fit_network(reference, pruned, maps):
         if a.shape != (n_out, n_full):
             raise ValueError(f"repair: the map of {path!r} is {a.shape}, the layer has {n_out} of {n_full} outputs")
         record = reference.records[path]
-        fits[path] = _Fit(cell, kind, record.index, reference.turn, record, a)
+        fits[path] = _Fit(cell, refit, record.index, reference.turn, record, a)
         return fits[path]
 
     network = name_parameters_by_path(_Driven(copy_tree(pruned, fit, share_parameters=True), reference.turn))
@@ -486,7 +480,7 @@ def _trace_shapes(full, x):
     ``x``, in the order the cells run (one sample, in PyNative mode,
     whatever mode is set)."""
     try:
-        shapes = run_shapes(full, x, [p for p, c in full.cells_and_names() if p and _kind(c) is not None])
+        shapes = run_shapes(full, x, [p for p, c in full.cells_and_names() if p and _refit_of(c) is not None])
     except ValueError as e:
         raise ValueError(f"repair: {e}; repair needs each layer to run once") from None
     return OrderedDict((path, out) for path, (_, out) in shapes.items())

@@ -3,7 +3,8 @@
 :func:`convert` finds the channel groups from the network's graph, folds
 BatchNorms into the layers before them, permutes every group's channels
 along a short travelling-salesman path, and replaces each ``nn.Conv2d``,
-``nn.Dense`` and remaining ``nn.BatchNorm2d`` on a continuous group by its
+``nn.Dense`` and remaining ``nn.BatchNorm2d`` (each layer of a registered
+kind, :mod:`inn_ms.graph.kinds`) on a continuous group by its
 integral counterpart built so that, at full size, the network computes
 exactly what it did (one control value per channel, divided by the
 full-size quadrature weights). The result is an
@@ -31,9 +32,8 @@ from inn_ms.convert.permute import permute_channels
 from inn_ms.convert.weights import check_values, network_parameters
 from inn_ms.graph.channels import find_channel_groups
 from inn_ms.graph.flops import graph_positions
+from inn_ms.graph.kinds import layer_kind
 from inn_ms.graph.mindir import _as_tensor, trace
-from inn_ms.layers import IntegralConv2d, IntegralDense
-from inn_ms.layers.batchnorm import IntegralBatchNorm2d
 from inn_ms.layers.plain import fast_convolution
 from inn_ms.model import IntegralModel
 from inn_ms.partition import CompositePartition, UniformPartition
@@ -73,31 +73,14 @@ def _input_partition(use, partitions, quadrature):
 
 
 def _integral_layer(cell, use, partitions, quadrature):
-    """The integral replacement of ``cell`` (None: it stays as it is)."""
+    """The integral replacement of ``cell`` made by its layer kind (None: it
+    stays as it is: a kind with no integral form, or on no continuous group)."""
+    kind = layer_kind(use.kind)
     in_p = _input_partition(use, partitions, quadrature)
     out_p = partitions.get(use.out) if use.out is not None else None
-    if use.kind == "conv":
-        if in_p is None and out_p is None:
-            return None
-        return IntegralConv2d.from_discrete(cell, in_partition=in_p, out_partition=out_p, quadrature=quadrature)
-    if use.kind == "depthwise":
-        if in_p is None:
-            return None
-        return IntegralConv2d.from_discrete(cell, in_partition=in_p, out_partition=in_p, quadrature=quadrature)
-    if use.kind == "dense":
-        if in_p is None and out_p is None:
-            return None
-        spatial = {s for _, _, s in use.inputs}
-        if len(spatial) != 1:
-            raise ValueError(f"convert: dense layer {use.path} reads channels flattened with different "
-                             f"spatial sizes {sorted(spatial)}")
-        return IntegralDense.from_discrete(cell, in_partition=in_p, out_partition=out_p, quadrature=quadrature,
-                                           in_spatial=spatial.pop())
-    if use.kind == "bn":
-        if in_p is None:
-            return None
-        return IntegralBatchNorm2d.from_discrete(cell, partition=in_p, quadrature=quadrature)
-    return None
+    if kind.integral is None or (in_p is None and out_p is None):
+        return None
+    return kind.integral(cell, use, in_p, out_p, quadrature)
 
 
 def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims=None, continuous_dims=None,

@@ -13,9 +13,10 @@ import logging
 from collections import OrderedDict
 
 import numpy as np
-from mindspore import Tensor
+from mindspore import Parameter, Tensor
 
 from inn_ms.cells import get_cell
+from inn_ms.graph.kinds import layer_kind
 from inn_ms.convert.tsp import distance_matrix, solve_path, total_variation
 
 logger = logging.getLogger(__name__)
@@ -53,26 +54,21 @@ class _Slot:
 
 def group_slots(network, groups, name):
     """``[(label, [slots])]``: the tensors of group ``name``, one entry per
-    tensor used for the distance (a BatchNorm's four vectors form one)."""
+    tensor used for the distance (a BatchNorm's four vectors form one), as
+    each layer's kind lists them (:mod:`inn_ms.graph.kinds`)."""
     size = groups.groups[name].size
     out = []
     for path, axis, offset, spatial in groups.members(name):
-        use = groups.layers[path]
+        kind = layer_kind(groups.layers[path].kind)
         cell = get_cell(network, path)
-        if use.kind == "bn":
-            slots = [_Slot(p, 0, offset, size) for p in
-                     (cell.gamma, cell.beta, cell.moving_mean, cell.moving_variance)]
-            out.append((f"{path} (BatchNorm)", slots))
-            continue
-        if use.kind == "depthwise" or axis == "out":
-            slots = [_Slot(cell.weight, 0, offset, size)]
-            if getattr(cell, "has_bias", False) and cell.bias is not None:
-                slots.append(_Slot(cell.bias, 0, offset, size))
-            out.append((f"{path}.weight[{'out' if axis == 'out' else 'depthwise'}]", slots[:1]))
-            if len(slots) > 1:
-                out.append((f"{path}.bias", slots[1:]))
-            continue
-        out.append((f"{path}.weight[in]", [_Slot(cell.weight, 1, offset, size, spatial)]))
+        for entry in (kind.out_tensors if axis == "out" else kind.in_tensors):
+            slots = []
+            for attr, along in entry:
+                param = getattr(cell, attr, None)
+                if isinstance(param, Parameter):
+                    slots.append(_Slot(param, along, offset, size, spatial if axis == "in" else 1))
+            if slots:
+                out.append((f"{path}.{'+'.join(a for a, _ in entry)}[{axis}]", slots))
     return out
 
 

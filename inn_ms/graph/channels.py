@@ -15,21 +15,22 @@ outside a known layer touches it, when a grouped (non-depthwise)
 convolution reads or writes it, when no layer produces it, or when the user
 pins it. Everything else is a *channel group*: one partition shared by the
 producers' output axes, the BatchNorms on it, and the consumers' input axes.
+
+Which Cells are layers, and how each uses its channels, comes from the
+layer-kind registry (:mod:`inn_ms.graph.kinds`); a Cell of no registered
+kind is an op whose use of channels is not understood.
 """
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-from mindspore import nn
 
+from inn_ms.graph.kinds import BN_OPS, CONV_OPS, DENSE_OPS, layer_kind, match_layer_kind
 from inn_ms.graph.mindir import trace
 
 logger = logging.getLogger(__name__)
 
-CONV_OPS = {"Conv2D", "Conv2DExt", "Convolution", "Conv2DFusion"}
-DENSE_OPS = {"MatMul", "MatMulExt", "Dense", "MatMulFusion"}
-BN_OPS = {"BatchNorm", "BatchNormExt", "FusedBatchNorm"}
 BINARY_OPS = {"Add", "AddExt", "InplaceAddExt", "InplaceAdd", "Sub", "SubExt", "Mul", "MulExt", "Div",
               "RealDiv", "Maximum", "Minimum", "AddV2"}
 # Ops that act on each channel on its own (or only on spatial axes): they pass
@@ -48,10 +49,10 @@ CHANNELWISE_OPS = {
 class LayerUse:
     """How one layer Cell (``path`` in the Cell tree) uses channels.
 
-    ``kind``: ``'conv'``, ``'dense'``, ``'depthwise'``, ``'bn'`` or
-    ``'grouped'`` (a grouped convolution, kept discrete). ``out``: the output
-    channel group name (None for depthwise/BatchNorm, whose channels are
-    their input's). ``inputs``: ``[(group name, channels, spatial), …]`` in
+    ``kind``: the name of its :class:`~inn_ms.graph.kinds.LayerKind`
+    (built in: ``'conv'``, ``'dense'``, ``'depthwise'``, ``'bn'``,
+    ``'grouped'``). ``out``: the output channel group name (None for a kind
+    whose channels are its input's: depthwise, BatchNorm). ``inputs``: ``[(group name, channels, spatial), …]`` in
     the order the input channels are laid out.
     """
 
@@ -124,10 +125,13 @@ class ChannelGroups:
 
     @classmethod
     def from_plan(cls, plan):
-        """The groups a :meth:`plan` describes (continuous ones only)."""
+        """The groups a :meth:`plan` describes (continuous ones only). Every
+        layer kind it names must be registered (a kind of your own: before
+        loading)."""
         groups = OrderedDict((n, ChannelGroup(n, int(size), True)) for n, size in plan["groups"])
         layers = OrderedDict()
         for path, kind, out, inputs in plan["layers"]:
+            layer_kind(kind)
             for g, channels, _ in inputs:
                 if g not in groups:  # a discrete group: only its size matters
                     groups[g] = ChannelGroup(g, int(channels), False, ["discrete in the conversion"])
@@ -175,6 +179,12 @@ class _UnionFind:
         r = self.find(v)
         if reason not in self.reasons[r]:
             self.reasons[r].append(reason)
+
+
+def _describe(cell):
+    """A layer Cell's type and, for a convolution, its groups (for reasons)."""
+    groups = getattr(cell, "group", getattr(cell, "groups", None))
+    return f"{type(cell).__name__}" + (f", groups={groups}" if groups not in (None, 1) else "")
 
 
 def _cell_index(network):
@@ -262,29 +272,34 @@ class _Analysis:
         self.layers[path] = (kind, out_segs, in_segs)
 
     # -- ops -----------------------------------------------------------
+    def layer(self, node, path, cell, kind, xshape):
+        """Record ``node`` as a call of layer ``path`` (``cell``, of
+        ``kind``) on input ``node.inputs[0]``; returns the channel segments
+        of its output."""
+        in_segs = self.input_segs(node.inputs[0], xshape)
+        if not kind.makes_channels:
+            self.record(path, kind, None, in_segs, node)
+            return in_segs
+        if kind.discrete:
+            reason = f"{kind.name} layer {path} ({_describe(cell)})"
+            self.pin_segs(in_segs, reason)
+            out = self.new(node.shape, reason)
+        else:
+            out = self.new(node.shape)
+        self.record(path, kind, out, in_segs, node)
+        return out
+
     def conv(self, node):
         owner = self.owner_of(node.inputs[1])
         xshape = self.shape(node.inputs[0])
         if owner is None or owner[1] is None or xshape is None or node.shape is None:
             return self.opaque(node, f"a convolution whose weight is not a layer's parameter ({node.scope})")
         path, cell = owner
-        if not isinstance(cell, nn.Conv2d):
-            return self.opaque(node, f"convolution {path} is a {type(cell).__name__}, not an nn.Conv2d")
-        groups = int(getattr(cell, "group", getattr(cell, "groups", 1)))
-        cin, cout = xshape[1], node.shape[1]
-        in_segs = self.input_segs(node.inputs[0], xshape)
-        if groups == 1:
-            out = self.new(node.shape)
-            self.record(path, "conv", out, in_segs, node)
-        elif groups == cin == cout:
-            out = in_segs
-            self.record(path, "depthwise", None, in_segs, node)
-        else:
-            reason = f"grouped convolution {path} (groups={groups})"
-            self.pin_segs(in_segs, reason)
-            out = self.new(node.shape, reason)
-            self.record(path, "grouped", out, in_segs, node)
-        self.val[node.output] = out
+        kind = match_layer_kind(cell, node.op)
+        if kind is None:
+            return self.opaque(node, f"convolution {path} is a {type(cell).__name__}, not an nn.Conv2d or a "
+                                     f"registered layer kind")
+        self.val[node.output] = self.layer(node, path, cell, kind, xshape)
         self.value_layer[node.output] = path
 
     def dense(self, node):
@@ -298,12 +313,11 @@ class _Analysis:
             return self.opaque(node, f"a matrix product that is not a dense layer on (batch, features) "
                                      f"({node.scope})")
         path, cell = owner
-        if not isinstance(cell, nn.Dense):
-            return self.opaque(node, f"dense layer {path} is a {type(cell).__name__}, not an nn.Dense")
-        in_segs = self.input_segs(node.inputs[0], xshape)
-        out = self.new(node.shape)
-        self.record(path, "dense", out, in_segs, node)
-        self.val[node.output] = out
+        kind = match_layer_kind(cell, node.op)
+        if kind is None:
+            return self.opaque(node, f"dense layer {path} is a {type(cell).__name__}, not an nn.Dense or a "
+                                     f"registered layer kind")
+        self.val[node.output] = self.layer(node, path, cell, kind, xshape)
         self.value_layer[node.output] = path
 
     def batchnorm(self, node):
@@ -312,11 +326,11 @@ class _Analysis:
         if owner is None or owner[1] is None or xshape is None:
             return self.opaque(node)
         path, cell = owner
-        if not isinstance(cell, nn.BatchNorm2d) or len(xshape) != 4:
+        kind = match_layer_kind(cell, node.op)
+        if kind is None or kind.makes_channels or len(xshape) != 4:
             return self.opaque(node, f"BatchNorm {path} is a {type(cell).__name__} on a {len(xshape)}-D input; "
-                                     f"only nn.BatchNorm2d is resampled")
-        segs = self.input_segs(node.inputs[0], xshape)
-        self.record(path, "bn", None, segs, node)
+                                     f"only nn.BatchNorm2d (or a registered layer kind) is resampled")
+        segs = self.layer(node, path, cell, kind, xshape)
         self.val[node.output] = ("tuple", [segs])
         src = self.g.source(node.inputs[0])
         made_by = self.value_layer.get(src)
@@ -454,13 +468,13 @@ def find_channel_groups(network, *example_inputs, discrete_dims=None, continuous
             path = owner[0]
             if path not in a.layers:
                 raise ValueError(f"{what}: parameter {pname!r} belongs to {path!r}, which the graph does not "
-                                 f"use as a convolution, dense or BatchNorm layer")
+                                 f"use as a layer of a registered kind (convolution, dense, BatchNorm ...)")
             kind, out_segs, in_segs = a.layers[path]
             for axis in ([axes] if isinstance(axes, int) else axes):
                 if axis not in (0, 1):
                     raise ValueError(f"{what}: axis {axis!r} of {pname!r}: only 0 (output channels) and "
                                      f"1 (input channels) are channel axes")
-                segs = out_segs if axis == 0 and kind in ("conv", "dense", "grouped") else in_segs
+                segs = out_segs if axis == kind.out_axis else in_segs
                 out += [(v, f"{pname} axis {axis}") for v, _ in (segs or [])]
         return out
 
@@ -486,7 +500,7 @@ def find_channel_groups(network, *example_inputs, discrete_dims=None, continuous
         for segs in (in_segs, out_segs):
             for v, _ in segs or []:
                 group_of(v)
-        if kind in ("conv", "dense", "grouped"):
+        if kind.makes_channels:
             for v, _ in out_segs or []:
                 r = uf.find(v)
                 if names[r] is None:
@@ -506,11 +520,11 @@ def find_channel_groups(network, *example_inputs, discrete_dims=None, continuous
     layers = OrderedDict()
     for path, (kind, out_segs, in_segs) in a.layers.items():
         out_name = None
-        if kind in ("conv", "dense", "grouped") and out_segs:
+        if kind.makes_channels and out_segs:
             out_name = names[uf.find(out_segs[0][0])]
             groups[out_name].producers.append(path)
         inputs = [(names[uf.find(v)], uf.size[uf.find(v)], s) for v, s in (in_segs or [])]
-        layers[path] = LayerUse(path, kind, out_name, inputs)
+        layers[path] = LayerUse(path, kind.name, out_name, inputs)
     for g in groups.values():
         if not g.producers and not g.reasons:
             g.reasons.append("no convolution or dense layer produces it")
