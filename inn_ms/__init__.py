@@ -22,8 +22,9 @@ from inn_ms.partition import (CompositePartition, NormalSizes, TrainablePartitio
 from inn_ms.quadrature import get_quadrature, integrate  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from inn_ms.graph.channels import find_channel_groups  # noqa: E402
+from inn_ms.graph.kinds import LayerKind, register_layer_kind  # noqa: E402
 
 __all__ = ["IntegralConv2d", "IntegralDense", "SeparableIntegralConv2d", "IntegralBatchNorm2d", "IntegralModel",
-           "count_parameters", "find_channel_groups",
+           "count_parameters", "find_channel_groups", "LayerKind", "register_layer_kind",
            "UniformPartition", "TrainablePartition", "CompositePartition", "UniformSizes", "NormalSizes",
            "get_quadrature", "integrate", "RandomWidthTrainer", "WidthSampler"]

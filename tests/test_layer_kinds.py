@@ -182,3 +182,23 @@ def test_a_kind_can_claim_a_subclass_of_a_builtin_cell():
         assert any("frozen_conv layer b" in r for r in cg.groups["a"].reasons)
     finally:
         unregister_layer_kind("frozen_conv")
+
+
+def test_artifact_with_a_user_kind_round_trips(tmp_path, tap_kind):
+    from inn_ms.artifact import load_artifact, save_artifact
+    model = convert(_net(), SHAPE, builder="tap_net")
+    path = str(tmp_path / "tap.inn")
+    save_artifact(model, path)
+    builders = {"tap_net": lambda **kw: _net()}
+    loaded = load_artifact(path, builders=builders)  # the plan's kind 'tap_conv' comes from the registry
+    x = Tensor(np.random.default_rng(4).standard_normal(SHAPE).astype(np.float32))
+    for keep in (1.0, 0.5):
+        model.resize(keep=keep)
+        loaded.resize(keep=keep)
+        np.testing.assert_array_equal(loaded(x).asnumpy(), model(x).asnumpy())
+    unregister_layer_kind("tap_conv")
+    try:
+        with pytest.raises(ValueError, match="unknown layer kind 'tap_conv'"):
+            load_artifact(path, builders=builders)
+    finally:
+        register_layer_kind(tap_kind)
