@@ -9,7 +9,7 @@ from inn_ms.convert.convert import convert, rebuild_converted
 from inn_ms.graph.channels import ChannelGroups, find_channel_groups
 from inn_ms.graph.kinds import (BUILTIN_KINDS, CONV_OPS, LayerKind, layer_kind, layer_kinds, match_layer_kind,
                                 register_layer_kind, unregister_layer_kind)
-from inn_ms.layers import IntegralConv2d
+from inn_ms.layers import IntegralBatchNorm2d, IntegralConv2d
 
 SHAPE = (2, 3, 8, 8)
 
@@ -49,12 +49,13 @@ class Net(nn.Cell):
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, pad_mode="pad", padding=1, has_bias=True)
         self.tap = TapConv(8, 12, seed=1)
+        self.bn = nn.BatchNorm2d(12)  # after a user layer: not folded, made integral on the user layer's group
         self.conv = nn.Conv2d(12, 16, 3, pad_mode="pad", padding=1, has_bias=True)
         self.relu = nn.ReLU()
         self.fc = nn.Dense(16, 10)
 
     def construct(self, x):
-        x = self.relu(self.conv(self.relu(self.tap(self.relu(self.stem(x))))))
+        x = self.relu(self.conv(self.relu(self.bn(self.tap(self.relu(self.stem(x)))))))
         return self.fc(x.mean((2, 3)))
 
 
@@ -70,6 +71,8 @@ def _net():
     rng = np.random.default_rng(0)
     for _, p in net.parameters_and_names():  # non-trivial biases everywhere
         p.set_data(Tensor((rng.standard_normal(p.shape) * (0.3 if len(p.shape) > 1 else 0.1)).astype(np.float32)))
+    net.bn.moving_variance.set_data(Tensor(rng.uniform(0.5, 2.0, 12).astype(np.float32)))
+    net.bn.gamma.set_data(Tensor(rng.uniform(0.5, 1.5, 12).astype(np.float32)))
     net.set_train(False)
     return net
 
@@ -128,6 +131,7 @@ def test_registered_cell_converts_exactly(tap_kind):
     model = convert(net, SHAPE)  # checks the integral and the discretized network on two inputs
     assert list(model.groups) == ["stem", "tap", "conv"]
     assert isinstance(model.network.tap, IntegralConv2d)
+    assert isinstance(model.network.bn, IntegralBatchNorm2d) and model.conversion["folded_bn"] == []
     report = model.conversion["permutation"]["tap"]
     assert report["tv_after"] <= report["tv_before"]
     x = Tensor(np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32))

@@ -52,8 +52,9 @@ class LayerUse:
     ``kind``: the name of its :class:`~inn_ms.graph.kinds.LayerKind`
     (built in: ``'conv'``, ``'dense'``, ``'depthwise'``, ``'bn'``,
     ``'grouped'``). ``out``: the output channel group name (None for a kind
-    whose channels are its input's: depthwise, BatchNorm). ``inputs``: ``[(group name, channels, spatial), …]`` in
-    the order the input channels are laid out.
+    whose channels are its input's: depthwise, BatchNorm). ``inputs``:
+    ``[(group name, channels, spatial), …]`` in the order the input
+    channels are laid out.
     """
 
     path: str

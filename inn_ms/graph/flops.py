@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from inn_ms.graph.channels import CONV_OPS, DENSE_OPS
+from inn_ms.graph.kinds import CONV_OPS, DENSE_OPS
 from inn_ms.graph.mindir import trace
 
 
