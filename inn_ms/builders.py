@@ -4,10 +4,12 @@ An integral artifact records its architecture by name (``"mnist_cnn"``,
 ``"mindcv:resnet18"``, ``"mypkg.nets:make_net"``). Loading looks that name
 up here and never imports what a file names: a name is built only if
 
-* it is registered (:func:`register_builder`; the model zoo registers its
-  networks when ``model_zoo`` is imported, which loading does for a name it
-  does not know: ``model_zoo`` is part of this project, so importing it runs
-  no code a file chose),
+* it is registered (:func:`register_builder`), by the caller or by an
+  installed *provider*: a package that declares an entry point in the
+  ``inn_ms.builders`` group (this project's ``model_zoo`` does, in
+  ``pyproject.toml``). Providers are imported when a name is not known yet;
+  they are chosen by what is installed, never by a file, so importing one
+  runs no code a file chose,
 * it starts with a registered prefix (``mindcv:<name>``, a network of the
   mindcv package), or
 * the caller trusts it for this one call: ``builders={name: callable}``, or
@@ -19,6 +21,7 @@ import. This is the library side of the registry: it imports nothing from
 the zoo at module level, so a zoo (this one or another) fills it.
 """
 import importlib
+import importlib.metadata
 import logging
 import re
 from dataclasses import dataclass
@@ -26,9 +29,9 @@ from typing import Callable, Optional
 
 logger = logging.getLogger(__name__)
 
-# Packages of this project whose import registers builders; imported only
-# when a name is not known yet (never a package a file names).
-PROVIDERS = ("model_zoo",)
+# The entry-point group in which installed packages declare the module whose
+# import registers their builders (``[project.entry-points."inn_ms.builders"]``).
+PROVIDER_GROUP = "inn_ms.builders"
 
 _CALLABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -148,12 +151,24 @@ def is_callable_name(name):
     return isinstance(name, str) and bool(_CALLABLE_NAME.match(name))
 
 
+def providers():
+    """The modules installed packages declare as builder providers (entry
+    points of the ``inn_ms.builders`` group), sorted by entry-point name."""
+    found = importlib.metadata.entry_points()
+    if hasattr(found, "select"):
+        found = found.select(group=PROVIDER_GROUP)
+    else:  # Python 3.9: a dict of groups
+        found = found.get(PROVIDER_GROUP, ())
+    return [ep.value.partition(":")[0] for ep in sorted(found, key=lambda ep: ep.name)]
+
+
 def _load_providers():
-    for package in PROVIDERS:
+    """Import every installed provider once (a repeat import is a no-op)."""
+    for module in providers():
         try:
-            importlib.import_module(package)
-        except ImportError as e:  # a library installed without its zoo
-            logger.debug("builder provider %s not available: %s", package, e)
+            importlib.import_module(module)
+        except ImportError as e:  # declared by a package whose module is gone
+            logger.warning("builder provider %s could not be imported: %s", module, e)
 
 
 def _lookup(name):
@@ -284,7 +299,7 @@ def architecture_builder(architecture):
     return architecture.get("name") if architecture.get("kind") == "zoo" else architecture.get("builder")
 
 
-__all__ = ["Builder", "INPUTS", "PROVIDERS", "TASKS", "UntrustedBuilderError", "architecture_builder",
+__all__ = ["Builder", "INPUTS", "PROVIDER_GROUP", "TASKS", "UntrustedBuilderError", "architecture_builder",
            "build", "build_discrete", "converted_architecture", "find_builder", "is_callable_name", "list_models",
-           "make_builder", "register_builder", "register_prefix", "registered_builders", "resolve",
+           "make_builder", "providers", "register_builder", "register_prefix", "registered_builders", "resolve",
            "trusted_builders", "zoo_architecture"]
