@@ -467,7 +467,7 @@ def _search(args):
     score = accuracy_score(x, y) if metric == "top1" else psnr_score(x, y)
     model = load_artifact(path, builders=_trusted(args, cfg))
     options = {"method": args.method, "multiple_of": multiple_of, "count": args.count, "resampling": args.resample,
-               "seed": args.seed}
+               "seed": args.seed, "mode": args.mode}
     unit = {"macs": "MACs", "params": "parameters", "latency": "s"}[kind]
     if args.front:
         with tempfile.TemporaryDirectory() as scratch:
@@ -790,6 +790,9 @@ def main(argv=None):
                    help="uniform keep ratios of --front")
     p.add_argument("--out", help="result (.json); with --front also a .png beside it")
     p.add_argument("--mindir", help="also write the pruned MindIR of the result here")
+    p.add_argument("--mode", choices=["graph", "pynative"], default="graph",
+                   help="how each candidate width is scored: graph (compiled once per width, faster for real "
+                        "networks) or pynative (no compile: faster for tiny networks and few samples)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_trust_option(p)
     p.set_defaults(func=_search)

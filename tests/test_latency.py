@@ -142,7 +142,7 @@ def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):
     result = str(tiny_artifact / "r.json")
     assert main(["search", art, "--budget", f"latency={budget}", "--table", table, "--calib-data",
                  str(tiny_artifact / "calib.npz"), "--calib", "40", "--input-shape", "1,1,12,12", "--out", result,
-                 "--quiet"]) == 0
+                 "--mode", "pynative", "--quiet"]) == 0
     out = capsys.readouterr().out
     r = json.loads(open(result).read())
     assert r["predicted_latency"] <= budget and r["measured_latency"] > 0

@@ -163,7 +163,8 @@ def test_cli_search_and_front(tiny_artifact, capsys):
     from inn_ms.cli import main
     from inn_ms.export import load_mindir
     art, calib = str(tiny_artifact / "tiny.inn"), str(tiny_artifact / "calib.npz")
-    common = ["--calib-data", calib, "--input-shape", "1,1,12,12", "--count", "3", "--quiet"]
+    # scored without compiling (quicker for this tiny network); graph mode: test_graph_and_pynative_scores_agree
+    common = ["--calib-data", calib, "--input-shape", "1,1,12,12", "--count", "2", "--mode", "pynative", "--quiet"]
     out_json, mindir = str(tiny_artifact / "r.json"), str(tiny_artifact / "p.mindir")
     assert main(["search", art, "--budget", "params=600", "--out", out_json, "--mindir", mindir] + common) == 0
     r = json.loads(open(out_json).read())
@@ -190,6 +191,19 @@ def test_cli_search_and_front(tiny_artifact, capsys):
         assert message in capsys.readouterr().err, argv
     assert main(["search", art, "--budget", "params=600", "--input-shape", "1,1,12,12"]) == 2
     assert "--calib-data" in capsys.readouterr().err
+
+
+def test_graph_and_pynative_scores_agree(toy):
+    """The search's default scoring (graph mode, matmul convolutions)
+    gives the PyNative scores, at two widths."""
+    from inn_ms.search import score_network
+    model, score = toy
+    for keep in (1.0, 0.5):
+        with model.at_sizes(keep=keep):
+            graph, pynative = (score_network(model.discretize(), score, mode) for mode in ("graph", "pynative"))
+        assert graph == pynative and 0 < graph <= 1, (keep, graph, pynative)
+    with pytest.raises(ValueError, match="mode must be 'graph' or 'pynative'"):
+        score_network(model.discretize(), score, "eager")
 
 
 def test_search_never_scores_below_its_seeds(toy):

@@ -107,14 +107,17 @@ def test_small_main_job_pruning_without_fine_tuning_beats_truncation():
     of channels does not."""
     ms.set_context(mode=ms.GRAPH_MODE)
     xtr, ytr, xte, yte = mnist_subset(2000, 400, seed=1)
-    widths = (16, 32, 64, 64, 128)  # the main job's network, trained on half the data
+    # The zoo's mnist_cnn at half its widths, 10 epochs on 2,000 digits (at full widths and 16 epochs the
+    # test took 2.4x as long: full 93.2 %, half 91.7 %, truncated 10.7 %). Measured here: full 84.5 %,
+    # half 86.0 %, truncated 12.0 %.
+    widths = (8, 16, 32, 32, 64)
 
     ms.set_seed(0)
     inn = create_model("mnist_cnn", widths=widths)
-    _train(inn, xtr, ytr, 16, WidthSampler(inn, low=0.5, levels=5))
+    _train(inn, xtr, ytr, 10, WidthSampler(inn, low=0.5, levels=5))
     ms.set_seed(0)
     base = create_model("mnist_cnn", widths=widths, control_ratio=1.0)  # one value per channel: plain CNN
-    _train(base, xtr, ytr, 16, None)
+    _train(base, xtr, ytr, 10, None)
 
     full = accuracy(inn, xte, yte)
     inn.resize(keep=0.5)
