@@ -159,7 +159,7 @@ def _manifest(model, architecture, allowed_sizes):
         if not smallest <= low <= high <= largest:
             raise ValueError(f"allowed sizes of group {name!r} must satisfy {smallest} <= low <= high <= {largest}, "
                              f"got ({low}, {high})")
-        groups[name] = {"full_size": int(p.max_size), "size": int(p.size), "allowed": [int(low), int(high)],
+        groups[name] = {"full_size": int(p.full_size), "size": int(p.size), "allowed": [int(low), int(high)],
                         "quadrature": p.quadrature.name}
         if p.resampling != "point":
             groups[name]["resampling"] = p.resampling
@@ -357,7 +357,7 @@ def load_artifact(path, builders=None, legacy=False):
         raise ArtifactError(f"{path!r}: cannot rebuild the architecture "
                             f"{describe_architecture(manifest['architecture'])}: {e}") from e
     groups = manifest["groups"]
-    found = {n: p.max_size for n, p in model.groups.items()}
+    found = {n: p.full_size for n, p in model.groups.items()}
     expected = {n: g["full_size"] for n, g in groups.items()}
     if found != expected:
         raise ArtifactError(f"{path!r}: the rebuilt network's channel groups {found} differ from the "

@@ -86,7 +86,7 @@ class ElasticAxis(nn.Cell):
             if getattr(part, "trainable", False) or part.quadrature.name != "trapezoid":
                 raise ValueError(f"elastic networks need uniform trapezoid partitions; group {part.name!r} is "
                                  f"{'trainable' if getattr(part, 'trainable', False) else part.quadrature.name}")
-        self.blocks = [(group_index.get(id(part)), part.max_size, m)
+        self.blocks = [(group_index.get(id(part)), part.full_size, m)
                        for part, m in zip(parts, sampler.control_sizes)]
         rows = rows or {}
         # Rows made per block: the group's rows in this bucket (sizes never exceed them).
@@ -517,8 +517,11 @@ def bucket_rows(model, fraction):
     """Channels per group of the bucket at ``fraction`` of full width:
     ``ceil(fraction · full)``, at least the group's smallest size (so it
     holds ``keep=fraction``)."""
-    return [min(p.max_size, max(size_range(p)[0], int(np.ceil(fraction * p.max_size - 1e-9))))
-            for p in model.groups.values()]
+    rows = []
+    for p in model.groups.values():
+        low, high = size_range(p)
+        rows.append(min(high, max(low, int(np.ceil(fraction * p.full_size - 1e-9)))))
+    return rows
 
 
 def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):

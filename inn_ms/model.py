@@ -202,7 +202,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
         self._check_groups(indices, "select_channels")
         for name, idx in indices.items():
             idx = np.asarray(idx)
-            full = self._groups[name].max_size
+            full = self._groups[name].full_size
             if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= full or len(set(idx.tolist())) != len(idx):
                 raise ValueError(f"select_channels: indices of group {name!r} must be distinct ints in [0, {full})")
         return self._full_size_plain({g: (i, i) for g, i in indices.items()}, "select_channels")
@@ -216,7 +216,7 @@ class IntegralModel(SizeKeyed, nn.Cell):
         baseline (:mod:`inn_ms.baselines`)."""
         self._check_groups(merges, "merge_channels")
         for name, pq in merges.items():
-            full = self._groups[name].max_size
+            full = self._groups[name].full_size
             shapes = [np.shape(m) for m in pq] if isinstance(pq, (tuple, list)) and len(pq) == 2 else None
             if shapes is None or len({s for s in shapes}) != 1 or len(shapes[0]) != 2 \
                     or shapes[0][1] != full or not 1 <= shapes[0][0] <= full:

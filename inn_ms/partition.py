@@ -47,9 +47,10 @@ def size_range(partition):
     MindIR checks against. At least 2 channels (a one-node partition has no
     spacing: pipeline B cannot learn it, the elastic network cannot compute
     it, and it is never a useful width), at least the quadrature's own
-    minimum, at most ``max_size``; a group whose full size is below that
-    minimum keeps its full size only."""
-    high = int(partition.max_size)
+    minimum, at most its full size (a trainable partition: its own fixed
+    size); a group whose full size is below that minimum keeps its full size
+    only."""
+    high = int(partition.size if partition.trainable else partition.full_size)
     low = min(max(MIN_GROUP_SIZE, partition.quadrature.min_points), high)
     return low, high
 
@@ -84,18 +85,20 @@ class _Listened:
 class UniformPartition(_Listened):
     """``size`` nodes of ``quadrature`` (uniform for composite rules).
 
-    ``max_size`` bounds :meth:`resize`; by default the initial size.
+    ``full_size``: the group's channel count at full width (the number of
+    control values along it, what quadrature weights are normalised by, and
+    the largest size :meth:`resize` takes); by default the initial size.
     """
 
     trainable = False
 
-    def __init__(self, size, quadrature="trapezoid", name="partition", max_size=None, resampling="point"):
+    def __init__(self, size, quadrature="trapezoid", name="partition", full_size=None, resampling="point"):
         self.name = name
         self.quadrature = get_quadrature(quadrature)
         self._size = check_size(size, name)
-        self.max_size = check_size(max_size if max_size is not None else size, name)
-        if self._size > self.max_size:
-            raise ValueError(f"{name}: size {self._size} exceeds max_size {self.max_size}")
+        self.full_size = check_size(full_size if full_size is not None else size, name)
+        if self._size > self.full_size:
+            raise ValueError(f"{name}: size {self._size} exceeds full_size {self.full_size}")
         if self._size < self.quadrature.min_points:
             raise ValueError(f"{name}: {self.quadrature.name} quadrature needs at least "
                              f"{self.quadrature.min_points} points, got {self._size}")
@@ -111,16 +114,11 @@ class UniformPartition(_Listened):
         """Sizes of the blocks this partition is made of (one block here)."""
         return (self._size,)
 
-    @property
-    def full_size(self):
-        """The channel count at full width (normalises quadrature weights)."""
-        return self.max_size
-
     def resize(self, size):
         """Change the number of nodes (the group's channel count)."""
         size = check_size(size, self.name)
-        if size > self.max_size:
-            raise ValueError(f"{self.name}: size {size} exceeds the maximum {self.max_size}")
+        if size > self.full_size:
+            raise ValueError(f"{self.name}: size {size} exceeds the full size {self.full_size}")
         if size < self.quadrature.min_points:
             raise ValueError(f"{self.name}: {self.quadrature.name} quadrature needs at least "
                              f"{self.quadrature.min_points} points, got {size}")
@@ -174,7 +172,6 @@ class TrainablePartition(nn.Cell, _Listened):
                 raise ValueError(f"{name}: nodes must be {size} increasing values from 0 to 1")
             theta = np.log(np.diff(nodes)).astype(np.float32)
         self.theta = Parameter(Tensor(theta), name="theta")
-        self.max_size = size
         # The group's channel count at full width: quadrature weights are
         # normalised by it (inn_ms.sampler), so a trainable partition that
         # samples a group at fewer points keeps the layer's output scale.
@@ -254,12 +251,8 @@ class CompositePartition(_Listened):
         return tuple(p.size for p in self.parts)
 
     @property
-    def max_size(self):
-        return sum(p.max_size for p in self.parts)
-
-    @property
     def full_size(self):
-        return self.max_size
+        return sum(p.full_size for p in self.parts)
 
     def resize(self, size):
         raise ValueError(f"{self.name}: resize the parts of a composite partition, not the whole")

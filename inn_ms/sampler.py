@@ -106,7 +106,7 @@ class AxisSampler(SizeKeyed, nn.Cell):
             control_sizes = (int(control_size),)
         if isinstance(partition, CompositePartition) and len(control_sizes) == 1 \
                 and len(partition.parts) > 1:
-            control_sizes = tuple(p.max_size for p in partition.parts)
+            control_sizes = tuple(p.full_size for p in partition.parts)
             if sum(control_sizes) != control_size:
                 raise ValueError(f"{partition.name}: control size {control_size} does not split "
                                  f"into the blocks' sizes {control_sizes}")

@@ -82,8 +82,8 @@ class IntegralFactory:
         if name not in self.groups:
             self.groups[name] = UniformPartition(channels, quadrature=self.quadrature, name=name)
         p = self.groups[name]
-        if p.max_size != channels:
-            raise ValueError(f"group {name!r} has {p.max_size} channels, a layer asked for {channels}")
+        if p.full_size != channels:
+            raise ValueError(f"group {name!r} has {p.full_size} channels, a layer asked for {channels}")
         return p
 
     def conv(self, cin, cout, k, stride=1, padding=0, groups=1, has_bias=True, in_group=None, out_group=None):

@@ -66,9 +66,9 @@ def test_resize_below_one(bad):
 
 def test_resize_above_full_size():
     layer = IntegralDense(5, 4)
-    with raises("IntegralDense.out", 5, "maximum", 4):
+    with raises("IntegralDense.out", 5, "full size", 4):
         layer.partitions["out"].resize(5)
-    with raises("IntegralDense.in", 9, "maximum", 5):
+    with raises("IntegralDense.in", 9, "full size", 5):
         layer.partitions["in"].resize(9)
     assert (layer.current_out_channels, layer.current_in_channels) == (4, 5)
 
@@ -307,5 +307,5 @@ def test_refused_conversion_leaves_shared_partition_untouched():
     group = UniformPartition(5, name="group")
     with pytest.raises(ValueError):
         IntegralDense.from_discrete(nn.Dense(6, 4), in_partition=group)
-    assert (group.size, group.max_size) == (5, 5)
+    assert (group.size, group.full_size) == (5, 5)
     group.resize(2)   # still usable

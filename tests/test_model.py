@@ -35,7 +35,7 @@ def test_groups_follow_residual_structure(resnet):
 
 def test_resize_by_keep_and_by_name(resnet):
     sizes = resnet.resize(keep=0.5)
-    assert sizes == {n: max(1, round(p.max_size / 2)) for n, p in resnet.groups.items()}
+    assert sizes == {n: max(1, round(p.full_size / 2)) for n, p in resnet.groups.items()}
     resnet.resize(sizes={"s2": 3})
     assert resnet.sizes["s2"] == 3 and resnet.sizes["s1"] == 8
 
@@ -126,7 +126,7 @@ def test_compression_counts_discretized_parameters(resnet):
 def test_select_channels_all_is_identity_and_subset_matches_manual_slicing(resnet, rng):
     x = _x(rng)
     y = resnet(x).asnumpy()
-    every = resnet.select_channels({n: np.arange(p.max_size) for n, p in resnet.groups.items()})
+    every = resnet.select_channels({n: np.arange(p.full_size) for n, p in resnet.groups.items()})
     np.testing.assert_allclose(every(x).asnumpy(), y, rtol=1e-5, atol=1e-6)
     idx = np.array([0, 2, 5])
     sub = resnet.select_channels({"s0": idx})

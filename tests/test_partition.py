@@ -6,7 +6,7 @@ import pytest
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from inn_ms.partition import (CompositePartition, NormalSizes, SizeDistribution, TrainablePartition,
+from inn_ms.partition import (CompositePartition, NormalSizes, SizeDistribution, TrainablePartition, size_range,
                               UniformPartition, UniformSizes, check_size)
 from inn_ms.quadrature import GaussLegendre, Simpson, Trapezoid
 
@@ -43,7 +43,7 @@ def test_check_size():
 @pytest.mark.parametrize("n", [3, 8, 17])
 def test_uniform_nodes_and_weights(rule, n):
     p = UniformPartition(n, quadrature=rule, name="g")
-    assert p.size == n and p.sizes == (n,) and p.max_size == n and not p.trainable
+    assert p.size == n and p.sizes == (n,) and p.full_size == n and not p.trainable
     np.testing.assert_allclose(p.nodes(), np.arange(n) / (n - 1), atol=1e-15)
     w = p.weights()
     assert w.shape == (n,) and abs(w.sum() - 1) < 1e-12
@@ -63,15 +63,15 @@ def test_uniform_gauss_legendre_nodes():
     t, w = np.polynomial.legendre.leggauss(6)
     np.testing.assert_allclose(p.nodes(), (t + 1) / 2, atol=1e-15)
     np.testing.assert_allclose(p.weights(), w / 2, atol=1e-15)
-    p = UniformPartition(6, quadrature=GaussLegendre(), max_size=8)
+    p = UniformPartition(6, quadrature=GaussLegendre(), full_size=8)
     p.resize(8)
     t, w = np.polynomial.legendre.leggauss(8)
     np.testing.assert_allclose(p.weights(), w / 2, atol=1e-15)
 
 
 def test_uniform_resize():
-    p = UniformPartition(8, name="layer1.out", max_size=16)
-    assert p.max_size == 16
+    p = UniformPartition(8, name="layer1.out", full_size=16)
+    assert p.full_size == 16
     p.resize(12)
     assert p.size == 12 and p.sizes == (12,)
     np.testing.assert_allclose(p.nodes(), np.linspace(0, 1, 12), atol=1e-15)
@@ -86,11 +86,11 @@ def test_uniform_resize():
 
 
 @pytest.mark.parametrize("bad,msg", [
-    (0, "size must be >= 1"), (-1, "size must be >= 1"), (17, "exceeds the maximum 16"),
+    (0, "size must be >= 1"), (-1, "size must be >= 1"), (17, "exceeds the full size 16"),
     (4.0, "must be an int"), ("4", "must be an int"), (True, "must be an int"), (None, "must be an int"),
 ])
 def test_uniform_resize_errors(bad, msg):
-    p = UniformPartition(8, name="layer1.out", max_size=16)
+    p = UniformPartition(8, name="layer1.out", full_size=16)
     with pytest.raises(ValueError, match=msg) as err:
         p.resize(bad)
     assert "layer1.out" in str(err.value)
@@ -104,9 +104,9 @@ def test_uniform_resize_errors(bad, msg):
     (dict(size="8"), "must be an int"),
     (dict(size=True), "must be an int"),
     (dict(size=False), "must be an int"),
-    (dict(size=9, max_size=8), "exceeds max_size 8"),
-    (dict(size=4, max_size=0), "size must be >= 1"),
-    (dict(size=4, max_size=True), "must be an int"),
+    (dict(size=9, full_size=8), "exceeds full_size 8"),
+    (dict(size=4, full_size=0), "size must be >= 1"),
+    (dict(size=4, full_size=True), "must be an int"),
     (dict(size=2, quadrature="simpson"), "simpson quadrature needs at least 3"),
 ])
 def test_uniform_constructor_errors(kwargs, msg):
@@ -128,7 +128,7 @@ def test_uniform_simpson_resize_below_minimum():
 
 
 def test_uniform_listener_notified_on_resize():
-    p = UniformPartition(8, name="g", max_size=16)
+    p = UniformPartition(8, name="g", full_size=16)
     r = Recorder(p)
     p.add_listener(r)
     p.resize(10)
@@ -143,7 +143,7 @@ def test_uniform_listener_notified_on_resize():
 
 
 def test_uniform_several_listeners_and_weak_references():
-    p = UniformPartition(8, max_size=16)
+    p = UniformPartition(8, full_size=16)
     a, b = Recorder(), Recorder()
     p.add_listener(a)
     p.add_listener(b)
@@ -166,7 +166,7 @@ def test_uniform_repr():
 
 def test_trainable_starts_uniform(mode):
     p = TrainablePartition(9, name="t")
-    assert p.trainable and p.size == 9 and p.sizes == (9,) and p.max_size == 9
+    assert p.trainable and p.size == 9 and p.sizes == (9,) and size_range(p)[1] == 9
     assert isinstance(p.theta, Parameter) and p.theta.shape == (8,)
     assert [q.name for q in p.trainable_params()] == [p.theta.name]
     np.testing.assert_allclose(p.nodes(), np.linspace(0, 1, 9), atol=1e-15)
@@ -328,11 +328,11 @@ def test_trainable_listener_and_repr():
 # --- CompositePartition -------------------------------------------------------------------------------
 
 def test_composite_concatenates_parts():
-    a = UniformPartition(4, name="a", max_size=8)
+    a = UniformPartition(4, name="a", full_size=8)
     b = UniformPartition(3, quadrature="simpson", name="b")
     c = UniformPartition(5, quadrature="gauss-legendre", name="c")
     comp = CompositePartition([a, b, c], name="cat")
-    assert comp.size == 12 and comp.sizes == (4, 3, 5) and comp.max_size == 16
+    assert comp.size == 12 and comp.sizes == (4, 3, 5) and comp.full_size == 16
     assert not comp.trainable
     np.testing.assert_array_equal(comp.nodes(), np.concatenate([a.nodes(), b.nodes(), c.nodes()]))
     np.testing.assert_array_equal(comp.weights(), np.concatenate([a.weights(), b.weights(), c.weights()]))
@@ -344,7 +344,7 @@ def test_composite_concatenates_parts():
 
 
 def test_composite_follows_part_changes():
-    a = UniformPartition(4, name="a", max_size=8)
+    a = UniformPartition(4, name="a", full_size=8)
     b = UniformPartition(6, name="b")
     comp = CompositePartition([a, b], name="cat")
     r = Recorder(comp)
@@ -360,7 +360,7 @@ def test_composite_follows_part_changes():
 
 
 def test_nested_composite_propagates():
-    a = UniformPartition(2, name="a", max_size=4)
+    a = UniformPartition(2, name="a", full_size=4)
     inner = CompositePartition([a, UniformPartition(3, name="b")], name="inner")
     outer = CompositePartition([inner, UniformPartition(2, name="c")], name="outer")
     r = Recorder(outer)

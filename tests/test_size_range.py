@@ -17,7 +17,7 @@ def small():
 
 def test_size_range_of_partitions():
     assert size_range(UniformPartition(16)) == (2, 16)
-    assert size_range(UniformPartition(4, max_size=16)) == (2, 16)
+    assert size_range(UniformPartition(4, full_size=16)) == (2, 16)
     assert size_range(UniformPartition(16, quadrature="simpson")) == (3, 16)
     # A one-channel group (a scalar head, say) keeps its full size only.
     assert size_range(UniformPartition(1)) == (1, 1)

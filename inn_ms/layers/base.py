@@ -27,9 +27,9 @@ def resolve_partition(partition, channels, layer, axis, quadrature):
         if partition != AUTO:
             raise ValueError(f"{layer}: {axis}_partition must be a partition, None or 'auto', got {partition!r}")
         return UniformPartition(channels, quadrature=quadrature, name=f"{layer}.{axis}")
-    if partition.max_size != channels:
+    if partition.full_size != channels:
         raise ValueError(f"{layer}: {axis} has {channels} channels but partition "
-                         f"{partition.name!r} has full size {partition.max_size}")
+                         f"{partition.name!r} has full size {partition.full_size}")
     return partition
 
 
@@ -47,7 +47,7 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         output in the full network (a BatchNorm folded into it knew them):
         non-trainable Parameters ``output_mean``/``output_std`` of the full
         channel count, saved with the weights, read by data-free repair."""
-        n = int(self.weight.shape[0]) if self.out_axis is None else self.out_axis.get_partition().max_size
+        n = int(self.weight.shape[0]) if self.out_axis is None else self.out_axis.get_partition().full_size
         for name, v in (("output_mean", mean), ("output_std", std)):
             v = np.asarray(v, np.float32)
             if v.shape != (n,) or not np.isfinite(v).all():
@@ -131,9 +131,9 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         return w.astype(np.float32)
 
     def _check_full_size(self, partition, what):
-        if partition is not None and partition.size != partition.max_size:
+        if partition is not None and partition.size != partition.full_size:
             raise ValueError(f"{self.cls_name}: {what} partition {partition.name!r} must be at its full size "
-                             f"{partition.max_size} to build from a discrete layer (it is {partition.size})")
+                             f"{partition.full_size} to build from a discrete layer (it is {partition.size})")
         # Exactness needs the full-size nodes on the control grid j/(n-1),
         # where the kernel matrix is the identity: not so for Gauss-Legendre
         # nodes or trained (non-uniform) positions.
@@ -151,13 +151,13 @@ def full_size_weights(partition):
     parts = getattr(partition, "parts", None)
     if parts is not None:
         return np.concatenate([full_size_weights(p) for p in parts])
-    if partition.size == partition.max_size:
+    if partition.size == partition.full_size:
         q = partition.weights()
     else:
         rule = partition.quadrature
-        q = rule.weights(rule.nodes(partition.max_size))
+        q = rule.weights(rule.nodes(partition.full_size))
     # Normalised as in inn_ms.sampler: weights sum to the full size.
-    return np.asarray(q, np.float64) * partition.max_size
+    return np.asarray(q, np.float64) * partition.full_size
 
 
 def init_control(shape, fan_in, in_partition, integrate_in=True, has_bias=True):
@@ -170,7 +170,7 @@ def init_control(shape, fan_in, in_partition, integrate_in=True, has_bias=True):
     quadrature weights as for a converted layer. Biases: U(±1/√fan_in)."""
     bound = math.sqrt(6.0 / fan_in)
     w = initializer(Uniform(bound), shape, ms.float32).init_data().asnumpy()
-    if in_partition is not None and shape[1] == in_partition.max_size:
+    if in_partition is not None and shape[1] == in_partition.full_size:
         w = IntegralLayer.control_from_discrete(w, in_partition, integrate_in)
     bias = None
     if has_bias:
