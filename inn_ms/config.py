@@ -294,13 +294,15 @@ def _validate(raw, schema, prefix):
 
 
 def validate(raw):
-    """A complete, checked config from a parsed YAML mapping (defaults filled)."""
+    """A complete, checked config from a parsed YAML mapping: a new mapping
+    with defaults and the values derived from the model (task, loss,
+    classes, scale, patch size) filled in; ``raw`` itself is never changed."""
     cfg = _validate(raw, SCHEMA, "")
     w = cfg["train"]["widths"]
     if w is not None and w["low"] > w["high"]:
         raise ConfigError(f"train.widths.low ({w['low']}) must be <= train.widths.high ({w['high']})")
     d = cfg["data"]
-    _check_task(cfg)
+    _resolve_task(cfg)
     if d["name"] == "cifar10" and not d["root"]:
         raise ConfigError("data.root is required for data.name cifar10 (the folder of data_batch_*.bin)")
     if d["name"] == "imagefolder" and not (d["root"] or d["train_dir"]):
@@ -308,8 +310,10 @@ def validate(raw):
     return cfg
 
 
-def _check_task(cfg):
-    """Resolve ``task`` and refuse keys and values of the other task."""
+def _resolve_task(cfg):
+    """Fill ``task`` and the values that follow from it (loss, classes, scale,
+    patch size) into ``cfg`` — :func:`validate`'s own copy — and refuse keys
+    and values of the other task."""
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
     builder = find_builder(m["name"])
     zoo = builder.task if builder is not None else None

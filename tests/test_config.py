@@ -1,10 +1,12 @@
 """YAML run configs: every shipped config validates and fits its zoo builder;
 bad keys and values fail early naming the key; --set overrides are typed."""
+import copy
 import glob
 import inspect
 import os
 
 import pytest
+import yaml
 
 from inn_ms.config import ConfigError, apply_overrides, dump_config, load_config, validate
 from model_zoo import list_models
@@ -44,6 +46,15 @@ def test_shipped_config_is_valid_and_fits_its_builder(path, tmp_path):
     integral = cfg["model"]["convert"] is None
     classes = {} if cfg["model"]["num_classes"] is None else {"num_classes": cfg["model"]["num_classes"]}
     inspect.signature(_REGISTRY[name]).bind(integral=integral, **classes, **cfg["model"]["kwargs"])
+
+
+@pytest.mark.parametrize("path", [c for c in CONFIGS if "mnist" in c or "srcnn" in c])
+def test_validate_never_changes_its_argument(path):
+    """Defaults and derived values (task, loss, scale) go into a new mapping."""
+    raw = yaml.safe_load(open(path))
+    before = copy.deepcopy(raw)
+    cfg = validate(raw)
+    assert raw == before and cfg != raw and cfg["task"] in ("classification", "super_resolution")
 
 
 def test_defaults_filled():
