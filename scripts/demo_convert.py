@@ -57,7 +57,9 @@ from model_zoo import create_model  # noqa: E402
 
 class Stages:
     """Wall seconds and peak resident memory (Linux ``VmHWM``) per stage of
-    the job, printed as each stage ends; the peak restarts at every stage."""
+    the job, printed as each stage ends; the peak restarts at every stage
+    (so ``/usr/bin/time``'s maximum is the last stage's: the job's is the
+    largest stage peak, printed at the end)."""
 
     def __init__(self):
         self.t = time.time()
@@ -398,7 +400,9 @@ def main(argv=None):
     stages.end("plot")
     result["stages"] = stages.rows
     write_json(out, result)
-    print(f"\nresults: {out}, plot: {png} (whole job {time.time() - t_start:.0f} s)")
+    print(f"\nresults: {out}, plot: {png} (whole job {time.time() - t_start:.0f} s, peak resident memory "
+          f"{max(r['peak_mb'] for r in stages.rows) / 1e3:.1f} GB, in stage "
+          f"{max(stages.rows, key=lambda r: r['peak_mb'])['stage']!r})")
     return result
 
 
