@@ -3,8 +3,8 @@
 Measured on the 2-core CPU machines of this project (MindSpore 2.10): the
 CPU ``Conv2D`` kernel reaches about 0.5 GFLOP/s (a 64×32×28×28 3×3
 convolution takes ~1 s forward, ~1.3 s for its gradient; PyTorch: 12 ms),
-while ``MatMul`` runs at tens of GFLOP/s. ``unfold`` (im2col) followed by one
-2-D matmul computes the same convolution ~25× faster forward and ~6× faster
+while ``MatMul`` runs at tens of GFLOP/s. The patches gathered (im2col) and one
+2-D matmul compute the same convolution ~25× faster forward and ~6× faster
 with gradients. On Ascend and GPU the native kernel is the right choice.
 
 The process-wide default (:func:`set_conv_backend`) is read when a layer is
@@ -71,22 +71,47 @@ def unfold(x, kernel, stride, padding, dilation):
     return ops.unfold(x, (kh, kw), dilation, (top, left), stride), (oh, ow)
 
 
+def patch_rows(n, h, w, kernel, stride, padding, dilation):
+    """Row indices of the patches of a convolution over ``n`` images of
+    ``h × w`` laid out as rows ``(n·h·w, c)``: ``(n·oh·ow, kh·kw)``, entry
+    ``n·h·w`` (one past the last row) where a tap falls in the padding, and
+    the output size ``(oh, ow)``. Built with ops from static shapes, so it
+    works inside a graph."""
+    kh, kw = kernel
+    top, bottom, left, right = padding
+    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    rows = (ops.arange(oh) * stride[0] - top).reshape(oh, 1, 1, 1) + (ops.arange(kh) * dilation[0]).reshape(1, 1, kh, 1)
+    cols = (ops.arange(ow) * stride[1] - left).reshape(1, ow, 1, 1) + (ops.arange(kw) * dilation[1]).reshape(1, 1, 1, kw)
+    inside = ops.logical_and(ops.logical_and(rows >= 0, rows < h), ops.logical_and(cols >= 0, cols < w))
+    local = rows * w + cols  # (oh, ow, kh, kw)
+    image = (ops.arange(n) * (h * w)).reshape(n, 1, 1, 1, 1)
+    index = ops.where(inside.reshape(1, oh, ow, kh, kw), local.reshape(1, oh, ow, kh, kw) + image, n * h * w)
+    return index.reshape(n * oh * ow, kh * kw).astype(ms.int32), (oh, ow)
+
+
 def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
-    """2-D convolution by unfold + matmul.
+    """2-D convolution as one matmul over gathered patches.
 
     ``padding`` is ``(top, bottom, left, right)``; ``groups`` is 1 (dense
     matmul) or the channel count (depthwise: multiply-accumulate over taps).
+    Dense: the input as rows ``(n·h·w, c)`` plus a zero row for the padding,
+    the patches gathered as ``(n·oh·ow, kh·kw·c)`` (:func:`patch_rows`), one
+    matmul. Measured on this project's CPU (MindSpore 2.10, 250 digits,
+    32→32 channels at 28×28): 3.4× faster forward than ``ops.unfold``
+    (Im2Col) and its transpose, the gradient as fast.
     """
-    n, c = x.shape[0], x.shape[1]
+    n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
-    cols, (oh, ow) = unfold(x, (kh, kw), stride, padding, dilation)  # (n, c·kh·kw, L)
-    length = oh * ow
     if groups == 1:
-        cols2d = cols.transpose(1, 0, 2).reshape(c * kh * kw, n * length)
-        out = ops.matmul(weight.reshape(out_c, c * kh * kw), cols2d)
-        out = out.reshape(out_c, n, oh, ow).transpose(1, 0, 2, 3)
+        index, (oh, ow) = patch_rows(n, h, w, (kh, kw), stride, padding, dilation)
+        rows = ops.concat([x.transpose(0, 2, 3, 1).reshape(n * h * w, c), ops.zeros((1, c), x.dtype)], 0)
+        patches = ops.gather(rows, index, 0).reshape(n * oh * ow, kh * kw * c)
+        out = ops.matmul(patches, weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_c))
+        out = out.reshape(n, oh, ow, out_c).transpose(0, 3, 1, 2)
     elif groups == c and out_c == c:
-        taps = cols.reshape(n, c, kh * kw, length)
+        cols, (oh, ow) = unfold(x, (kh, kw), stride, padding, dilation)  # (n, c·kh·kw, L)
+        taps = cols.reshape(n, c, kh * kw, oh * ow)
         out = (taps * weight.reshape(1, c, kh * kw, 1)).sum(2).reshape(n, c, oh, ow)
     else:
         raise ValueError(f"conv2d_matmul: groups must be 1 or the channel count {c}, got {groups}")

@@ -36,7 +36,7 @@ import logging
 from collections import OrderedDict
 
 import numpy as np
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Parameter, Tensor, mutable, nn, ops
 from tqdm.auto import tqdm
 
 from inn_ms.functional import explicit_padding, unfold
@@ -279,8 +279,35 @@ class _Write(nn.Cell):
         return values[0]
 
 
-def _write(params, values):
-    _Write(params)(tuple(Tensor(np.asarray(v, np.float32)) for v in values))
+class _Writer:
+    """Writes refitted values into ``params`` through one compiled
+    :class:`_Write` over all of them (the others rewritten with the values
+    they hold), instead of a graph compiled per layer."""
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.values = {id(p): p.asnumpy().astype(np.float32) for p in self.params}
+        self.cell = _Write(self.params)
+
+    def __call__(self, params, values):
+        for p, v in zip(params, values):
+            if id(p) not in self.values:
+                raise ValueError(f"repair: parameter {p.name!r} is not one the writer holds")
+            v = np.asarray(v, np.float32)
+            if v.shape != self.values[id(p)].shape:
+                raise ValueError(f"repair: new value of {p.name!r} is {v.shape}, the parameter "
+                                 f"{self.values[id(p)].shape}")
+            self.values[id(p)] = v
+        # mutable: a tuple argument is otherwise a constant, compiled afresh per call (measured)
+        self.cell(mutable(tuple(Tensor(self.values[id(p)]) for p in self.params)))
+
+
+def _refitted_parameters(probe):
+    """The Parameters :func:`_refit` writes for ``probe``."""
+    cell = probe.cell
+    if probe.refit == "bn":
+        return [cell.gamma, cell.beta]
+    return [cell.weight] + ([cell.bias] if cell.has_bias else [])
 
 
 def _solve(gram, cross, current, ridge):
@@ -308,9 +335,10 @@ def _residual(gram, cross, energy, w):
     return float(max(err, 0.0) / max(energy.sum(), 1e-30))
 
 
-def _refit(probe, ridge):
-    """Set the pruned cell's parameters to its least-squares solution;
-    returns the relative residual before and after."""
+def _refit(probe, ridge, write):
+    """Set the pruned cell's parameters to its least-squares solution
+    (through ``write``, a :class:`_Writer`); returns the relative residual
+    before and after."""
     cell, refit = probe.cell, probe.refit
     gram, cross = probe.gram.asnumpy(), probe.cross.asnumpy()
     energy = probe.energy.asnumpy().astype(np.float64)
@@ -321,7 +349,7 @@ def _refit(probe, ridge):
         scale, shift = g / sd, b - g * mean / sd  # the BatchNorm as y = scale·x + shift
         current = np.stack([scale, shift], 1)
         sol = _solve(gram, cross, current, ridge)
-        _write([cell.gamma, cell.beta], [sol[:, 0] * sd, sol[:, 1] + sol[:, 0] * mean])
+        write([cell.gamma, cell.beta], [sol[:, 0] * sd, sol[:, 1] + sol[:, 0] * mean])
         return _residual(gram, cross, energy, current), _residual(gram, cross, energy, sol)
     w = cell.weight.asnumpy().astype(np.float64)
     has_bias = bool(cell.has_bias)
@@ -337,9 +365,9 @@ def _refit(probe, ridge):
         before, after = _residual(gram, cross, energy, current.T), _residual(gram, cross, energy, sol.T)
     new_w = sol[:, :w[0].size].reshape(w.shape)
     if has_bias:
-        _write([cell.weight, cell.bias], [new_w, sol[:, -1]])
+        write([cell.weight, cell.bias], [new_w, sol[:, -1]])
     else:
-        _write([cell.weight], [new_w])
+        write([cell.weight], [new_w])
     return before, after
 
 
@@ -465,12 +493,13 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, reference
             pruned_probed(x, active, mask)
 
     report = OrderedDict()
-    for path in tqdm([p for p in reference.shapes if p in fits], desc="repair", disable=not progress,
-                     leave=False):
+    order = [p for p in reference.shapes if p in fits]
+    write = _Writer([q for path in order for q in _refitted_parameters(fits[path])])
+    for path in tqdm(order, desc="repair", disable=not progress, leave=False):
         # in the order the layers run in; a probe's sums start at zero and
         # fill in its own pass only
         run_pass(fits[path].index)
-        report[path] = _refit(fits[path], ridge)
+        report[path] = _refit(fits[path], ridge, write)
     logger.info("repaired %d layers on %d images", len(report), len(images))
     return {"layers": report, "images": int(len(images))}
 

@@ -24,6 +24,7 @@ Prints the table, writes it as JSON and a PNG plot of accuracy vs parameters.
 """
 import argparse
 import gc
+import hashlib
 import os
 import sys
 import time
@@ -54,33 +55,118 @@ from inn_ms.train import RandomWidthTrainer, WidthSampler, steps_per_batch  # no
 from model_zoo import create_model  # noqa: E402
 
 
-def accuracy_columns(model, keeps, x, y, seeds=3, baselines=True, calib=None):
+class Stages:
+    """Wall seconds and peak resident memory (Linux ``VmHWM``) per stage of
+    the job, printed as each stage ends; the peak restarts at every stage
+    (so ``/usr/bin/time``'s maximum is the last stage's: the job's is the
+    largest stage peak, printed at the end)."""
+
+    def __init__(self):
+        self.t = time.time()
+        self.rows = []
+        self._restart()
+
+    @staticmethod
+    def _status_mb(key):
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    @staticmethod
+    def _restart():
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+    def end(self, name):
+        now = time.time()
+        row = {"stage": name, "seconds": now - self.t, "peak_mb": self._status_mb("VmHWM"),
+               "rss_mb": self._status_mb("VmRSS")}
+        self.rows.append(row)
+        print(f"[stage] {name}: {row['seconds']:.1f} s, peak {row['peak_mb']:.0f} MB, "
+              f"resident after {row['rss_mb']:.0f} MB", flush=True)
+        self._restart()
+        self.t = time.time()
+
+
+_ACCURACIES = {}
+_CALLS = [0]
+
+
+def accuracy_once(cell, x, y):
+    """Top-1 accuracy of a plain network, computed once per distinct network:
+    one with the same layers (paths and types) and bitwise the same
+    parameters as one already evaluated on these arrays has its result (at
+    full width every no-training column is the converted network itself)."""
+    h = hashlib.sha1()
+    for path, c in cell.cells_and_names():
+        h.update(f"{path}:{type(c).__module__}.{type(c).__qualname__};".encode())
+    for name, p in cell.parameters_and_names():
+        a = p.asnumpy()
+        h.update(f"{name}:{a.dtype}{a.shape};".encode())
+        h.update(a.tobytes())
+    key = (h.hexdigest(), id(x), id(y))
+    _CALLS[0] += 1
+    if key not in _ACCURACIES:
+        _ACCURACIES[key] = (accuracy(cell, x, y), x, y)  # x, y kept: their ids stay theirs
+    return _ACCURACIES[key][0]
+
+
+def release_memory():
+    """Hand freed memory back: Python's garbage, MindSpore's memory pool,
+    and what glibc's allocator keeps of it (``malloc_trim``, where there is
+    one), so that the next stage's peak does not stand on the last one's."""
+    gc.collect()
+    ms.ms_memory_recycle()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def accuracy_columns(model, keeps, x, y, seeds=3, baselines=True, calib=None, stages=None):
     """Accuracy per keep ratio: the integral model resampled, and (if
     ``baselines``) resampled with the antialiased rule, repaired on
     synthesized images (data-free) and on ``calib`` (unlabelled training
     images), and the channel-folding, L1-norm and random baselines at the
     same sizes. Also the seconds the repairs took."""
+    mark = (lambda name: stages.end(name)) if stages is not None else (lambda name: None)
     rows = []
     for keep in keeps:
         sizes = model.sizes_for_keep(keep)
         model.resize(sizes=dict(sizes))
         plain = model.discretize()
         row = {"keep": keep, "sizes": dict(sizes), "params": count_parameters(plain),
-               "inn": accuracy(plain, x, y)}
+               "inn": accuracy_once(plain, x, y)}
+        mark(f"keep {keep} INN")
         if baselines:
             model.set_resampling("antialiased")
-            row["inn_antialiased"] = accuracy(model.discretize(), x, y)
+            row["inn_antialiased"] = accuracy_once(model.discretize(), x, y)
             model.set_resampling("point")
+            mark(f"keep {keep} INN aa")
             t0 = time.time()
-            row["inn_datafree"] = accuracy(prune(model, keep=keep, repair="datafree", input_shape=(1, 1, 28, 28))[0],
-                                           x, y)
+            row["inn_datafree"] = accuracy_once(
+                prune(model, keep=keep, repair="datafree", input_shape=(1, 1, 28, 28))[0], x, y)
             t1 = time.time()
-            row["inn_calib"] = accuracy(prune(model, keep=keep, repair="calib", calib=calib)[0], x, y)
+            mark(f"keep {keep} INN+df")
+            row["inn_calib"] = accuracy_once(prune(model, keep=keep, repair="calib", calib=calib)[0], x, y)
             row["repair_seconds"] = {"datafree": t1 - t0, "calib": time.time() - t1}
-            row["fold"] = accuracy(model.merge_channels(folding_merges(model, sizes)), x, y)
-            row["l1"] = accuracy(model.select_channels(l1_indices(model, sizes)), x, y)
-            row["random"] = float(np.mean([accuracy(model.select_channels(random_indices(model, sizes, s)), x, y)
-                                           for s in range(seeds)]))
+            mark(f"keep {keep} INN+cal")
+            row["fold"] = accuracy_once(model.merge_channels(folding_merges(model, sizes)), x, y)
+            mark(f"keep {keep} fold")
+            row["l1"] = accuracy_once(model.select_channels(l1_indices(model, sizes)), x, y)
+            mark(f"keep {keep} L1")
+            row["random"] = float(np.mean([accuracy_once(model.select_channels(random_indices(model, sizes, s)),
+                                                         x, y) for s in range(seeds)]))
+            mark(f"keep {keep} random")
             model.resize(sizes=dict(sizes))
         rows.append(row)
     model.resize(sizes=dict(model.full_sizes))
@@ -114,13 +200,13 @@ def pipeline_b(net, reference, keeps, xtr, ytr, xte, yte, args):
         tune_partitions(model, xtr[:args.b_samples], ytr[:args.b_samples], sizes, epochs=args.b_epochs,
                         lr=args.b_lr, batch_size=args.batch_size, progress=not args.quiet)
         plain = model.discretize()
-        tuned = accuracy(plain, xte, yte)
+        tuned = accuracy_once(plain, xte, yte)
         repair(model, plain, xtr[:args.calib], reference=reference)
-        out.append((tuned, accuracy(plain, xte, yte)))
+        out.append((tuned, accuracy_once(plain, xte, yte)))
     return out
 
 
-def export_widths(model, keeps, x, y, folder, backend):
+def export_widths(model, keeps, x, y, folder, backend, stages=None):
     """Save the artifact, then per keep ratio: prune (from the artifact
     reloaded, as a device would), export MindIR, load it back, evaluate."""
     artifact = os.path.join(folder, "mnist_inn.inn")
@@ -129,6 +215,8 @@ def export_widths(model, keeps, x, y, folder, backend):
     elastic_path = os.path.join(folder, "mnist_inn_elastic.mindir")
     export_elastic(device, elastic_path, (1, 1, 28, 28), backend=backend)
     elastic = load_mindir(elastic_path)
+    mark = (lambda name: stages.end(name)) if stages is not None else (lambda name: None)
+    mark("artifact + elastic export")
     rows = []
     for keep in keeps:
         t0 = time.perf_counter()
@@ -138,9 +226,10 @@ def export_widths(model, keeps, x, y, folder, backend):
         seconds = time.perf_counter() - t0
         graph = load_mindir(path)
         rows.append({"keep": keep, "path": path, "export_seconds": seconds, "macs": report["macs"],
-                     "memory_acc": accuracy(plain, x, y), "mindir_acc": accuracy(graph, x, y),
+                     "memory_acc": accuracy_once(plain, x, y), "mindir_acc": accuracy(graph, x, y),
                      "elastic_acc": elastic_accuracy(elastic, elastic_sizes(device, keep=keep), x, y),
                      "bytes": os.path.getsize(path)})
+        mark(f"keep {keep} MindIR + elastic accuracy")
     return artifact, elastic_path, rows
 
 
@@ -211,6 +300,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     t_start = time.time()
+    stages = Stages()
     ms.set_context(mode=ms.GRAPH_MODE, device_target=args.device_target)
     ms.set_seed(args.seed)
     xtr, ytr, xte, yte = mnist_subset(args.n_train, args.n_test, seed=args.seed)
@@ -221,6 +311,7 @@ def main(argv=None):
     print(f"PyTorch checkpoint loaded into MindSpore: {count_parameters(net)} parameters, "
           f"test accuracy {acc_torch:.2%}")
 
+    stages.end("load + PyTorch net accuracy")
     t0 = time.time()
     model = convert(net, (2, 1, 28, 28), builder="mnist_torch_cnn")  # builder: to save it as an artifact
     t_convert = time.time() - t0
@@ -231,8 +322,9 @@ def main(argv=None):
     print("total variation before -> after permutation: " +
           ", ".join(f"{g} {a:.0f}->{b:.0f}" for g, (a, b) in tv.items()))
 
+    stages.end("convert")
     t0 = time.time()
-    before = accuracy_columns(model, args.keep, xte, yte, calib=xtr[:args.calib])
+    before = accuracy_columns(model, args.keep, xte, yte, calib=xtr[:args.calib], stages=stages)
     t_before = time.time() - t0
     full_params = before[0]["params"] if before[0]["keep"] == 1.0 else count_parameters(net)
 
@@ -243,9 +335,9 @@ def main(argv=None):
         for row, (acc_b, acc_br) in zip(before, pipeline_b(net, model, args.keep, xtr, ytr, xte, yte, args)):
             row["pipeline_b"], row["pipeline_b_calib"] = acc_b, acc_br
         t_b = time.time() - t0
+        stages.end("pipeline B")
     clear_cache(model)  # the repairs' compiled networks: hand their memory back before training
-    gc.collect()
-    ms.ms_memory_recycle()
+    release_memory()
 
     after, t_train = [], 0.0
     if args.epochs > 0:
@@ -254,9 +346,10 @@ def main(argv=None):
         t0 = time.time()
         train_pipeline_a(model, xtr, ytr, args)
         t_train = time.time() - t0
-        gc.collect()  # the training graphs (one per width) are gone: hand their memory back
-        ms.ms_memory_recycle()
+        stages.end("pipeline A training")
+        release_memory()  # the training graphs (one per width) are gone: hand their memory back
         after = accuracy_columns(model, args.keep, xte, yte, baselines=False)
+        stages.end("pipeline A accuracy")
 
     print(f"\nno training (repairs fit layers on unlabelled images, no labels, no gradient steps):")
     print(f"{'keep':>5} {'channels per group':>26} {'params':>8} {'compr.':>7} {'INN':>7} {'INN aa':>7} "
@@ -286,7 +379,7 @@ def main(argv=None):
     out = os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out
     os.makedirs(os.path.dirname(out), exist_ok=True)
     artifact, elastic_path, exported = export_widths(model, args.keep, xte, yte, os.path.dirname(out),
-                                                     args.mindir_backend)
+                                                     args.mindir_backend, stages=stages)
     print(f"\nintegral artifact {os.path.relpath(artifact, ROOT)} ({os.path.getsize(artifact) / 1e3:.0f} KB); "
           f"MindIR exports ({args.mindir_backend} convolution, dynamic batch), run with ms.load + nn.GraphCell;"
           f"\nelastic: the one MindIR {os.path.relpath(elastic_path, ROOT)}, channel counts given at run time:")
@@ -300,11 +393,16 @@ def main(argv=None):
     repair_s = {k: sum(r.get("repair_seconds", {}).get(k, 0.0) for r in before) for k in ("datafree", "calib")}
     print(f"times: convert {t_convert:.1f} s, no-training columns {t_before:.0f} s (repairs: data-free "
           f"{repair_s['datafree']:.0f} s with the image synthesis, calibration {repair_s['calib']:.0f} s), "
-          f"pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s")
+          f"pipeline B {t_b:.0f} s (all widths), pipeline A {t_train:.0f} s; {len(_ACCURACIES)} distinct plain "
+          f"networks evaluated for {_CALLS[0]} accuracies")
     result = {"args": vars(args), "torch_accuracy": acc_torch, "convert_seconds": t_convert,
               "pipeline_b_seconds": t_b, "train_seconds": t_train, "exported": exported, "total_variation": tv, "before": before, "after": after}
+    stages.end("plot")
+    result["stages"] = stages.rows
     write_json(out, result)
-    print(f"\nresults: {out}, plot: {png} (whole job {time.time() - t_start:.0f} s)")
+    print(f"\nresults: {out}, plot: {png} (whole job {time.time() - t_start:.0f} s, peak resident memory "
+          f"{max(r['peak_mb'] for r in stages.rows) / 1e3:.1f} GB, in stage "
+          f"{max(stages.rows, key=lambda r: r['peak_mb'])['stage']!r})")
     return result
 
 
