@@ -13,7 +13,11 @@ smallest candidate sizes (its time minus the sum of its layers' entries),
 and interpolated linearly in the network's activation volume (the output
 elements of its layers), which is what element-wise ops and pooling scale
 with. So the prediction is exact at both ends by construction, and
-:func:`check_table` says how far off it is in between.
+:func:`check_table` says how far off it is in between. A time is never
+negative: on a loaded machine a layer can time faster than the trivial
+MindIR, or the layers' sum exceed the whole network; such a term counts as
+zero in a prediction (the table keeps the raw values, and building it logs
+a warning, since its predictions then lean high).
 
 Each time is the median (or the minimum) over ``repeats`` runs of
 ``number`` calls (after ``warmup`` calls) with their interquartile range, for one input of the
@@ -193,6 +197,10 @@ def measure_table(model, input_shape, folder, multiple_of=1, count=5, candidates
              "volume": OrderedDict((p, [layers[p][1], int(np.prod(shapes[p][1][2:]))]) for p in layers)}
     smallest = {g: s[0] for g, s in cands.items()}
     table["rest"] = [ends["smallest"][0] - _layer_sum(table, smallest), full_med - _layer_sum(table, model.full_sizes)]
+    if min(table["rest"]) < 0:
+        logger.warning("latency table: the whole network timed %.3g / %.3g ms less than its layers' sum (smallest / "
+                       "full width): the timings are noisy, and predictions count that remainder as zero",
+                       -1e3 * table["rest"][0], -1e3 * table["rest"][1])
     table["seconds"] = time.perf_counter() - t0
     logger.info("latency table: %d layer timings in %.1f s; full width %.3g ms", len(jobs), table["seconds"],
                 1e3 * full_med)
@@ -234,7 +242,7 @@ def _layer_sum(table, sizes):
     total = 0.0
     for path, layer in table["layers"].items():
         key = _key([sizes[g] for g in layer["groups"] if g is not None])
-        total += layer["entries"][key][0] - table["overhead"]
+        total += max(0.0, layer["entries"][key][0] - table["overhead"])
     return total
 
 
@@ -252,8 +260,8 @@ def predict(table, sizes):
     low = _volume(table, {g: s[0] for g, s in table["groups"].items()})
     high = _volume(table, {g: max(s) for g, s in table["groups"].items()})
     t = 1.0 if high == low else (_volume(table, sizes) - low) / (high - low)
-    rest = table["rest"][0] + t * (table["rest"][1] - table["rest"][0])
-    return _layer_sum(table, sizes) + rest
+    low_rest, high_rest = (max(0.0, r) for r in table["rest"])
+    return _layer_sum(table, sizes) + low_rest + t * (high_rest - low_rest)
 
 
 class _Trivial(nn.Cell):
