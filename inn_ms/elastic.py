@@ -58,6 +58,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.cubic import keys_kernel
+from inn_ms.export import check_input_shape, export_mindir
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
 from inn_ms.partition import CompositePartition, size_range
@@ -626,7 +627,6 @@ def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native
     checks), so no MindIR is written that cannot run its own input. The
     file records every group's name and range, which
     :class:`inn_ms.export.MindIRGraph` checks ``sizes`` against."""
-    from inn_ms.export import check_input_shape, export_mindir
     saved = dict(model.sizes)
     try:
         model.resize(sizes=dict(model.full_sizes))

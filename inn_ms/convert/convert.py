@@ -30,7 +30,7 @@ from inn_ms.builders import converted_architecture
 from inn_ms.cells import clone, get_cell, name_parameters_by_path, set_cell
 from inn_ms.convert.permute import permute_channels
 from inn_ms.convert.weights import check_values, network_parameters
-from inn_ms.graph.channels import find_channel_groups
+from inn_ms.graph.channels import ChannelGroups, find_channel_groups
 from inn_ms.graph.flops import graph_positions
 from inn_ms.graph.kinds import layer_kind
 from inn_ms.graph.mindir import _as_tensor, trace
@@ -173,7 +173,6 @@ def rebuild_converted(network, plan, quadrature="trapezoid"):
     ``network`` without tracing or checking anything: its BatchNorms folded
     as recorded, its layers on continuous groups made integral. Weights
     (and the channel order) are whatever is loaded into it next."""
-    from inn_ms.graph.channels import ChannelGroups
     net = clone_network(network)
     net.set_train(False)
     folded = plan.get("folded", {})
