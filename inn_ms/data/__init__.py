@@ -27,8 +27,8 @@ def build_source(data, train, upscaled=True):
     or the evaluation image pairs; ``upscaled``: the network takes the
     bicubic-upscaled image (super resolution only)."""
     if data["name"] in SR_DATASETS:
-        return sr.build_source(data, upscaled, train)
-    return sources.build_source(data, train)
+        return sr.sr_source(data, train, upscaled)
+    return sources.classification_source(data, train)
 
 
 __all__ = ["build_source", "digits", "mnist_subset"]
