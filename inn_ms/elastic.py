@@ -538,13 +538,9 @@ def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
     if not all(0 < f <= 1 for f in fractions):
         raise ValueError(f"make_elastic: bucket fractions must be in (0, 1], got {buckets!r}")
     group_index = {id(p): k for k, p in enumerate(model.groups.values())}
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         base = copy_tree(model.network, lambda c: None)  # the elastic network's own control weights
         branches = [_bucket(base, group_index, bucket_rows(model, f)) for f in fractions]
-    finally:
-        model.resize(sizes=saved)
     net = ElasticNetwork(base, branches, model.groups.keys(), model.full_sizes.values(), fractions,
                          elastic_ranges(model))
     return name_parameters_by_path(net)
@@ -627,12 +623,8 @@ def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native
     checks), so no MindIR is written that cannot run its own input. The
     file records every group's name and range, which
     :class:`inn_ms.export.MindIRGraph` checks ``sizes`` against."""
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         shape = check_input_shape(model.discretize(), input_shape)
-    finally:
-        model.resize(sizes=saved)
     net = make_elastic(model, buckets=buckets)
     ranges = elastic_ranges(model)
     groups = [{"name": g, "full": int(model.full_sizes[g]), "low": low, "high": high}

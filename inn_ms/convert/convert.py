@@ -243,7 +243,6 @@ def check_conversion(original, model, example_input, tolerance=1e-5, seed=0):
     (the floor is measured only when ``tolerance`` is exceeded). The error
     states the tolerance used and how it was set."""
     inputs = check_inputs(example_input, seed)
-    saved = dict(model.sizes)
     was = original.training
     mode = ms.get_context("mode")
     worst, floor = 0.0, None
@@ -251,38 +250,38 @@ def check_conversion(original, model, example_input, tolerance=1e-5, seed=0):
         # Eager: three networks run once each; compiling them in graph mode
         # would cost more than running them.
         ms.set_context(mode=ms.PYNATIVE_MODE)
-        model.resize(sizes=dict(model.full_sizes))
         original.set_train(False)
         model.set_train(False)
-        plain = model.discretize()
-        plain.set_train(False)
-        for what, x in inputs:
-            ref = original(x).asnumpy()
-            if not np.all(np.isfinite(ref)):
-                raise ConversionError(f"convert: the original network's output on {what} is not finite, so the "
-                                      f"conversion cannot be checked")
-            scale = max(float(np.max(np.abs(ref))), 1e-12)
-            for which, net in (("integral", model), ("discretized", plain)):
-                out = net(x).asnumpy()
-                if out.shape != ref.shape or not np.all(np.isfinite(out)):
-                    raise ConversionError(f"convert: the {which} network's output on {what} is "
-                                          f"{'not finite' if out.shape == ref.shape else f'of shape {out.shape}'}"
-                                          f" where the original's is finite (shape {ref.shape}); please report "
-                                          f"this network")
-                err = float(np.max(np.abs(out - ref))) / scale
-                if err > tolerance:
-                    if floor is None:
-                        floor = rounding_floor(original, inputs[0][1])
-                    allowed = max(tolerance, FLOOR_FACTOR * floor)
-                    if not err <= allowed:
-                        raise ConversionError(
-                            f"convert: the {which} network differs from the original by {err:.3g} of the largest "
-                            f"output on {what}; tolerance {allowed:.3g}, the larger of tolerance={tolerance:.3g} and "
-                            f"{FLOOR_FACTOR} x {floor:.3g} (how much one float32 rounding step in every weight "
-                            f"moves this network's output); please report this network")
-                worst = max(worst, err)
+        with model.at_sizes(model.full_sizes):
+            plain = model.discretize()
+            plain.set_train(False)
+            for what, x in inputs:
+                ref = original(x).asnumpy()
+                if not np.all(np.isfinite(ref)):
+                    raise ConversionError(f"convert: the original network's output on {what} is not finite, so the "
+                                          f"conversion cannot be checked")
+                scale = max(float(np.max(np.abs(ref))), 1e-12)
+                for which, net in (("integral", model), ("discretized", plain)):
+                    out = net(x).asnumpy()
+                    if out.shape != ref.shape or not np.all(np.isfinite(out)):
+                        raise ConversionError(f"convert: the {which} network's output on {what} is "
+                                              f"{'not finite' if out.shape == ref.shape else f'of shape {out.shape}'}"
+                                              f" where the original's is finite (shape {ref.shape}); please report "
+                                              f"this network")
+                    err = float(np.max(np.abs(out - ref))) / scale
+                    if err > tolerance:
+                        if floor is None:
+                            floor = rounding_floor(original, inputs[0][1])
+                        allowed = max(tolerance, FLOOR_FACTOR * floor)
+                        if not err <= allowed:
+                            raise ConversionError(
+                                f"convert: the {which} network differs from the original by {err:.3g} of the "
+                                f"largest output on {what}; tolerance {allowed:.3g}, the larger of "
+                                f"tolerance={tolerance:.3g} and {FLOOR_FACTOR} x {floor:.3g} (how much one float32 "
+                                f"rounding step in every weight moves this network's output); please report this "
+                                f"network")
+                    worst = max(worst, err)
     finally:
-        model.resize(sizes=saved)
         original.set_train(was)
         ms.set_context(mode=mode)
     if floor is None:
