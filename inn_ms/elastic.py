@@ -57,7 +57,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.cells import copy_tree, name_parameters_by_path
-from inn_ms.cubic import keys_kernel
+from inn_ms.cubic import four_taps
 from inn_ms.export import check_input_shape, export_mindir
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
@@ -130,13 +130,8 @@ class ElasticAxis(nn.Cell):
             idx = ops.zeros((rows, 4), ms.int32)
             wts = ops.concat([mask.reshape(-1, 1), ops.zeros((rows, 3), ms.float32)], 1)
             return idx, wts
-        pos = x * (m - 1)
-        base = ops.floor(pos)
-        offsets = Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
-        taps = base.reshape(-1, 1) + offsets
-        wts = keys_kernel(pos.reshape(-1, 1) - taps) * mask.reshape(-1, 1)
-        idx = ops.cast(ops.clip_by_value(taps, 0.0, float(m - 1)), ms.int32) + self.starts[k]
-        return idx, wts
+        idx, wts = four_taps(x * (m - 1), float(m - 1))
+        return idx + self.starts[k], wts * mask.reshape(-1, 1)
 
     def taps(self):
         """Indices and weights of every row (blocks stacked, each block's
@@ -261,10 +256,8 @@ def _spec_taps(spec, n):
     if m == 1:
         return ops.zeros((spec.rows, 4), ms.int32), \
             ops.concat([mask.reshape(-1, 1), ops.zeros((spec.rows, 3), ms.float32)], 1)
-    pos = x * (m - 1)
-    taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
-    wts = keys_kernel(pos.reshape(-1, 1) - taps) * mask.reshape(-1, 1)
-    return ops.cast(ops.clip_by_value(taps, 0.0, float(m - 1)), ms.int32), wts
+    idx, wts = four_taps(x * (m - 1), float(m - 1))
+    return idx, wts * mask.reshape(-1, 1)
 
 
 class _Axis:
@@ -423,11 +416,8 @@ class ElasticBucket(nn.Cell):
         mask = ops.cast(i < n, ms.float32)
         ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
         q = mask * (1.0 + self.table_integrate * (step * (1.0 - 0.5 * ends) * self.table_full - 1.0))
-        pos = ops.minimum(i * step, 1.0) * self.table_last
-        taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
-        wts = keys_kernel(pos.reshape(-1, 1) - taps) * q.reshape(-1, 1)
-        idx = ops.cast(ops.minimum(ops.maximum(taps, 0.0), self.table_last.reshape(-1, 1)), ms.int32)
-        return idx, wts
+        idx, wts = four_taps(ops.minimum(i * step, 1.0) * self.table_last, self.table_last.reshape(-1, 1))
+        return idx, wts * q.reshape(-1, 1)
 
     def _samples(self, sizes):
         blocks = []
