@@ -37,6 +37,19 @@ def set_cell(root, path, new):
         object.__setattr__(parent, "cell_list", list(parent._cells.values()))
 
 
+def remove_cell(parent, name):
+    """Forget ``parent``'s sub-Cell ``name`` (nothing if it has none): its
+    parameters stop being ``parent``'s, and the attribute may then hold a
+    plain object."""
+    parent._cells.pop(name, None)
+
+
+def holds_parameters(cell):
+    """Whether ``cell`` holds parameters itself (a convolution, a BatchNorm),
+    not only through its sub-Cells."""
+    return bool(getattr(cell, "_params", None))
+
+
 def name_parameters_by_path(root):
     """Give every parameter its path in the Cell tree as its name, so names
     are unique (checkpoints and optimisers key on them) after Cells were
@@ -156,5 +169,6 @@ def clone(cell):
     return name_parameters_by_path(copy_tree(cell, lambda c: None))
 
 
-__all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "last_compiled_phase",
-           "name_parameters_by_path", "renew_graph_identity", "run_probed", "run_shapes", "set_cell"]
+__all__ = ["clone", "compiled_phases", "copy_tree", "drop_compiled_graphs", "get_cell", "holds_parameters",
+           "last_compiled_phase", "name_parameters_by_path", "remove_cell", "renew_graph_identity", "run_probed",
+           "run_shapes", "set_cell"]

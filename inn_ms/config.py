@@ -23,7 +23,7 @@ import os
 
 import yaml
 
-from inn_ms.builders import find_builder
+from inn_ms.builders import TASKS, find_builder
 
 _MISSING = object()
 
@@ -139,7 +139,6 @@ DEVICES = ("CPU", "GPU", "Ascend")
 CLASSIFICATION_DATASETS = ("mnist_subset", "digits", "cifar10", "imagefolder")
 SR_DATASETS = ("skimage_photos", "paired")
 DATASETS = CLASSIFICATION_DATASETS + SR_DATASETS
-TASKS = ("classification", "super_resolution")
 # data keys that only one task reads (the other refuses them when set)
 _CLASSIFICATION_DATA_KEYS = ("root", "train_dir", "val_dir", "image_size")
 _SR_DATA_KEYS = ("scale", "patch_size", "lr_dir", "hr_dir", "val_lr_dir", "val_hr_dir", "max_side")

@@ -12,7 +12,9 @@ such matrix per dimension (the kernel is separable).
 through: the kernel stretched to low-pass filter (antialiased resampling of
 weights, :mod:`inn_ms.resampling`; downscaling images,
 :mod:`inn_ms.data.sr`), centred anywhere, taps past the ends clamped or
-mirrored, rows summing to one.
+mirrored, rows summing to one. :func:`four_taps` is the kernel matrix's
+non-zero band (four taps a row) for sampling by gathers at run-time sizes
+(the elastic network).
 
 Two evaluators:
 
@@ -25,6 +27,7 @@ Two evaluators:
   takes its output size as a tensor (in-graph resizing for elastic export).
 """
 import numpy as np
+import mindspore as ms
 from mindspore import Tensor, ops
 
 from inn_ms import _backend as B
@@ -69,6 +72,18 @@ def kernel_matrix(x, m, a=KEYS_A):
     k = keys_kernel(t, a)
     return B.concat_columns(
         [k[:, 1:2] + k[:, 0:1], k[:, 2:m], k[:, m:m + 1] + k[:, m + 1:m + 2]], like=k)
+
+
+def four_taps(pos, last, a=KEYS_A):
+    """The Keys kernel's four taps around positions ``pos`` (grid units, a
+    float32 tensor of shape ``(n,)``) on the grid ``0 … last`` (a number,
+    or a tensor broadcasting against ``(n, 1)``): ``(idx, wts)``, int32
+    grid indices ``(n, 4)`` clamped to the grid, and their weights. Adding
+    each row's weights at its indices gives that row of
+    :func:`kernel_matrix` at nodes ``pos / last``."""
+    taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
+    wts = keys_kernel(pos.reshape(-1, 1) - taps, a)
+    return ops.cast(ops.minimum(ops.maximum(taps, 0.0), last), ms.int32), wts
 
 
 EDGES = ("clamp", "mirror")

@@ -57,7 +57,8 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.cells import copy_tree, name_parameters_by_path
-from inn_ms.cubic import keys_kernel
+from inn_ms.cubic import four_taps
+from inn_ms.export import check_input_shape, export_mindir
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
 from inn_ms.partition import CompositePartition, size_range
@@ -129,13 +130,8 @@ class ElasticAxis(nn.Cell):
             idx = ops.zeros((rows, 4), ms.int32)
             wts = ops.concat([mask.reshape(-1, 1), ops.zeros((rows, 3), ms.float32)], 1)
             return idx, wts
-        pos = x * (m - 1)
-        base = ops.floor(pos)
-        offsets = Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
-        taps = base.reshape(-1, 1) + offsets
-        wts = keys_kernel(pos.reshape(-1, 1) - taps) * mask.reshape(-1, 1)
-        idx = ops.cast(ops.clip_by_value(taps, 0.0, float(m - 1)), ms.int32) + self.starts[k]
-        return idx, wts
+        idx, wts = four_taps(x * (m - 1), float(m - 1))
+        return idx + self.starts[k], wts * mask.reshape(-1, 1)
 
     def taps(self):
         """Indices and weights of every row (blocks stacked, each block's
@@ -260,10 +256,8 @@ def _spec_taps(spec, n):
     if m == 1:
         return ops.zeros((spec.rows, 4), ms.int32), \
             ops.concat([mask.reshape(-1, 1), ops.zeros((spec.rows, 3), ms.float32)], 1)
-    pos = x * (m - 1)
-    taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
-    wts = keys_kernel(pos.reshape(-1, 1) - taps) * mask.reshape(-1, 1)
-    return ops.cast(ops.clip_by_value(taps, 0.0, float(m - 1)), ms.int32), wts
+    idx, wts = four_taps(x * (m - 1), float(m - 1))
+    return idx, wts * mask.reshape(-1, 1)
 
 
 class _Axis:
@@ -422,11 +416,8 @@ class ElasticBucket(nn.Cell):
         mask = ops.cast(i < n, ms.float32)
         ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
         q = mask * (1.0 + self.table_integrate * (step * (1.0 - 0.5 * ends) * self.table_full - 1.0))
-        pos = ops.minimum(i * step, 1.0) * self.table_last
-        taps = ops.floor(pos).reshape(-1, 1) + Tensor(np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32))
-        wts = keys_kernel(pos.reshape(-1, 1) - taps) * q.reshape(-1, 1)
-        idx = ops.cast(ops.minimum(ops.maximum(taps, 0.0), self.table_last.reshape(-1, 1)), ms.int32)
-        return idx, wts
+        idx, wts = four_taps(ops.minimum(i * step, 1.0) * self.table_last, self.table_last.reshape(-1, 1))
+        return idx, wts * q.reshape(-1, 1)
 
     def _samples(self, sizes):
         blocks = []
@@ -537,13 +528,9 @@ def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
     if not all(0 < f <= 1 for f in fractions):
         raise ValueError(f"make_elastic: bucket fractions must be in (0, 1], got {buckets!r}")
     group_index = {id(p): k for k, p in enumerate(model.groups.values())}
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         base = copy_tree(model.network, lambda c: None)  # the elastic network's own control weights
         branches = [_bucket(base, group_index, bucket_rows(model, f)) for f in fractions]
-    finally:
-        model.resize(sizes=saved)
     net = ElasticNetwork(base, branches, model.groups.keys(), model.full_sizes.values(), fractions,
                          elastic_ranges(model))
     return name_parameters_by_path(net)
@@ -626,13 +613,8 @@ def export_elastic(model, path, input_shape, dynamic_batch=True, backend="native
     checks), so no MindIR is written that cannot run its own input. The
     file records every group's name and range, which
     :class:`inn_ms.export.MindIRGraph` checks ``sizes`` against."""
-    from inn_ms.export import check_input_shape, export_mindir
-    saved = dict(model.sizes)
-    try:
-        model.resize(sizes=dict(model.full_sizes))
+    with model.at_sizes(model.full_sizes):
         shape = check_input_shape(model.discretize(), input_shape)
-    finally:
-        model.resize(sizes=saved)
     net = make_elastic(model, buckets=buckets)
     ranges = elastic_ranges(model)
     groups = [{"name": g, "full": int(model.full_sizes[g]), "low": low, "high": high}

@@ -65,15 +65,13 @@ def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_o
         raise ValueError("sizes_for_budget: give params= and/or macs=")
     if macs is not None and input_shape is None:
         raise ValueError("sizes_for_budget: a MAC budget needs input_shape=")
-    saved = dict(model.sizes)
-
     def fits(keep):
         model.resize(keep=keep, multiple_of=multiple_of)
         plain = model.discretize()
         ok = params is None or count_parameters(plain) <= params
         return ok and (macs is None or macs_of(plain, input_shape, _positions(model, plain, input_shape)) <= macs)
 
-    try:
+    with model.at_sizes():
         if fits(1.0):
             return model.sizes_for_keep(1.0, multiple_of)
         low, high = 1e-3, 1.0
@@ -84,8 +82,6 @@ def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_o
             mid = (low + high) / 2
             low, high = (mid, high) if fits(mid) else (low, mid)
         return model.sizes_for_keep(low, multiple_of)
-    finally:
-        model.resize(sizes=saved)
 
 
 def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None, multiple_of=1,
@@ -131,18 +127,17 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     # Checked (and synthesized) only when needed; bad images are refused either way.
     images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress) \
         if repaired or repair == "calib" else None
-    saved, saved_rules = dict(model.sizes), model.resampling
+    saved_rules = model.resampling
     try:
         if resampling is not None:
             model.set_resampling(resampling)
-        model.resize(sizes=dict(target))
-        plain = model.discretize()
-        if repaired:
-            refit(model, plain, images, maps=output_maps(model), progress=progress)
+        with model.at_sizes(target):
+            plain = model.discretize()
+            if repaired:
+                refit(model, plain, images, maps=output_maps(model), progress=progress)
         rules = model.resampling
     finally:
         model.set_resampling(saved_rules)
-        model.resize(sizes=saved)
     report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters(),
               "resampling": rules, "repair": repair, "repaired": repaired,
               "calib_images": int(len(images)) if repaired else 0}

@@ -31,6 +31,7 @@ computed in the graph from the partition's nodes, so gradients reach them.
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from inn_ms.cells import remove_cell
 from inn_ms.keyed import SizeKeyed
 from inn_ms.partition import CompositePartition
 from inn_ms.resampling import sampling_matrix
@@ -134,8 +135,7 @@ class AxisSampler(SizeKeyed, nn.Cell):
         if self.trainable:
             self.partition = partition
         else:
-            if "partition" in self._cells:
-                del self._cells["partition"]
+            remove_cell(self, "partition")
             self._partition = [partition]
         partition.add_listener(self)
         self.partition_changed()

@@ -36,13 +36,13 @@ import numpy as np
 import mindspore as ms
 from tqdm.auto import tqdm
 
-from inn_ms.latency import candidate_sizes, check_candidates, check_for, predict
+from inn_ms.latency import candidate_sizes, check_candidates, check_for, measure_network, predict
 from inn_ms.metrics import predict as run_batches, psnr
 from inn_ms.model import count_parameters
 from inn_ms.prune import _positions, check_shape, macs_of
 from inn_ms.resampling import check_rule
 from inn_ms.cells import renew_graph_identity
-from inn_ms.tasks import execution_mode
+from inn_ms.tasks import _save_figure, execution_mode
 
 logger = logging.getLogger(__name__)
 
@@ -403,7 +403,6 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
     Returns rows ``{"keep", "budget", "uniform": {...}, "searched": {...}}``,
     each side with sizes, score, MACs, parameters and (with a table)
     measured latency."""
-    from inn_ms.latency import measure_network
     if kind not in KINDS:
         raise ValueError(f"front: kind must be one of {KINDS}, got {kind!r}")
     if table is not None and folder is None:
@@ -463,7 +462,6 @@ def plot_front(rows, path, title=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from inn_ms.tasks import _save_figure
     axes = [("macs", "MACs per sample (M)", 1e-6)]
     if rows and "latency" in rows[0]["uniform"]:
         axes.append(("latency", "measured latency (ms)", 1e3))

@@ -27,6 +27,7 @@ of its own (``features.3.conv.1.0`` is ``features.2.body.3``).
 """
 from mindspore import nn, ops
 
+from inn_ms.cells import holds_parameters
 from inn_ms.convert.torch_names import torchvision_mobilenet_v2_table
 from model_zoo.factory import check_stem, finish, make_factory, scaled
 from model_zoo.registry import register_model
@@ -91,9 +92,10 @@ class MobileNetV2(nn.Cell):
         ``features.{b-1}.body``, ``features.18`` the last convolution and
         BatchNorm, ``classifier.1`` is ``classifier``."""
         cells = list(self.features.name_cells().items())
-        blocks = [[f"features.{name}.body.{i}" for i, c in cell.body.name_cells().items() if c._params]
+        blocks = [[f"features.{name}.body.{i}" for i, c in cell.body.name_cells().items() if holds_parameters(c)]
                   for name, cell in cells if isinstance(cell, InvertedResidual)]
-        tail = [f"features.{name}" for name, cell in cells if not isinstance(cell, InvertedResidual) and cell._params]
+        tail = [f"features.{name}" for name, cell in cells
+                if not isinstance(cell, InvertedResidual) and holds_parameters(cell)]
         return torchvision_mobilenet_v2_table(["stem.0", "stem.1"], blocks, tail, "classifier")
 
 

@@ -17,10 +17,8 @@ epochs at Adam 1e-3 with cosine decay).
 """
 import argparse
 import gc
-import json
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("GLOG_v", "3")
@@ -33,6 +31,7 @@ from mindspore import Tensor, nn  # noqa: E402
 
 from inn_ms.convert import convert  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
+from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.prune import prune  # noqa: E402
 from inn_ms.repair import clear_cache  # noqa: E402
 from inn_ms.metrics import accuracy  # noqa: E402
@@ -156,12 +155,8 @@ def main(argv=None):
             accs = r[label]
             print(f"{name:<12} {label:<7}" + "".join(f"{100 * a:>7.1f}" for a in accs)
                   + f"  {100 * (accs[0] - min(accs)):>6.1f}")
-    folder = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"args": vars(args), "results": results}, f, indent=1)
-    os.replace(tmp, args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_json(args.out, {"args": vars(args), "results": results}, indent=1)
     return 0
 
 

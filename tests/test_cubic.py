@@ -10,7 +10,7 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from inn_ms.cubic import KEYS_A, kernel_matrix, keys_kernel, resize_bicubic, sample
+from inn_ms.cubic import KEYS_A, four_taps, kernel_matrix, keys_kernel, resize_bicubic, sample
 
 torch = pytest.importorskip("torch")
 
@@ -103,6 +103,46 @@ def test_kernel_matrix_identity_at_control_size(m):
 def test_kernel_matrix_identity_tensor(m, mode):
     k = _KM(m)(Tensor(corner_nodes(m).astype(np.float32))).asnumpy()
     np.testing.assert_allclose(k, np.eye(m), atol=1e-6)
+
+
+class _Taps(nn.Cell):
+    """four_taps inside a Cell (compiled in graph mode)."""
+
+    def construct(self, pos, last):
+        return four_taps(pos, last)
+
+
+def _band_to_dense(idx, wts, m):
+    dense = np.zeros((len(idx), m))
+    np.add.at(dense, (np.repeat(np.arange(len(idx)), 4), idx.reshape(-1)), wts.reshape(-1))
+    return dense
+
+
+@pytest.mark.parametrize("m", [1, 2, 4, 11])
+def test_four_taps_are_the_kernel_matrix_band(m, mode, rng):
+    """The elastic network samples by four gathers a row: summed at their
+    indices, the taps are the rows of the reference kernel matrix."""
+    x = np.sort(rng.uniform(0, 1, 17)).astype(np.float32)
+    x[0], x[-1] = 0, 1
+    idx, wts = _Taps()(Tensor(x * (m - 1)), float(m - 1))
+    assert idx.dtype == ms.int32 and idx.shape == wts.shape == (17, 4)
+    assert idx.asnumpy().min() >= 0 and idx.asnumpy().max() <= m - 1
+    np.testing.assert_allclose(_band_to_dense(idx.asnumpy(), wts.asnumpy(), m),
+                               ref_kernel(x.astype(np.float64), m), atol=2e-6)
+
+
+def test_four_taps_with_a_grid_per_row(mode, rng):
+    """``last`` per row (the elastic bucket's table of blocks of different
+    control sizes): each row is its own grid's kernel-matrix row."""
+    ms_ = rng.choice([1, 2, 3, 6, 9], 12)
+    x = rng.uniform(0, 1, 12).astype(np.float32)
+    x[:2] = 0, 1
+    last = (ms_ - 1).astype(np.float32)
+    idx, wts = _Taps()(Tensor(x * last), Tensor(last.reshape(-1, 1)))
+    dense = _band_to_dense(idx.asnumpy(), wts.asnumpy(), int(ms_.max()))
+    for row, (xi, m) in enumerate(zip(x, ms_)):
+        np.testing.assert_allclose(dense[row, :m], ref_kernel(np.array([xi], np.float64), int(m))[0], atol=2e-6)
+        assert not dense[row, m:].any()
 
 
 @pytest.mark.parametrize("m", [1, 2, 4, 11])

@@ -9,7 +9,7 @@ import pytest
 
 from inn_ms.config import validate
 from inn_ms.data.sources import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Cifar10Source,
-                             ImageFolderSource, build_sources, epoch_order, shard)
+                             ImageFolderSource, classification_sources, epoch_order, shard)
 
 # MindSpore's CIFAR-10 reader expects the real file layout: 10,000 records of
 # 1 label byte + 3,072 pixel bytes (R, G, B planes of 32x32) per batch file.
@@ -100,7 +100,7 @@ def image_folder(tmp_path_factory):
 def test_imagefolder_labels_and_normalisation(image_folder):
     root, colours = image_folder
     cfg = validate({"model": {"name": "m"}, "data": {"name": "imagefolder", "root": root, "image_size": 16}})
-    train, val = build_sources(cfg["data"])
+    train, val = classification_sources(cfg["data"])
     assert isinstance(val, ImageFolderSource)
     assert (train.size, val.size, train.num_classes, val.input_shape) == (6, 6, 2, (3, 16, 16))
     assert val.class_indexing == {"cat": 0, "dog": 1}
@@ -128,7 +128,7 @@ def test_imagefolder_errors(tmp_path):
 def test_offline_sets():
     from inn_ms.data import mnist_subset
     cfg = validate({"model": {"name": "m"}, "data": {"name": "mnist_subset", "n_train": 100, "n_test": 50}})
-    train, test = build_sources(cfg["data"])
+    train, test = classification_sources(cfg["data"])
     xtr, ytr, xte, yte = mnist_subset(100, 50)
     xs, ys = test.arrays(batch_size=16)
     np.testing.assert_array_equal(xs, xte)
@@ -143,7 +143,7 @@ def test_offline_sets():
     np.testing.assert_allclose(xte, (raw_test - raw_train.mean()) / raw_train.std(), rtol=1e-5, atol=1e-5)
 
     cfg = validate({"model": {"name": "m"}, "data": {"name": "digits", "image_size": 16, "n_train": 1000}})
-    train, test = build_sources(cfg["data"])
+    train, test = classification_sources(cfg["data"])
     from sklearn.datasets import load_digits
     assert (train.size, test.size, train.input_shape) == (1000, 797, (1, 16, 16))
     assert abs(train.x.mean()) < 1e-4 and abs(train.x.std() - 1) < 1e-4

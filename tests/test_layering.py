@@ -8,7 +8,9 @@ registers its networks in :mod:`inn_ms.builders`. A module may import its
 own layer and the ones below; a package facade (``inn_ms/__init__.py``,
 ``model_zoo/__init__.py``) may import its package's modules, and nothing
 inside the package imports it. The library never imports ``model_zoo`` or
-``scripts``.
+``scripts``. Two more rules of where code lives, read the same way: only
+``inn_ms/cells.py`` touches MindSpore's Cell internals, and only
+``inn_ms/fileio.py`` writes a file by a temporary name and a rename.
 """
 import ast
 import os
@@ -173,3 +175,71 @@ def test_no_import_loop():
                                          ({"a": {"b": 1}, "b": {"c": 2}, "c": {}}, False)])
 def test_the_loop_finder_finds_loops(graph, loop):
     assert (find_cycle(graph) is not None) == loop
+
+
+# MindSpore's Cell internals (and its graph executor's), which only
+# inn_ms/cells.py may touch: everything else goes through its functions.
+CELL_INTERNALS = {"_cells", "_params", "cell_list", "_compile_cache", "_phase_cache", "_create_time",
+                  "_cell_graph_executor", "_CellGraphExecutor"}
+
+
+def internal_uses(path):
+    """``[(line, name)]``: attributes, imported names and strings of
+    :data:`CELL_INTERNALS` in the source at ``path``."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in CELL_INTERNALS:
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Constant) and node.value in CELL_INTERNALS:
+            found.append((node.lineno, node.value))
+        elif isinstance(node, ast.ImportFrom):
+            found += [(node.lineno, a.name) for a in node.names if a.name in CELL_INTERNALS]
+    return found
+
+
+def test_cell_surgery_on_mindspore_internals_is_in_one_module():
+    bad = [f"{name}:{line} uses {what}" for name, path in modules().items() if name != f"{PACKAGE}.cells"
+           for line, what in internal_uses(path)]
+    assert not bad, "\n".join(bad)
+    assert internal_uses(os.path.join(ROOT, PACKAGE, "cells.py"))  # the check sees them where they are
+
+
+def test_the_internals_finder_finds_attributes_strings_and_imports(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("from mindspore.common.api import _cell_graph_executor\n"
+                    "x = cell._cells\ny = getattr(cell, '_params', None)\nz = cell.cells()\n")
+    assert internal_uses(str(path)) == [(1, "_cell_graph_executor"), (2, "_cells"), (3, "_params")]
+
+
+# Calls that write a file by a temporary name and a rename: only the one
+# atomic writer (inn_ms/fileio.py) makes them. inn_ms/checkpoint.py renames
+# a damaged checkpoint aside (a move, not a write).
+RENAMING_WRITES = {("os", "replace"), ("os", "rename"), ("tempfile", "mkstemp"), ("tempfile", "NamedTemporaryFile")}
+MAY_RENAME = {os.path.join(PACKAGE, "fileio.py"): RENAMING_WRITES,
+              os.path.join(PACKAGE, "checkpoint.py"): {("os", "replace")}}
+
+
+def renaming_writes(path):
+    """``[(line, "module.function")]`` of the calls of :data:`RENAMING_WRITES` in ``path``."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    return [(node.lineno, f"{node.func.value.id}.{node.func.attr}") for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in RENAMING_WRITES]
+
+
+def test_atomic_writes_go_through_the_one_writer():
+    bad = []
+    for top in (PACKAGE, ZOO, "scripts"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in sorted(files):
+                if not f.endswith(".py"):
+                    continue
+                rel = os.path.relpath(os.path.join(folder, f), ROOT)
+                allowed = {".".join(a) for a in MAY_RENAME.get(rel, ())}
+                bad += [f"{rel}:{line} calls {call}" for line, call in renaming_writes(os.path.join(ROOT, rel))
+                        if call not in allowed]
+    assert not bad, "write through inn_ms.fileio (atomic_write, write_bytes/text/json):\n" + "\n".join(bad)
+    assert renaming_writes(os.path.join(ROOT, PACKAGE, "fileio.py"))  # the check sees the writer's own calls

@@ -181,3 +181,47 @@ def test_compression_after_pipeline_b_counts_the_full_network(resnet):
     assert c["full_params"] == full
     assert c["params"] == half
     assert c["compression"] == 1 - half / full
+
+
+def test_at_sizes_runs_a_block_at_other_sizes_and_puts_the_old_ones_back(resnet):
+    resnet.resize(sizes={"s2": 5})
+    before = dict(resnet.sizes)
+    with resnet.at_sizes(keep=0.5) as model:
+        assert model is resnet and dict(resnet.sizes) == dict(resnet.sizes_for_keep(0.5))
+        resnet.resize(sizes={"s1": 3})  # a resize inside the block is undone as well
+    assert dict(resnet.sizes) == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with resnet.at_sizes(resnet.full_sizes):
+            assert dict(resnet.sizes) == dict(resnet.full_sizes)
+            raise RuntimeError("inside")
+    assert dict(resnet.sizes) == before
+    with pytest.raises(ValueError, match="s0"):
+        with resnet.at_sizes({"s0": 0}):
+            pass
+    assert dict(resnet.sizes) == before
+
+
+def test_pruning_budgets_elastic_networks_and_conversion_checks_leave_the_sizes_alone(resnet, rng):
+    """The library's own "at these sizes, then back" blocks (all written with
+    ``at_sizes``) give the model back at the sizes it had, also on an error."""
+    from inn_ms.convert import check_conversion, convert
+    from inn_ms.elastic import make_elastic
+    from inn_ms.prune import prune, sizes_for_budget
+    resnet.resize(sizes={"s1": 5, "s2": 6})
+    before = dict(resnet.sizes)
+    plain, report = prune(resnet, keep=0.5)
+    assert report["sizes"] == dict(resnet.sizes_for_keep(0.5)) and plain.fc.weight.shape[1] == report["sizes"]["s2"]
+    sizes = sizes_for_budget(resnet, params=count_parameters(plain))
+    assert count_parameters(prune(resnet, sizes=sizes)[0]) <= count_parameters(plain)
+    with pytest.raises(ValueError, match="no width meets the budget"):
+        sizes_for_budget(resnet, params=1)
+    make_elastic(resnet, buckets=(0.5,))
+    assert dict(resnet.sizes) == before
+
+    original = create_model("resnet_small", integral=False, widths=(8, 16, 16), blocks=1)
+    x = rng.normal(size=(1, 3, 16, 16)).astype(np.float32)
+    model = convert(original, x)
+    model.resize(keep=0.5)
+    half = dict(model.sizes)
+    assert check_conversion(original, model, x) <= 1e-5
+    assert dict(model.sizes) == half

@@ -119,7 +119,7 @@ def test_edsr_trains_and_evaluates_from_lr_input(tmp_path):
 
 def test_patch_source_is_a_function_of_seed_epoch_and_index(tmp_path):
     from PIL import Image
-    from inn_ms.data import sr as data_sr
+    from inn_ms.data import build_source, sr as data_sr
     rng = np.random.default_rng(0)
     for d in ("lr", "hr", "vlr", "vhr"):
         (tmp_path / d).mkdir()
@@ -134,7 +134,7 @@ def test_patch_source_is_a_function_of_seed_epoch_and_index(tmp_path):
                     "data": {"name": "paired", "lr_dir": str(tmp_path / "lr"), "hr_dir": str(tmp_path / "hr"),
                              "val_lr_dir": str(tmp_path / "vlr"), "val_hr_dir": str(tmp_path / "vhr"),
                              "patch_size": 5, "n_train": 6}})
-    src = data_sr.build_source(cfg["data"], upscaled=False, train=True)
+    src = build_source(cfg["data"], train=True, upscaled=False)
     assert src.size == 6
     x, y = src.sample(3, epoch=1, seed=7, augment=False)
     np.testing.assert_array_equal(x, src.sample(3, epoch=1, seed=7, augment=False)[0])
@@ -152,7 +152,7 @@ def test_patch_source_is_a_function_of_seed_epoch_and_index(tmp_path):
     for (xa, ya), (xb, yb) in zip(threaded, src.batches([5, 0, 3, 1], 2, epoch=1, seed=7, augment=True)):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-    pairs = data_sr.build_source(cfg["data"], upscaled=False, train=False)
+    pairs = build_source(cfg["data"], train=False, upscaled=False)
     assert [p[0] for p in pairs] == ["a.png", "b.png"] and pairs[1][2].shape == (12, 15) and pairs[1][3] is None
 
 

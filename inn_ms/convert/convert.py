@@ -30,7 +30,7 @@ from inn_ms.builders import converted_architecture
 from inn_ms.cells import clone, get_cell, name_parameters_by_path, set_cell
 from inn_ms.convert.permute import permute_channels
 from inn_ms.convert.weights import check_values, network_parameters
-from inn_ms.graph.channels import find_channel_groups
+from inn_ms.graph.channels import ChannelGroups, find_channel_groups
 from inn_ms.graph.flops import graph_positions
 from inn_ms.graph.kinds import layer_kind
 from inn_ms.graph.mindir import _as_tensor, trace
@@ -173,7 +173,6 @@ def rebuild_converted(network, plan, quadrature="trapezoid"):
     ``network`` without tracing or checking anything: its BatchNorms folded
     as recorded, its layers on continuous groups made integral. Weights
     (and the channel order) are whatever is loaded into it next."""
-    from inn_ms.graph.channels import ChannelGroups
     net = clone_network(network)
     net.set_train(False)
     folded = plan.get("folded", {})
@@ -244,7 +243,6 @@ def check_conversion(original, model, example_input, tolerance=1e-5, seed=0):
     (the floor is measured only when ``tolerance`` is exceeded). The error
     states the tolerance used and how it was set."""
     inputs = check_inputs(example_input, seed)
-    saved = dict(model.sizes)
     was = original.training
     mode = ms.get_context("mode")
     worst, floor = 0.0, None
@@ -252,38 +250,38 @@ def check_conversion(original, model, example_input, tolerance=1e-5, seed=0):
         # Eager: three networks run once each; compiling them in graph mode
         # would cost more than running them.
         ms.set_context(mode=ms.PYNATIVE_MODE)
-        model.resize(sizes=dict(model.full_sizes))
         original.set_train(False)
         model.set_train(False)
-        plain = model.discretize()
-        plain.set_train(False)
-        for what, x in inputs:
-            ref = original(x).asnumpy()
-            if not np.all(np.isfinite(ref)):
-                raise ConversionError(f"convert: the original network's output on {what} is not finite, so the "
-                                      f"conversion cannot be checked")
-            scale = max(float(np.max(np.abs(ref))), 1e-12)
-            for which, net in (("integral", model), ("discretized", plain)):
-                out = net(x).asnumpy()
-                if out.shape != ref.shape or not np.all(np.isfinite(out)):
-                    raise ConversionError(f"convert: the {which} network's output on {what} is "
-                                          f"{'not finite' if out.shape == ref.shape else f'of shape {out.shape}'}"
-                                          f" where the original's is finite (shape {ref.shape}); please report "
-                                          f"this network")
-                err = float(np.max(np.abs(out - ref))) / scale
-                if err > tolerance:
-                    if floor is None:
-                        floor = rounding_floor(original, inputs[0][1])
-                    allowed = max(tolerance, FLOOR_FACTOR * floor)
-                    if not err <= allowed:
-                        raise ConversionError(
-                            f"convert: the {which} network differs from the original by {err:.3g} of the largest "
-                            f"output on {what}; tolerance {allowed:.3g}, the larger of tolerance={tolerance:.3g} and "
-                            f"{FLOOR_FACTOR} x {floor:.3g} (how much one float32 rounding step in every weight "
-                            f"moves this network's output); please report this network")
-                worst = max(worst, err)
+        with model.at_sizes(model.full_sizes):
+            plain = model.discretize()
+            plain.set_train(False)
+            for what, x in inputs:
+                ref = original(x).asnumpy()
+                if not np.all(np.isfinite(ref)):
+                    raise ConversionError(f"convert: the original network's output on {what} is not finite, so the "
+                                          f"conversion cannot be checked")
+                scale = max(float(np.max(np.abs(ref))), 1e-12)
+                for which, net in (("integral", model), ("discretized", plain)):
+                    out = net(x).asnumpy()
+                    if out.shape != ref.shape or not np.all(np.isfinite(out)):
+                        raise ConversionError(f"convert: the {which} network's output on {what} is "
+                                              f"{'not finite' if out.shape == ref.shape else f'of shape {out.shape}'}"
+                                              f" where the original's is finite (shape {ref.shape}); please report "
+                                              f"this network")
+                    err = float(np.max(np.abs(out - ref))) / scale
+                    if err > tolerance:
+                        if floor is None:
+                            floor = rounding_floor(original, inputs[0][1])
+                        allowed = max(tolerance, FLOOR_FACTOR * floor)
+                        if not err <= allowed:
+                            raise ConversionError(
+                                f"convert: the {which} network differs from the original by {err:.3g} of the "
+                                f"largest output on {what}; tolerance {allowed:.3g}, the larger of "
+                                f"tolerance={tolerance:.3g} and {FLOOR_FACTOR} x {floor:.3g} (how much one float32 "
+                                f"rounding step in every weight moves this network's output); please report this "
+                                f"network")
+                    worst = max(worst, err)
     finally:
-        model.resize(sizes=saved)
         original.set_train(was)
         ms.set_context(mode=mode)
     if floor is None:

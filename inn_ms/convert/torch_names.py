@@ -19,6 +19,7 @@ weights come from (mindcv's ResNet max-pool moves ResNet-18 logits by
 1.6–2.8 % at 224×224). :func:`padding_differences` names such cells;
 :func:`~inn_ms.convert.weights.load_torch_weights` logs a warning with them.
 """
+from inn_ms.cells import holds_parameters
 
 __all__ = ["architecture_table", "padding_differences", "torchvision_mobilenet_v2_table"]
 
@@ -29,7 +30,7 @@ def _own_parameter_cells(root, prefix=""):
     registration order."""
     out = []
     for path, cell in root.cells_and_names():
-        if getattr(cell, "_params", None):
+        if holds_parameters(cell):
             out.append(f"{prefix}.{path}" if prefix and path else (path or prefix))
     return out
 
@@ -77,7 +78,7 @@ def _mindcv_mobilenet_v2(net):
         path = f"features.{name}"
         if hasattr(cell, "layers"):
             blocks.append(_own_parameter_cells(cell, path))
-        elif getattr(cell, "_params", None):
+        elif holds_parameters(cell):
             (tail if blocks else stem).append(path)
     classifier = [p for p in _own_parameter_cells(net.classifier, "classifier")]
     if len(stem) != 2 or len(tail) != 2 or len(classifier) != 1:

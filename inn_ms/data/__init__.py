@@ -15,6 +15,8 @@ drop_remainder)``, yielding numpy ``(x, y)`` batches of the samples
 ...)`` alone; :func:`build_source` builds one from a config's ``data``
 section, whichever task it is for.
 """
+from inn_ms.config import SR_DATASETS
+from inn_ms.data import sources, sr
 from inn_ms.data.offline import digits, mnist_subset
 
 
@@ -24,11 +26,9 @@ def build_source(data, train, upscaled=True):
     super-resolution set a :class:`~inn_ms.data.sr.PatchSource` (training)
     or the evaluation image pairs; ``upscaled``: the network takes the
     bicubic-upscaled image (super resolution only)."""
-    from inn_ms.config import SR_DATASETS
-    from inn_ms.data import sources, sr
     if data["name"] in SR_DATASETS:
-        return sr.build_source(data, upscaled, train)
-    return sources.build_source(data, train)
+        return sr.sr_source(data, train, upscaled)
+    return sources.classification_source(data, train)
 
 
 __all__ = ["build_source", "digits", "mnist_subset"]

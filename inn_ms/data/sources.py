@@ -234,7 +234,7 @@ def image_problem(path):
     return None
 
 
-def build_source(data, train):
+def classification_source(data, train):
     """The training (``train=True``) or evaluation :class:`Source` of a
     config's classification ``data`` section (:func:`inn_ms.data.build_source`
     takes either task's)."""
@@ -255,9 +255,9 @@ def build_source(data, train):
     raise ValueError(f"unknown data set {name!r}")
 
 
-def build_sources(data):
+def classification_sources(data):
     """``(train, eval)`` sources of a config's ``data`` section."""
-    return build_source(data, True), build_source(data, False)
+    return classification_source(data, True), classification_source(data, False)
 
 
 def epoch_order(size, seed, epoch):

@@ -375,10 +375,11 @@ def paired_dataset(lr_dir, hr_dir, scale, patch_size=None, upscaled=True, batch_
     return data.batch(batch_size, drop_remainder=batch_size > 1)
 
 
-def build_source(data, upscaled, train):
+def sr_source(data, train, upscaled=True):
     """The training :class:`PatchSource` (``train=True``) or the evaluation
-    pairs ``[(name, hr, lr, up)]`` of a config's ``data`` section
-    (:mod:`inn_ms.config`; ``skimage_photos`` or ``paired``).
+    pairs ``[(name, hr, lr, up)]`` of a config's super-resolution ``data``
+    section (``skimage_photos`` or ``paired``; :func:`inn_ms.data.build_source`
+    takes either task's).
     ``upscaled``: the network takes the bicubic-upscaled image (SRCNN)
     rather than the LR image (EDSR). Training samples per epoch:
     ``n_train`` (default 1,000 patches for the photos, one per image for
