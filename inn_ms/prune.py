@@ -36,7 +36,7 @@ def macs_of(network, input_shape, positions=None):
     return macs_from_weights(network, positions)[0]
 
 
-def _positions(model, plain, input_shape):
+def model_positions(model, plain, input_shape):
     """Per-layer output positions of ``model``'s plain networks for
     ``input_shape`` (they do not depend on the width): those its conversion
     recorded for that sample shape, else traced once per model and shape."""
@@ -69,7 +69,7 @@ def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_o
         model.resize(keep=keep, multiple_of=multiple_of)
         plain = model.discretize()
         ok = params is None or count_parameters(plain) <= params
-        return ok and (macs is None or macs_of(plain, input_shape, _positions(model, plain, input_shape)) <= macs)
+        return ok and (macs is None or macs_of(plain, input_shape, model_positions(model, plain, input_shape)) <= macs)
 
     with model.at_sizes():
         if fits(1.0):
@@ -142,7 +142,7 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
               "resampling": rules, "repair": repair, "repaired": repaired,
               "calib_images": int(len(images)) if repaired else 0}
     if input_shape is not None:
-        positions = _positions(model, plain, input_shape)
+        positions = model_positions(model, plain, input_shape)
         report["macs"] = macs_of(plain, input_shape, positions)
         with model.at_sizes(model.full_sizes):
             report["full_macs"] = macs_of(model.discretize(), input_shape, positions)

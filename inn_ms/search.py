@@ -39,10 +39,10 @@ from tqdm.auto import tqdm
 from inn_ms.latency import candidate_sizes, check_candidates, check_for, measure_network, predict
 from inn_ms.metrics import predict as run_batches, psnr
 from inn_ms.model import count_parameters
-from inn_ms.prune import _positions, check_shape, macs_of
+from inn_ms.prune import check_shape, macs_of, model_positions
 from inn_ms.resampling import check_rule
 from inn_ms.cells import renew_graph_identity
-from inn_ms.tasks import _save_figure, execution_mode
+from inn_ms.tasks import execution_mode, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Problem:
         net = self._network(idx)
         if kind == "params":
             return count_parameters(net)
-        return macs_of(net, self.input_shape, _positions(self.model, net, self.input_shape))
+        return macs_of(net, self.input_shape, model_positions(self.model, net, self.input_shape))
 
     def cost(self, idx):
         idx = tuple(idx)
@@ -422,7 +422,7 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
         with model.at_sizes(sizes):
             net = model.discretize()
         out = {"sizes": dict(sizes), "params": count_parameters(net),
-               "macs": macs_of(net, shape, _positions(model, net, shape))}
+               "macs": macs_of(net, shape, model_positions(model, net, shape))}
         saved = model.resampling
         try:
             if resampling is not None:
@@ -479,7 +479,7 @@ def plot_front(rows, path, title=""):
         ax.grid(alpha=0.3)
         ax.legend()
     axs[0][0].set_title(title or f"searched widths vs uniform keep (at equal {rows[0]['kind'] if rows else ''})")
-    return _save_figure(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def prune_command(artifact, sizes, out="pruned.mindir", resampling=None, input_shape=None):

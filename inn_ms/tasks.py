@@ -233,7 +233,9 @@ def _figure():
     return plt, *plt.subplots(figsize=(5, 3.5))
 
 
-def _save_figure(plt, fig, path):
+def save_figure(plt, fig, path):
+    """Lay out ``fig``, write it to ``path`` atomically (format from the
+    extension) and close it."""
     fig.tight_layout()
     try:
         with atomic_write(path) as tmp:
@@ -251,7 +253,7 @@ def _finish_compression_plot(plt, fig, ax, ylabel, title, path):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save_figure(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_accuracy(rows, path, title=""):
