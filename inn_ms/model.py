@@ -169,16 +169,20 @@ class IntegralModel(SizeKeyed, nn.Cell):
         return self.sizes
 
     @contextlib.contextmanager
-    def at_sizes(self, sizes=None, keep=None, multiple_of=1):
+    def at_sizes(self, sizes=None, keep=None, multiple_of=1, resampling=None):
         """``with model.at_sizes(...):`` the model at these sizes (the
-        arguments of :meth:`resize`; none: the sizes it has), and back at the
-        sizes it had when the block ends, however it ends."""
-        saved = dict(self.sizes)
+        arguments of :meth:`resize`; none: the sizes it has), sampled with
+        ``resampling`` if given (as :meth:`set_resampling`), and back at the
+        sizes and rules it had when the block ends, however it ends."""
+        saved, saved_rules = dict(self.sizes), self.resampling
         try:
+            if resampling is not None:
+                self.set_resampling(resampling)
             if sizes is not None or keep is not None:
                 self.resize(sizes=None if sizes is None else dict(sizes), keep=keep, multiple_of=multiple_of)
             yield self
         finally:
+            self.set_resampling(saved_rules)
             self.resize(sizes=saved)
 
     def discretize(self):

@@ -127,17 +127,11 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     # Checked (and synthesized) only when needed; bad images are refused either way.
     images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress) \
         if repaired or repair == "calib" else None
-    saved_rules = model.resampling
-    try:
-        if resampling is not None:
-            model.set_resampling(resampling)
-        with model.at_sizes(target):
-            plain = model.discretize()
-            if repaired:
-                refit(model, plain, images, maps=output_maps(model), progress=progress)
+    with model.at_sizes(target, resampling=resampling):
+        plain = model.discretize()
+        if repaired:
+            refit(model, plain, images, maps=output_maps(model), progress=progress)
         rules = model.resampling
-    finally:
-        model.set_resampling(saved_rules)
     report = {"sizes": dict(target), "params": count_parameters(plain), "full_params": model.full_parameters(),
               "resampling": rules, "repair": repair, "repaired": repaired,
               "calib_images": int(len(images)) if repaired else 0}

@@ -166,14 +166,8 @@ class Problem:
     def _network(self, idx):
         idx = tuple(idx)
         if idx not in self._plain:
-            saved = self.model.resampling
-            try:
-                if self.resampling is not None:
-                    self.model.set_resampling(self.resampling)
-                with self.model.at_sizes(self.sizes(idx)):
-                    self._plain = {idx: self.model.discretize()}  # keep one: cost and score need the same
-            finally:
-                self.model.set_resampling(saved)
+            with self.model.at_sizes(self.sizes(idx), resampling=self.resampling):
+                self._plain = {idx: self.model.discretize()}  # keep one: cost and score need the same
         return self._plain[idx]
 
     def measure(self, idx, kind):
@@ -423,14 +417,8 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
             net = model.discretize()
         out = {"sizes": dict(sizes), "params": count_parameters(net),
                "macs": macs_of(net, shape, model_positions(model, net, shape))}
-        saved = model.resampling
-        try:
-            if resampling is not None:
-                model.set_resampling(resampling)
-            with model.at_sizes(sizes):
-                out["score"] = score_network(model.discretize(), score, mode)
-        finally:
-            model.set_resampling(saved)
+        with model.at_sizes(sizes, resampling=resampling):
+            out["score"] = score_network(model.discretize(), score, mode)
         if table is not None:
             out["latency"], out["latency_iqr"] = measure_network(model, sizes, table, folder)
         return out

@@ -148,9 +148,8 @@ def accuracy_columns(model, keeps, x, y, seeds=3, baselines=True, calib=None, st
                "inn": accuracy_once(plain, x, y)}
         mark(f"keep {keep} INN")
         if baselines:
-            model.set_resampling("antialiased")
-            row["inn_antialiased"] = accuracy_once(model.discretize(), x, y)
-            model.set_resampling("point")
+            with model.at_sizes(resampling="antialiased"):
+                row["inn_antialiased"] = accuracy_once(model.discretize(), x, y)
             mark(f"keep {keep} INN aa")
             t0 = time.time()
             row["inn_datafree"] = accuracy_once(

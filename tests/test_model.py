@@ -201,6 +201,33 @@ def test_at_sizes_runs_a_block_at_other_sizes_and_puts_the_old_ones_back(resnet)
     assert dict(resnet.sizes) == before
 
 
+def test_at_sizes_with_a_resampling_rule_samples_with_it_and_puts_the_rules_back(resnet, rng):
+    """The block's rule is the one sampled with (its discretized network is
+    the one set_resampling gives), and the rules come back, also on an error
+    or a refused rule."""
+    resnet.set_resampling({"s1": "antialiased"})
+    before = dict(resnet.resampling)  # groups differ: a {group: rule} mapping
+    x = Tensor(_x(rng))
+    resnet.resize(keep=0.5)
+    resnet.set_resampling("antialiased")
+    expected = resnet.discretize()(x).asnumpy()
+    resnet.set_resampling(before)
+    resnet.resize(sizes=dict(resnet.full_sizes))
+    with resnet.at_sizes(keep=0.5, resampling="antialiased"):
+        assert resnet.resampling == "antialiased"
+        got = resnet.discretize()(x).asnumpy()
+    np.testing.assert_array_equal(got, expected)
+    assert dict(resnet.resampling) == before and dict(resnet.sizes) == dict(resnet.full_sizes)
+    with pytest.raises(RuntimeError, match="inside"):
+        with resnet.at_sizes(resampling="point"):
+            raise RuntimeError("inside")
+    assert dict(resnet.resampling) == before
+    with pytest.raises(ValueError, match="rule"):
+        with resnet.at_sizes(keep=0.5, resampling="nearest"):
+            pass
+    assert dict(resnet.resampling) == before and dict(resnet.sizes) == dict(resnet.full_sizes)
+
+
 def test_pruning_budgets_elastic_networks_and_conversion_checks_leave_the_sizes_alone(resnet, rng):
     """The library's own "at these sizes, then back" blocks (all written with
     ``at_sizes``) give the model back at the sizes it had, also on an error."""
