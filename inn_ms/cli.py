@@ -159,6 +159,8 @@ def _sizes_arg(text):
         name, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--sizes takes group=size pairs separated by commas, got {text!r}")
+        if name.strip() in sizes:
+            raise ValueError(f"--sizes names group {name.strip()!r} twice: give each group once")
         try:
             sizes[name.strip()] = int(value)
         except ValueError:
