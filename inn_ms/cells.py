@@ -67,20 +67,34 @@ def renew_graph_identity(cell):
     object.__setattr__(cell, "_create_time", time.time_ns())
 
 
-def copy_tree(cell, replace, share_parameters=False):
+def copy_tree(cell, replace, share_parameters=False, _memo=None):
     """Copy of the Cell tree in which ``replace(cell)``, where not None,
     stands for a Cell; every other Cell is copied with its own parameters
-    (or with the same Parameter objects, ``share_parameters=True``)."""
+    (or with the same Parameter objects, ``share_parameters=True``). A Cell
+    or Parameter reached twice (registered under two names, as mindcv's
+    SqueezeNet does with its last convolution) is copied once and shared by
+    the copy the same way, so the copy counts and holds it once."""
+    memo = {} if _memo is None else _memo
+    if id(cell) in memo:
+        return memo[id(cell)]
     new = replace(cell)
     if new is not None:
+        memo[id(cell)] = new
         return new
     new = copy.copy(cell)
+    memo[id(cell)] = new
     # Cell.__setstate__ adopts the original's __dict__ object: give the copy its own.
     new.__dict__ = dict(cell.__dict__)
-    object.__setattr__(new, "_cells", OrderedDict((k, copy_tree(c, replace, share_parameters))
+    object.__setattr__(new, "_cells", OrderedDict((k, copy_tree(c, replace, share_parameters, memo))
                                                   for k, c in cell._cells.items()))
-    object.__setattr__(new, "_params", OrderedDict(
-        (k, p if p is None or share_parameters else p.clone()) for k, p in cell._params.items()))
+
+    def param(p):
+        if p is None or share_parameters:
+            return p
+        if id(p) not in memo:
+            memo[id(p)] = p.clone()
+        return memo[id(p)]
+    object.__setattr__(new, "_params", OrderedDict((k, param(p)) for k, p in cell._params.items()))
     if isinstance(cell, (nn.SequentialCell, nn.CellList)):  # containers keep a list beside the dict
         object.__setattr__(new, "cell_list", list(new._cells.values()))
     # A fresh identity for MindSpore's compile caches (shallow copy shares them).

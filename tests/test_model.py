@@ -252,3 +252,18 @@ def test_pruning_budgets_elastic_networks_and_conversion_checks_leave_the_sizes_
     half = dict(model.sizes)
     assert check_conversion(original, model, x) <= 1e-5
     assert dict(model.sizes) == half
+
+
+def test_a_cell_registered_twice_is_counted_and_copied_once():
+    """mindcv's SqueezeNet registers its last convolution under two names:
+    the plain network holds one copy of it (before: two, and compression
+    counted its parameters twice)."""
+    m = create_model("mnist_cnn")
+    plain = m.discretize()
+    m.network.alias = m.network.conv2  # the same integral layer under a second name
+    twice = m.discretize()
+    assert twice.alias is twice.conv2
+    assert count_parameters(twice) == count_parameters(plain)
+    m.resize(keep=0.5)
+    half = m.discretize()
+    assert half.alias is half.conv2 and m.compression()["params"] == count_parameters(half)
