@@ -127,9 +127,10 @@ def summary(args):
     seconds = {r: [run["train_seconds"] for run in runs if run["trained"] == r] for r in RULES}
     a = runs[0]["args"]
     print(f"\nmnist_cnn, random keep ratios in [{a['low']}, 1] ({a['levels']} levels), {a['epochs']} epochs, "
-          f"Adam {a['lr']:g} cosine, sandwich {a['sandwich']}; {a['n_test']} test digits; calibration on "
-          f"{a['calib']} unlabelled training digits. Training seconds: " +
-          ", ".join(f"{r} {np.mean(s):.0f} (n={len(s)})" for r, s in seconds.items() if s))
+          f"Adam {a['lr']:g} cosine, sandwich {a['sandwich']}; {a['n_test']} test digits"
+          + (f"; calibration on {a['calib']} unlabelled training digits" if "calib" in a["repairs"] else "")
+          + ". Seconds per training (shared machine): " +
+          ", ".join(f"{r} {min(s):.0f}–{max(s):.0f}" for r, s in seconds.items() if s))
     print("accuracy %, mean ± sample standard deviation over the seeds")
     head = "".join(f"{k:>11.3g}" for k in args.keep)
     print(f"{'trained: pruned, repair':<40}{'seeds':<10}{head}")
