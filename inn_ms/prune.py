@@ -57,22 +57,23 @@ def _within(model, sizes):
             raise ValueError(f"size {n} of group {name!r} is outside its allowed range [{low}, {high}]")
 
 
-def _check_multiple(model, target, multiple_of, given=None):
+def _check_multiple(model, target, multiple_of, shrink_all):
     """Refuse sizes that are not the multiples asked for, instead of keeping
-    them quietly: a given size must be a multiple of ``multiple_of`` (or its
-    group's full size: nothing removed); a size chosen from a keep ratio or
-    a budget can miss it only where no multiple fits below the full size."""
+    them quietly. A group may stay at a full size that is no multiple only
+    where it was not asked to shrink (``shrink_all``: a keep ratio below 1
+    or a budget short of full width asks every group to)."""
     if multiple_of == 1:
         return
-    for name, n in (given or {}).items():
-        if n % multiple_of and n != model.full_sizes[name]:
-            raise ValueError(f"size {n} of group {name!r} is not a multiple of {multiple_of} (multiple_of); "
-                             f"give multiples, or a smaller multiple_of")
-    if given is None:
-        missed = [f"{g!r} (full size {model.full_sizes[g]})" for g, n in target.items() if n % multiple_of]
-        if missed:
-            raise ValueError(f"no multiple of {multiple_of} fits below the full size of group(s) {', '.join(missed)}: "
-                             f"give sizes per group, or a smaller multiple_of")
+    full = model.full_sizes
+    bad = [(g, n) for g, n in target.items() if n % multiple_of and (shrink_all or n != full[g])]
+    if bad and shrink_all:
+        raise ValueError(f"no multiple of {multiple_of} fits below the full size of group(s) "
+                         f"{', '.join(f'{g!r} (full size {full[g]})' for g, _ in bad)}: give sizes per group, "
+                         f"or a smaller multiple_of")
+    if bad:
+        g, n = bad[0]
+        raise ValueError(f"size {n} of group {g!r} is not a multiple of {multiple_of} (multiple_of); "
+                         f"give multiples, or a smaller multiple_of")
 
 
 def sizes_for_budget(model, params=None, macs=None, input_shape=None, multiple_of=1, tolerance=1e-3):
@@ -141,10 +142,8 @@ def prune(model, keep=None, sizes=None, params=None, macs=None, input_shape=None
     else:
         target = sizes_for_budget(model, params, macs, input_shape, multiple_of)
     _within(model, target)
-    if sizes is not None:
-        _check_multiple(model, target, multiple_of, given=sizes)
-    elif dict(target) != dict(model.full_sizes) or (keep is not None and keep < 1):
-        _check_multiple(model, target, multiple_of)
+    _check_multiple(model, target, multiple_of, shrink_all=sizes is None and (
+        (keep is not None and keep < 1) or dict(target) != dict(model.full_sizes)))
     repaired = repair != "none" and dict(target) != dict(model.full_sizes)  # full width: nothing to repair
     # Checked (and synthesized) only when needed; bad images are refused either way.
     images = calibration_images(model, repair, calib, calib_count, input_shape, seed, progress) \
