@@ -61,17 +61,29 @@ def kernel_matrix(x, m, a=KEYS_A):
         raise ValueError(f"kernel_matrix: need at least one control value, got m={m}")
     if m == 1:
         return x[:, None] * 0 + 1
+    if B.is_numpy(x):
+        return _banded_kernel_matrix(np.asarray(x, dtype=np.float64), m, a)
     # Control nodes -1 and m are the only out-of-range taps with non-zero
     # weight for x in [0, 1]; they carry the clamped edge values.
-    j = np.arange(-1, m + 1, dtype=np.float32 if not B.is_numpy(x) else np.float64)
-    if B.is_numpy(x):
-        x = np.asarray(x, dtype=np.float64)
-        t = x[:, None] * (m - 1) - j[None, :]
-    else:
-        t = x.reshape(-1, 1) * (m - 1) - Tensor(j).reshape(1, -1)
+    j = np.arange(-1, m + 1, dtype=np.float32)
+    t = x.reshape(-1, 1) * (m - 1) - Tensor(j).reshape(1, -1)
     k = keys_kernel(t, a)
     return B.concat_columns(
         [k[:, 1:2] + k[:, 0:1], k[:, 2:m], k[:, m:m + 1] + k[:, m + 1:m + 2]], like=k)
+
+
+def _banded_kernel_matrix(x, m, a):
+    """:func:`kernel_matrix` for numpy nodes, from each row's four non-zero
+    taps: O(n) kernel evaluations instead of O(n·m) (the dense form spent
+    ~10 s of a ResNet-50 conversion on its 2048-wide groups). Same values:
+    a tap's offset is computed as ``x·(m−1) − j`` in both."""
+    pos = x * (m - 1)
+    taps = np.floor(pos)[:, None] + np.array([-1.0, 0.0, 1.0, 2.0])
+    wts = keys_kernel(pos[:, None] - taps, a)
+    out = np.zeros((len(x), m))
+    rows = np.broadcast_to(np.arange(len(x))[:, None], taps.shape)
+    np.add.at(out, (rows, np.clip(taps, 0, m - 1).astype(np.int64)), wts)
+    return out
 
 
 def four_taps(pos, last, a=KEYS_A):

@@ -11,8 +11,11 @@ The process-wide default (:func:`set_conv_backend`) is read when a layer is
 built and stored in its ``conv_backend`` attribute: set it before building
 models (graph mode bakes the attribute into the compiled graph).
 """
+import functools
+
+import numpy as np
 import mindspore as ms
-from mindspore import ops
+from mindspore import Tensor, ops
 
 _BACKENDS = ("auto", "native", "matmul")
 _backend = "auto"
@@ -66,28 +69,43 @@ def unfold(x, kernel, stride, padding, dilation):
         x = ops.pad(x, (left, right, top, bottom))
         h, w = x.shape[2], x.shape[3]
         top = bottom = left = right = 0
-    oh = (h + 2 * top - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + 2 * left - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    oh, ow = output_size(h, w, kernel, stride, (top, top, left, left), dilation)
     return ops.unfold(x, (kh, kw), dilation, (top, left), stride), (oh, ow)
 
 
-def patch_rows(n, h, w, kernel, stride, padding, dilation):
-    """Row indices of the patches of a convolution over ``n`` images of
-    ``h × w`` laid out as rows ``(n·h·w, c)``: ``(n·oh·ow, kh·kw)``, entry
-    ``n·h·w`` (one past the last row) where a tap falls in the padding, and
-    the output size ``(oh, ow)``. Built with ops from static shapes, so it
-    works inside a graph."""
+def output_size(h, w, kernel, stride, padding, dilation):
+    """``(oh, ow)`` of a convolution over ``h × w`` (``padding`` is ``(top,
+    bottom, left, right)``)."""
     kh, kw = kernel
     top, bottom, left, right = padding
-    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    rows = (ops.arange(oh) * stride[0] - top).reshape(oh, 1, 1, 1) + (ops.arange(kh) * dilation[0]).reshape(1, 1, kh, 1)
-    cols = (ops.arange(ow) * stride[1] - left).reshape(1, ow, 1, 1) + (ops.arange(kw) * dilation[1]).reshape(1, 1, 1, kw)
-    inside = ops.logical_and(ops.logical_and(rows >= 0, rows < h), ops.logical_and(cols >= 0, cols < w))
-    local = rows * w + cols  # (oh, ow, kh, kw)
-    image = (ops.arange(n) * (h * w)).reshape(n, 1, 1, 1, 1)
-    index = ops.where(inside.reshape(1, oh, ow, kh, kw), local.reshape(1, oh, ow, kh, kw) + image, n * h * w)
-    return index.reshape(n * oh * ow, kh * kw).astype(ms.int32), (oh, ow)
+    return ((h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+            (w + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+@functools.lru_cache(maxsize=512)
+def _patch_rows(h, w, kernel, stride, padding, dilation):
+    kh, kw = kernel
+    top, _, left, _ = padding
+    oh, ow = output_size(h, w, kernel, stride, padding, dilation)
+    rows = (np.arange(oh) * stride[0] - top)[:, None, None, None] + (np.arange(kh) * dilation[0])[None, None, :, None]
+    cols = (np.arange(ow) * stride[1] - left)[None, :, None, None] + (np.arange(kw) * dilation[1])[None, None, None, :]
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    return Tensor(np.where(inside, rows * w + cols, h * w).astype(np.int32).reshape(-1))
+
+
+@ms.constexpr
+def patch_rows(h, w, kernel, stride, padding, dilation):
+    """Row indices of one image's convolution patches, the image laid out
+    as rows ``(h·w, c)``: a flat int32 tensor of ``oh·ow·kh·kw`` entries,
+    ``h·w`` (one past the last row: a zero row) where a tap falls in the
+    padding.
+
+    Computed once per shape in numpy (cached) and a constant of the graph
+    (``ms.constexpr``: evaluated while compiling, called directly in
+    PyNative). Built from MindSpore ops at every call, the index cost ~20
+    eager ops, 55 ms of CPU per convolution call in PyNative; it does not
+    depend on the batch, so a dynamic batch needs nothing else."""
+    return _patch_rows(int(h), int(w), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
 
 def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
@@ -95,8 +113,9 @@ def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
 
     ``padding`` is ``(top, bottom, left, right)``; ``groups`` is 1 (dense
     matmul) or the channel count (depthwise: multiply-accumulate over taps).
-    Dense: the input as rows ``(n·h·w, c)`` plus a zero row for the padding,
-    the patches gathered as ``(n·oh·ow, kh·kw·c)`` (:func:`patch_rows`), one
+    Dense: each image as rows ``(h·w, c)`` plus a zero row for the padding,
+    its patches gathered by one index shared by the batch
+    (:func:`patch_rows`), then ``(n·oh·ow, kh·kw·c)`` times the weight: one
     matmul. Measured on this project's CPU (MindSpore 2.10, 250 digits,
     32→32 channels at 28×28): 3.4× faster forward than ``ops.unfold``
     (Im2Col) and its transpose, the gradient as fast.
@@ -104,9 +123,10 @@ def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
     n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
     if groups == 1:
-        index, (oh, ow) = patch_rows(n, h, w, (kh, kw), stride, padding, dilation)
-        rows = ops.concat([x.transpose(0, 2, 3, 1).reshape(n * h * w, c), ops.zeros((1, c), x.dtype)], 0)
-        patches = ops.gather(rows, index, 0).reshape(n * oh * ow, kh * kw * c)
+        oh, ow = output_size(h, w, (kh, kw), stride, padding, dilation)
+        rows = ops.pad(x.transpose(0, 2, 3, 1).reshape(n, h * w, c), (0, 0, 0, 1))
+        patches = ops.gather(rows, patch_rows(h, w, (kh, kw), stride, padding, dilation), 1)
+        patches = patches.reshape(n * oh * ow, kh * kw * c)
         out = ops.matmul(patches, weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_c))
         out = out.reshape(n, oh, ow, out_c).transpose(0, 3, 1, 2)
     elif groups == c and out_c == c:
