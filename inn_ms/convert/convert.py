@@ -19,6 +19,7 @@ on a seeded random input and the user's sample, as the integral network and
 as its discretized plain network.
 """
 import logging
+import time
 from collections import OrderedDict
 
 import mindspore as ms
@@ -104,16 +105,29 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
     be saved as an integral artifact (:mod:`inn_ms.artifact`).
 
     The returned model carries ``conversion``: the channel groups, the folded
-    BatchNorms, and each group's total variation before and after permuting.
+    BatchNorms, each group's total variation before and after permuting, and
+    the seconds each stage took (``"seconds"``: clone, trace, groups, fold,
+    permute, build, check).
     """
     if not isinstance(network, nn.Cell):
         raise ValueError(f"convert: expected a MindSpore Cell, got {type(network).__name__}")
     check_values(network_parameters(network), f"convert: {type(network).__name__}", "cannot convert it")
+    seconds, start = OrderedDict(), time.perf_counter()
+
+    def stage(name):
+        nonlocal start
+        now = time.perf_counter()
+        seconds[name] = now - start
+        start = now
+
     x = _as_tensor(example_input)
     net = clone_network(network)
     net.set_train(False)
+    stage("clone")
     graph = trace(net, x)  # the one compilation of a conversion
+    stage("trace")
     groups = find_channel_groups(net, x, discrete_dims=discrete_dims, continuous_dims=continuous_dims, graph=graph)
+    stage("groups")
     folded, statistics = OrderedDict(), OrderedDict()
     if fold_bn and groups.bn_after:
         before = {layer: output_statistics(get_cell(net, bn)) for bn, layer in groups.bn_after.items()
@@ -121,6 +135,7 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
         folded = OrderedDict((bn, groups.bn_after[bn]) for bn in fold_batchnorms(net, groups.bn_after))
         statistics = OrderedDict((layer, before[layer]) for layer in folded.values() if layer in before)
         groups = groups.without(folded)
+    stage("fold")
     if not groups.continuous:
         raise ValueError("convert: no channel group can be continuous:\n" + groups.summary())
     report = permute_channels(net, groups, **(solver or {})) if permute else OrderedDict()
@@ -129,7 +144,7 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
         if use is not None and use.out in report:
             order = report[use.out]["order"]
             statistics[path] = (mean[order], std[order])
-
+    stage("permute")
     model = _integral_model(net, groups, quadrature, statistics)
     model.conversion = {"groups": groups, "folded_bn": list(folded), "permutation": report,
                         "plan": dict(groups.plan(), folded=dict(folded)),
@@ -139,8 +154,11 @@ def convert(network, example_input, *, fold_bn=True, permute=True, discrete_dims
         model.architecture = converted_architecture(
             builder, tuple(x.shape), builder_kwargs, fold_bn=fold_bn, quadrature=quadrature,
             discrete_dims=discrete_dims, continuous_dims=continuous_dims)
+    stage("build")
     if verify:
         check_conversion(network, model, example_input, tolerance)
+        stage("check")
+    model.conversion["seconds"] = dict(seconds)
     logger.info("converted: %d continuous groups, %d BatchNorms folded", len(model.groups), len(folded))
     return model
 
