@@ -22,7 +22,10 @@ import numpy as np
 import mindcv
 from mindspore import Tensor
 from inn_ms.convert import convert
+from inn_ms.runner import eager_in_order
 from procmem import status_mb
+
+eager_in_order("CPU")  # as inn-ms convert does
 
 name, classes, keep = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 net = mindcv.create_model(name, pretrained=False, num_classes=classes)
