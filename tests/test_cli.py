@@ -93,16 +93,13 @@ def test_convert_writes_an_artifact(converted_artifact):
 
 
 def test_prune_repairs_on_calibration_images(tmp_path, capsys, converted_artifact):
-    """--repair calib --calib-data: the MindIR is the repaired network. In
-    graph mode: a repair there costs 6-10 s of CPU, 16 s in PyNative."""
+    """--repair calib --calib-data: the MindIR is the repaired network."""
     import numpy as np
-    import mindspore as ms
     from mindspore import Tensor
     from inn_ms.artifact import load_artifact
     from inn_ms.data import mnist_subset
     from inn_ms.export import load_mindir
     from inn_ms.prune import prune
-    ms.set_context(mode=ms.GRAPH_MODE)
     converted_artifact, _ = converted_artifact
     xtr, _, xte, _ = mnist_subset(4000, 1000, seed=0)
     calib = tmp_path / "calib.npy"

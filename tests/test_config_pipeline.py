@@ -125,11 +125,8 @@ def test_config_command_errors_write_nothing(tmp_path, monkeypatch, capsys, argv
 
 def test_prune_from_config_repairs_on_the_training_data(converted, capsys, rng):
     """eval.repair / eval.calib / eval.resampling: the calibration images are
-    the config's first training samples (labels unused). In graph mode: a
-    repair there costs 6-10 s of CPU, 16 s in PyNative."""
-    import mindspore as ms
+    the config's first training samples (labels unused)."""
     from inn_ms.data import build_source
-    ms.set_context(mode=ms.GRAPH_MODE)
     out, overrides = converted
     artifact = str(out / "converted.inn")
     sets = overrides + ["eval.repair=calib", "eval.calib=24", "eval.resampling=antialiased"]
