@@ -120,3 +120,19 @@ def tiny_mnist_artifact(folder):
     x = np.random.default_rng(0).standard_normal((40, 1, 12, 12)).astype(np.float32)
     np.savez(folder / "calib.npz", x=x, y=predict(m.discretize(), x).argmax(1))
     return folder
+
+
+def pynative_accuracy(net, x, y, batches=2):
+    """Top-1 accuracy of ``net`` on numpy ``x``, ``y`` taken in PyNative, in
+    ``batches`` batches; the execution mode is put back. For tests that
+    score a few networks once each: graph mode compiles every network (and
+    width) first, about 5 s of CPU for the main job's CNN, more than scoring
+    a few hundred digits op by op in large batches."""
+    import mindspore as ms
+    from inn_ms.metrics import accuracy
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        return accuracy(net, x, y, batch_size=-(-len(x) // batches))
+    finally:
+        ms.set_context(mode=mode)

@@ -68,26 +68,28 @@ def test_convert_errors_write_nothing(tmp_path, monkeypatch, capsys, argv, messa
     assert not list(tmp_path.iterdir())
 
 
-def test_convert_writes_an_artifact(tmp_path, capsys):
-    from inn_ms.artifact import load_artifact, read_manifest
+@pytest.fixture(scope="module")
+def converted_artifact(tmp_path_factory):
+    """``inn-ms convert`` to an artifact, once for the module (a conversion
+    costs 3 s of CPU): its path and what it printed."""
+    import contextlib
+    import io
     from model_zoo.mnist_torch_cnn import bundled_checkpoint
+    out = tmp_path_factory.mktemp("art") / "m.inn"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["convert", "mnist_torch_cnn", "--weights", bundled_checkpoint(), "--input-shape",
+                     "2,1,28,28", "--out", str(out)]) == 0
+    return out, printed.getvalue()
 
-    out = tmp_path / "inn.inn"
-    assert main(["convert", "mnist_torch_cnn", "--weights", bundled_checkpoint(), "--input-shape", "2,1,28,28",
-                 "--out", str(out)]) == 0
-    assert "integral artifact written" in capsys.readouterr().out
+
+def test_convert_writes_an_artifact(converted_artifact):
+    from inn_ms.artifact import load_artifact, read_manifest
+    out, printed = converted_artifact
+    assert "integral artifact written" in printed
     arch = read_manifest(str(out))["architecture"]
     assert arch["kind"] == "converted" and arch["builder"] == "mnist_torch_cnn"
     assert list(load_artifact(str(out)).full_sizes.values()) == [32, 32, 64, 64, 128, 128]
-
-
-@pytest.fixture(scope="module")
-def converted_artifact(tmp_path_factory):
-    from model_zoo.mnist_torch_cnn import bundled_checkpoint
-    out = tmp_path_factory.mktemp("art") / "m.inn"
-    assert main(["convert", "mnist_torch_cnn", "--weights", bundled_checkpoint(), "--input-shape", "2,1,28,28",
-                 "--out", str(out)]) == 0
-    return out
 
 
 def test_prune_repairs_on_calibration_images(tmp_path, capsys, converted_artifact):
@@ -98,6 +100,7 @@ def test_prune_repairs_on_calibration_images(tmp_path, capsys, converted_artifac
     from inn_ms.data import mnist_subset
     from inn_ms.export import load_mindir
     from inn_ms.prune import prune
+    converted_artifact, _ = converted_artifact
     xtr, _, xte, _ = mnist_subset(4000, 1000, seed=0)
     calib = tmp_path / "calib.npy"
     np.save(calib, xtr[:48])
@@ -121,6 +124,7 @@ def test_prune_repairs_on_calibration_images(tmp_path, capsys, converted_artifac
     (["--repair", "calib", "--calib-data", "x.npy", "--calib", "0"], "--calib must be >= 1")])
 def test_prune_repair_errors_write_nothing(tmp_path, monkeypatch, capsys, converted_artifact, extra, message):
     import numpy as np
+    converted_artifact, _ = converted_artifact
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "x.npy", np.zeros((2, 1, 28, 28), np.float32))
     assert main(["prune", str(converted_artifact), "--keep", "0.5", "--out", "m.mindir"] + extra) == 2

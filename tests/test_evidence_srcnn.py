@@ -24,8 +24,9 @@ def test_integral_srcnn_beats_bicubic_and_prunes_to_60_percent():
     x, y = random_patches(train, STEPS * BATCH, PATCH, SCALE, rng)
     model = create_model("srcnn", residual=True)
     opt = nn.Adam(model.trainable_params(), learning_rate=nn.cosine_decay_lr(2e-4, 2e-3, STEPS, 1, 1))
-    # widths 50 %, 75 %, 100 %: 60 % is never trained
-    trainer = RandomWidthTrainer(model, nn.MSELoss(), opt, WidthSampler(model, low=0.5, levels=3), seed=0)
+    # widths 50 % and 100 % (the script's default trains three levels; each compiles a train step, 4 s more
+    # of CPU here for the same outcome): 60 % is never trained
+    trainer = RandomWidthTrainer(model, nn.MSELoss(), opt, WidthSampler(model, low=0.5, levels=2), seed=0)
     trainer.fit(x, y, epochs=1, batch_size=BATCH, progress=False)
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -35,11 +36,12 @@ def test_integral_srcnn_beats_bicubic_and_prunes_to_60_percent():
     assert dict(model.sizes) == {"c1": 38, "c2": 19}
     pruned = image_quality(test, SCALE, model.discretize())
     gains = (full["psnr"] - bicubic["psnr"], pruned["psnr"] - full["psnr"])
-    # Measured with seeds 0 / 1 / 2 (data, init and widths): full width
-    # +0.17 / +0.23 / +0.18 dB over bicubic (27.47 dB); 60 % width +0.01 /
-    # -0.18 / -0.05 dB from full. The margin 0.05 dB is a third of the
-    # smallest gain; the 0.5 dB tolerance is the target, ~3x the
-    # largest drop measured.
+    # Measured with three widths (50/75/100 %) and seeds 0 / 1 / 2 (data,
+    # init and widths): full width +0.17 / +0.23 / +0.18 dB over bicubic
+    # (27.47 dB); 60 % width +0.01 / -0.18 / -0.05 dB from full. With the
+    # two widths here, seed 0: +0.15 dB, 60 % width -0.01 dB. The margin
+    # 0.05 dB is a third of the smallest gain; the 0.5 dB tolerance is the
+    # issue's target, ~3x the largest drop measured.
     assert gains[0] > 0.05, (bicubic, full)
     assert full["ssim"] > bicubic["ssim"]
     assert abs(gains[1]) < 0.5, (full, pruned)

@@ -224,11 +224,12 @@ def test_psnr_and_ssim_match_skimage(rng):
 
 
 def test_tiled_super_resolution_equals_one_pass(rng):
-    m = create_model("srcnn", widths=(8, 4))
+    # Plain (discretized) networks: an integral one samples its weights again on every tile, in PyNative.
+    m = create_model("srcnn", widths=(8, 4)).discretize()
     img = rng.random((40, 50))
     whole = np.clip(m(Tensor(img[None, None].astype(np.float32))).asnumpy()[0, 0], 0, 1)
     np.testing.assert_allclose(super_resolve(m, img, tile=16, margin=6), whole, atol=1e-5)
-    e = create_model("edsr", scale=2, n_resblocks=1, n_feats=4, channels=1)
+    e = create_model("edsr", scale=2, n_resblocks=1, n_feats=4, channels=1).discretize()
     whole = np.clip(e(Tensor(img[None, None].astype(np.float32))).asnumpy()[0, 0], 0, 1)
     # receptive field radius: five 3x3 convolutions at LR size (5 px) + one at HR size (< 1 LR px)
     np.testing.assert_allclose(super_resolve(e, img, tile=16, margin=6, out_scale=2), whole, atol=1e-5)
@@ -245,8 +246,10 @@ def test_receptive_radius_is_the_tile_margin_that_changes_nothing(rng):
         receptive_radius(nn.Dense(2, 2))
     # EDSR x2 with 4 blocks: 11 LR pixels of convolutions (+ the HR ones); the
     # default margin (the radius) reproduces the whole image, a margin of 4 does not.
-    e = create_model("edsr", scale=2, n_resblocks=4, n_feats=4, channels=1)
-    assert receptive_radius(e) >= 11
+    model = create_model("edsr", scale=2, n_resblocks=4, n_feats=4, channels=1)
+    assert receptive_radius(model) >= 11
+    e = model.discretize()  # the same function; tiles run without sampling the weights again each time
+    assert receptive_radius(e) == receptive_radius(model)
     img = rng.random((34, 34))  # four tiles of 17: each sees the others within the radius
     whole = np.clip(e(Tensor(img[None, None].astype(np.float32))).asnumpy()[0, 0], 0, 1)
     np.testing.assert_allclose(super_resolve(e, img, tile=17, out_scale=2), whole, atol=1e-5)

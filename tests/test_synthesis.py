@@ -41,9 +41,16 @@ def test_the_injected_gradient_is_the_mismatch_gradient(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
 
 
-def test_folded_batchnorms_leave_their_statistics_on_the_layers():
+@pytest.fixture(scope="module")
+def converted():
+    """The main job's CNN and its conversion, made once for the module (3 s
+    of CPU each time); the tests only read them."""
     net = create_model("mnist_torch_cnn", integral=False, checkpoint_torch="bundled")
-    model = convert(net, (2, 1, 28, 28))
+    return net, convert(net, (2, 1, 28, 28), builder="mnist_torch_cnn")
+
+
+def test_folded_batchnorms_leave_their_statistics_on_the_layers(converted):
+    net, model = converted
     sites = statistics_sites(model)
     assert list(sites) == ["conv1", "conv2", "conv3", "res_conv1", "res_conv2", "conv4"]
     order = model.conversion["permutation"]
@@ -58,9 +65,9 @@ def test_folded_batchnorms_leave_their_statistics_on_the_layers():
         np.testing.assert_allclose(std, (np.abs(g) * np.sqrt(v / (v + 1e-5)))[perm], rtol=1e-6)
 
 
-def test_synthesized_images_match_the_statistics_and_repeat_with_a_seed():
+def test_synthesized_images_match_the_statistics_and_repeat_with_a_seed(converted):
     ms.set_context(mode=ms.GRAPH_MODE)
-    model = convert(create_model("mnist_torch_cnn", integral=False, checkpoint_torch="bundled"), (2, 1, 28, 28))
+    _, model = converted
     noise = np.random.default_rng(5).standard_normal((16, 1, 28, 28)).astype(np.float32)
     images = synthesize(model, (1, 1, 28, 28), count=16, steps=25, seed=3)
     again = synthesize(model, (1, 28, 28), count=16, steps=25, seed=3)
@@ -93,9 +100,8 @@ def test_data_free_repair_needs_statistics():
         synthesize(model, (8, 8))
 
 
-def test_the_artifact_keeps_the_statistics_and_reads_files_without_them(tmp_path):
-    net = create_model("mnist_torch_cnn", integral=False, checkpoint_torch="bundled")
-    model = convert(net, (2, 1, 28, 28), builder="mnist_torch_cnn")
+def test_the_artifact_keeps_the_statistics_and_reads_files_without_them(tmp_path, converted):
+    _, model = converted
     path = tmp_path / "m.inn"
     save_artifact(model, str(path))
     loaded = load_artifact(str(path))
@@ -105,7 +111,7 @@ def test_the_artifact_keeps_the_statistics_and_reads_files_without_them(tmp_path
         np.testing.assert_array_equal(std2, std)
     # A file from before the statistics were kept: the same weights without them.
     old = tmp_path / "old.inn"
-    model_old = convert(net, (2, 1, 28, 28), builder="mnist_torch_cnn")
+    model_old = load_artifact(str(path))
     for _, cell in model_old.network.cells_and_names():
         if getattr(cell, "output_mean", None) is not None:
             cell.output_mean = None
