@@ -105,7 +105,8 @@ def train(model, x, y, args):
     return history
 
 
-def main(argv=None):
+def recipe_args(argv=None):
+    """The recipe's options (the defaults: the README's recipe), parsed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", nargs="+", choices=NETS, default=NETS)
     ap.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.75, 0.7, 0.6, 0.5])
@@ -124,7 +125,11 @@ def main(argv=None):
     ap.add_argument("--calib", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(ROOT, "outputs", "evidence_pipeline_a.json"))
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = recipe_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(args.seed)
     xtr, ytr, xte, yte = mnist_subset(4000, 1000, seed=0)
