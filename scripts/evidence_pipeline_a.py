@@ -50,8 +50,8 @@ def build(name):
 def widths(model, keeps, x, y, calib=None):
     out = []
     for k in keeps:
-        out.append(accuracy(prune(model, keep=k, repair="calib" if calib is not None else "none",
-                                  calib=calib)[0], x, y))
+        out.append(accuracy(prune(model, keep=k, repair="calib" if calib is not None else "none", calib=calib,
+                                  calib_count=128 if calib is None else len(calib))[0], x, y))
     return out
 
 
