@@ -1,6 +1,8 @@
-"""Why the depthwise network (the zoo's mnist_mobilenet) loses more at
-keep 0.5 than the other networks under pipeline A's recipe: two cheap
-measurements on one trained network.
+"""Why the depthwise network (mnist_mobilenet) loses most at keep 0.5 under pipeline A.
+
+The zoo's depthwise network loses more at narrow widths than the other
+networks under pipeline A's recipe; two measurements on one trained network
+and one capacity reference say why.
 
 1. Fit or generalisation: accuracy at every trained keep ratio on the
    training digits the network learned from and on the test digits, after
@@ -8,7 +10,6 @@ measurements on one trained network.
    digits is underfitted (capacity or optimisation), not overfitted.
 2. Which group: each channel group alone at keep 0.5 (the others at full
    width), calibrated: where the loss at 0.5 comes from.
-
 3. Capacity (``--capacity``): the PyTorch network itself
    (``scripts/make_torch_zoo.py``'s MobileNet and training: 8 epochs, Adam
    3e-3 one-cycle, same digits) trained from scratch at full and at half
@@ -17,10 +18,12 @@ measurements on one trained network.
 
 The network is trained with ``scripts/evidence_pipeline_a.py``'s recipe
 (its defaults; the same options) and its weights saved in ``--outdir``, so
-a second run measures again without training.
+a second run measures again without training. Every other option is
+pipeline A's (``--lr``, ``--rule``, ``--calib`` ...), so one recipe change
+at a time is one command.
 
     python scripts/evidence_depthwise.py                   # parts 1 and 2
-    python scripts/evidence_depthwise.py --lr 3e-3 --no-groups   # part 1 for another recipe
+    python scripts/evidence_depthwise.py --lr 1e-3 --no-groups   # part 1 for another recipe
     python scripts/evidence_depthwise.py --capacity 3      # part 3 only, 3 seeds
 """
 import argparse
