@@ -164,21 +164,23 @@ class MobileNet(nn.Module):
     pw(16→32)-BN-ReLU, dw3x3(32)-BN-ReLU pw(32→64)-BN-ReLU,
     dw3x3/2(64)-BN-ReLU pw(64→96)-BN-ReLU (7²); an inverted residual
     [pw(96→192)-BN-ReLU6, dw3x3(192)-BN-ReLU6, pw(192→96)-BN] + x; global
-    average pool, Linear(96→10)."""
+    average pool, Linear(96→10). ``width`` scales every channel count (0.5:
+    the network an integral one pruned to keep 0.5 is; the shipped one is 1)."""
 
-    def __init__(self, num_classes=10, in_channels=1):
+    def __init__(self, num_classes=10, in_channels=1, width=1.0):
         super().__init__()
-        self.stem, self.stem_bn = conv(in_channels, 16, bias=False), nn.BatchNorm2d(16)
-        chans = [(16, 32, 2), (32, 64, 1), (64, 96, 2)]
+        c16, c32, c64, c96 = (max(1, round(c * width)) for c in (16, 32, 64, 96))
+        self.stem, self.stem_bn = conv(in_channels, c16, bias=False), nn.BatchNorm2d(c16)
+        chans = [(c16, c32, 2), (c32, c64, 1), (c64, c96, 2)]
         for i, (cin, cout, stride) in enumerate(chans, 1):
             setattr(self, f"dw{i}", conv(cin, cin, stride=stride, groups=cin, bias=False))
             setattr(self, f"dw{i}_bn", nn.BatchNorm2d(cin))
             setattr(self, f"pw{i}", conv(cin, cout, 1, bias=False))
             setattr(self, f"pw{i}_bn", nn.BatchNorm2d(cout))
-        self.expand, self.expand_bn = conv(96, 192, 1, bias=False), nn.BatchNorm2d(192)
-        self.dw4, self.dw4_bn = conv(192, 192, groups=192, bias=False), nn.BatchNorm2d(192)
-        self.project, self.project_bn = conv(192, 96, 1, bias=False), nn.BatchNorm2d(96)
-        self.fc = nn.Linear(96, num_classes)
+        self.expand, self.expand_bn = conv(c96, 2 * c96, 1, bias=False), nn.BatchNorm2d(2 * c96)
+        self.dw4, self.dw4_bn = conv(2 * c96, 2 * c96, groups=2 * c96, bias=False), nn.BatchNorm2d(2 * c96)
+        self.project, self.project_bn = conv(2 * c96, c96, 1, bias=False), nn.BatchNorm2d(c96)
+        self.fc = nn.Linear(c96, num_classes)
 
     def forward(self, x):
         x = F.relu(self.stem_bn(self.stem(x)))
@@ -205,12 +207,12 @@ def checkpoint_path(name, folder=DEFAULT_DIR):
     return os.path.join(folder, f"mnist_{name}.safetensors")
 
 
-def train(name, xtr, ytr, xte, yte, seed=0, batch=64, epochs=None, lr=None):
+def train(name, xtr, ytr, xte, yte, seed=0, batch=64, epochs=None, lr=None, **model_kw):
     cls, default_epochs, default_lr = NETWORKS[name]
     epochs = epochs or default_epochs
     lr = lr or default_lr
     torch.manual_seed(seed)
-    model = cls()
+    model = cls(**model_kw)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"\n{name} ({cls.__name__}): {n_params} parameters; {epochs} epochs, batch {batch}, "
           f"Adam lr {lr} (one-cycle)", flush=True)
