@@ -90,10 +90,12 @@ def _patch_rows(h, w, kernel, stride, padding, dilation):
     rows = (np.arange(oh) * stride[0] - top)[:, None, None, None] + (np.arange(kh) * dilation[0])[None, None, :, None]
     cols = (np.arange(ow) * stride[1] - left)[None, :, None, None] + (np.arange(kw) * dilation[1])[None, None, None, :]
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    return Tensor(np.where(inside, rows * w + cols, h * w).astype(np.int32).reshape(-1))
+    index = np.where(inside, rows * w + cols, h * w).astype(np.int32).reshape(-1)
+    index.flags.writeable = False
+    return index
 
 
-@ms.constexpr
+@ms.constexpr(reuse_result=False)
 def patch_rows(h, w, kernel, stride, padding, dilation):
     """Row indices of one image's convolution patches, the image laid out
     as rows ``(h·w, c)``: a flat int32 tensor of ``oh·ow·kh·kw`` entries,
@@ -104,8 +106,10 @@ def patch_rows(h, w, kernel, stride, padding, dilation):
     (``ms.constexpr``: evaluated while compiling, called directly in
     PyNative). Built from MindSpore ops at every call, the index cost ~20
     eager ops, 55 ms of CPU per convolution call in PyNative; it does not
-    depend on the batch, so a dynamic batch needs nothing else."""
-    return _patch_rows(int(h), int(w), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+    depend on the batch, so a dynamic batch needs nothing else. Only the
+    numpy array is cached; each call makes its own Tensor, so no two
+    compiled graphs hold one constant object."""
+    return Tensor(np.array(_patch_rows(int(h), int(w), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))))
 
 
 def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
@@ -124,7 +128,10 @@ def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
     out_c, _, kh, kw = weight.shape
     if groups == 1:
         oh, ow = output_size(h, w, (kh, kw), stride, padding, dilation)
-        rows = ops.pad(x.transpose(0, 2, 3, 1).reshape(n, h * w, c), (0, 0, 0, 1))
+        rows = x.transpose(0, 2, 3, 1).reshape(n, h * w, c)
+        # The zero row by concat: with ops.pad here, a training step's graph run again after another
+        # width's graph was compiled computed wrong gradients (MindSpore 2.10, graph mode).
+        rows = ops.concat([rows, ops.zeros_like(rows[:, :1, :])], 1)
         patches = ops.gather(rows, patch_rows(h, w, (kh, kw), stride, padding, dilation), 1)
         patches = patches.reshape(n * oh * ow, kh * kw * c)
         out = ops.matmul(patches, weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_c))
