@@ -23,15 +23,14 @@ def _seed_and_mode():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _launch_blocking():
-    """Run PyNative operators synchronously, in this process and in the
-    scripts the tests start (they inherit the variable). Results are the
-    same; the asynchronous launch queue's threads spend CPU waiting, and on
-    this 2-core machine, shared, a zoo network's forward pass took 7-10 s of
-    CPU queued against 0.6-1.9 s launched in order (a config test's process
-    66 s against 12 s)."""
-    os.environ["MS_DEV_LAUNCH_BLOCKING"] = "1"
-    ms.runtime.launch_blocking()
+def _eager_in_order():
+    """Eager operators launched in order for the whole test process, from
+    its first test (``inn_ms.runner.eager_in_order``: the config runs and
+    the CLI switch it on too, so without this a test's CPU cost depended on
+    whether such a test had run before it in the same worker). Same
+    results; a config test's process took 66 s of CPU queued, 12 s in order."""
+    from inn_ms.runner import eager_in_order
+    eager_in_order("CPU")
     yield
 
 
