@@ -110,8 +110,10 @@ def patch_rows(h, w, kernel, stride, padding, dilation):
     (``ms.constexpr``: evaluated while compiling, called directly in
     PyNative). Built from MindSpore ops at every call, the index cost ~20
     eager ops, 55 ms of CPU per convolution call in PyNative. Only the
-    numpy arrays are cached; each call makes its own Tensors, so no two
-    compiled graphs hold one constant object."""
+    numpy arrays are cached and each call makes its own Tensors: a
+    precaution (whether compiled graphs may share one constant Tensor was
+    not established; the wrong gradients once seen here came from
+    ``ops.pad``, see :func:`conv2d_matmul`)."""
     index, inside = _patch_rows(int(h), int(w), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
     return Tensor(np.array(index)), Tensor(np.array(inside))
 

@@ -1,14 +1,11 @@
 """Eager operators launched in order on CPU (``inn_ms.runner.eager_in_order``),
 by the library's entry points. In fresh processes: the test session itself
-may have switched it on already."""
-import os
-import subprocess
+switches it on."""
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import run_script
 
 PROBE = """
-import sys
 from mindspore._c_expression import RuntimeConf
 def blocking():
     return RuntimeConf.get_instance().is_launch_blocking()
@@ -19,12 +16,7 @@ print(before, blocking())
 
 
 def _run(body):
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
-    env.pop("MS_DEV_LAUNCH_BLOCKING", None)
-    out = subprocess.run([sys.executable, "-c", PROBE.format(body=body)], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout.split()[-2:]
+    return run_script([sys.executable, "-c", PROBE.format(body=body)]).split()[-2:]
 
 
 def test_on_cpu_only():
