@@ -204,6 +204,9 @@ SCHEMA = {
         "seed": _Field(_int(0), 0, "weights, data order and widths; the same on every rank"),
         "sandwich": _Field(_sandwich, False, "steps every batch gets before the sampled one: false, true (full "
                                               "width) or both (full and smallest width)"),
+        "elastic": _Field(_bool, False, "one compiled train step for every width, sizes given at run time "
+                                        "(inn_ms.train.ElasticTrainStep): one graph's memory and compile, every "
+                                        "step at the full width's compute; per_group widths then cost no compiles"),
         "label_smoothing": _Field(_float(0, 1), 0.0),
         "loss": _Field(_choice("auto", "cross_entropy", "l1", "mse"), "auto",
                        "auto: cross_entropy (classification), l1 (super resolution)"),
@@ -300,6 +303,10 @@ def validate(raw):
     w = cfg["train"]["widths"]
     if w is not None and w["low"] > w["high"]:
         raise ConfigError(f"train.widths.low ({w['low']}) must be <= train.widths.high ({w['high']})")
+    if cfg["train"]["elastic"] and cfg["device"]["amp_level"] != "O0":
+        # Not measured: the elastic copy of a network cast to float16 was never checked against it.
+        raise ConfigError(f"train.elastic is supported with device.amp_level O0 only, got "
+                          f"{cfg['device']['amp_level']}")
     d = cfg["data"]
     _resolve_task(cfg)
     if d["name"] == "cifar10" and not d["root"]:

@@ -57,7 +57,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from inn_ms.cells import copy_tree, name_parameters_by_path
-from inn_ms.cubic import four_taps
+from inn_ms.cubic import node_taps
 from inn_ms.export import check_input_shape, export_mindir
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
@@ -75,6 +75,14 @@ class _SizeState(nn.Cell):
         self.sizes = Parameter(Tensor(np.zeros(count, np.int32)), name="elastic_sizes", requires_grad=False)
 
 
+def check_elastic_partition(part):
+    """Refuse a partition the elastic sampling cannot follow: it places
+    uniform nodes with trapezoid weights at run time."""
+    if getattr(part, "trainable", False) or part.quadrature.name != "trapezoid":
+        raise ValueError(f"elastic networks need uniform trapezoid partitions; group {part.name!r} is "
+                         f"{'trainable' if getattr(part, 'trainable', False) else part.quadrature.name}")
+
+
 class ElasticAxis(nn.Cell):
     """Builds one axis's sampling matrix at the run-time sizes of its
     group(s): full-size rows, rows past the current size zero."""
@@ -84,9 +92,7 @@ class ElasticAxis(nn.Cell):
         p = sampler.get_partition()
         parts = p.parts if isinstance(p, CompositePartition) else [p]
         for part in parts:
-            if getattr(part, "trainable", False) or part.quadrature.name != "trapezoid":
-                raise ValueError(f"elastic networks need uniform trapezoid partitions; group {part.name!r} is "
-                                 f"{'trainable' if getattr(part, 'trainable', False) else part.quadrature.name}")
+            check_elastic_partition(part)
         self.blocks = [(group_index.get(id(part)), part.full_size, m)
                        for part, m in zip(parts, sampler.control_sizes)]
         rows = rows or {}
@@ -105,8 +111,21 @@ class ElasticAxis(nn.Cell):
         self.rules = [part.resampling for part in parts]
         self.dense = any(r != "point" for r in self.rules)
 
+    runtime_sizes = True  # sizes come from the shared state at run time (AxisSampler: False)
+
     def get_partition(self):
         raise ValueError("an elastic axis has no fixed partition")
+
+    def at_full_size(self):
+        """1.0 when every group of this axis is at its full size at the
+        run-time sizes, else 0.0 (a float32 scalar): an integral BatchNorm
+        updates its moving statistics only then, as at a fixed full width."""
+        sizes = self.state[0].sizes
+        flag = Tensor(1.0, ms.float32)
+        for g, full, _ in self.blocks:
+            if g is not None:
+                flag = flag * ops.cast(sizes[g] >= full, ms.float32)
+        return flag
 
     def size_key(self):
         """Static: the bucket's rows and the rules (the sizes are run-time data)."""
@@ -120,7 +139,6 @@ class ElasticAxis(nn.Cell):
         i = self.ranges[k]
         n = ops.maximum(n, 2.0)
         step = 1.0 / (n - 1.0)
-        x = ops.minimum(i * step, 1.0)
         mask = ops.cast(i < n, ms.float32)
         if self.integrate:
             ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
@@ -130,7 +148,7 @@ class ElasticAxis(nn.Cell):
             idx = ops.zeros((rows, 4), ms.int32)
             wts = ops.concat([mask.reshape(-1, 1), ops.zeros((rows, 3), ms.float32)], 1)
             return idx, wts
-        idx, wts = four_taps(x * (m - 1), float(m - 1))
+        idx, wts = node_taps(i, n, float(m - 1))
         return idx + self.starts[k], wts * mask.reshape(-1, 1)
 
     def taps(self):
@@ -247,16 +265,15 @@ def _spec_taps(spec, n):
         ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
         mask = mask * step * (1.0 - 0.5 * ends) * spec.full
     m = spec.m
-    x = ops.minimum(i * step, 1.0)
     if spec.rule != "point":
         if m == 1:
             return mask.reshape(-1, 1)
         s, reach = ops.maximum((m - 1.0) / (n - 1.0), 1.0), 2 * (m - 1) + 1
-        return antialiased_matrix(x, m, s, reach) * mask.reshape(-1, 1)
+        return antialiased_matrix(ops.minimum(i * step, 1.0), m, s, reach) * mask.reshape(-1, 1)
     if m == 1:
         return ops.zeros((spec.rows, 4), ms.int32), \
             ops.concat([mask.reshape(-1, 1), ops.zeros((spec.rows, 3), ms.float32)], 1)
-    idx, wts = four_taps(x * (m - 1), float(m - 1))
+    idx, wts = node_taps(i, n, float(m - 1))
     return idx, wts * mask.reshape(-1, 1)
 
 
@@ -416,7 +433,7 @@ class ElasticBucket(nn.Cell):
         mask = ops.cast(i < n, ms.float32)
         ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
         q = mask * (1.0 + self.table_integrate * (step * (1.0 - 0.5 * ends) * self.table_full - 1.0))
-        idx, wts = four_taps(ops.minimum(i * step, 1.0) * self.table_last, self.table_last.reshape(-1, 1))
+        idx, wts = node_taps(i, n, self.table_last)
         return idx, wts * q.reshape(-1, 1)
 
     def _samples(self, sizes):
@@ -513,6 +530,31 @@ def bucket_rows(model, fraction):
         low, high = size_range(p)
         rows.append(min(high, max(low, int(np.ceil(fraction * p.full_size - 1e-9)))))
     return rows
+
+
+def elastic_layers(model):
+    """``(network, state)``: a copy of ``model.network`` that shares its
+    Parameters and samples every layer at the sizes held in
+    ``state.sizes`` (an int32 Parameter, one size per group in
+    ``model.groups`` order, which the caller assigns before each run).
+
+    Shapes are the full width's and the channels past each size are zero,
+    as in the elastic network, but the weights are sampled on every call
+    (no kept samples), so gradients reach the control weights: one compiled
+    train step serves every width (:class:`inn_ms.train.ElasticTrainStep`).
+    The resampling rules are read now; a model whose rules or partitions
+    change needs a new copy."""
+    for part in model.groups.values():
+        check_elastic_partition(part)
+    state = _SizeState(len(model.groups))
+    group_index = {id(p): k for k, p in enumerate(model.groups.values())}
+
+    def axes_only(cell):
+        return ElasticAxis(cell, group_index, state) if isinstance(cell, AxisSampler) else None
+
+    with model.at_sizes(model.full_sizes):
+        network = copy_tree(model.network, axes_only, share_parameters=True)
+    return network, state
 
 
 def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):

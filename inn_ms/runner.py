@@ -234,7 +234,7 @@ def train(cfg, resume="auto", progress=True):
         ms.amp.auto_mixed_precision(model.network, amp)
         loss_fn = Float32Loss(loss_fn)
     trainer = RandomWidthTrainer(model, loss_fn, optimizer, sampler, seed=seed, sandwich=t["sandwich"],
-                                 loss_scale=loss_scale)
+                                 loss_scale=loss_scale, elastic=t["elastic"])
 
     position = {"epoch": 0, "step": 0, "epoch_step": 0, "global_batch": 0, "epoch_loss": 0.0}
     if resume == "auto":

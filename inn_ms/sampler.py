@@ -99,6 +99,8 @@ class AxisSampler(SizeKeyed, nn.Cell):
     tuple, one per block of a :class:`CompositePartition`.
     """
 
+    runtime_sizes = False  # the size is the partition's, fixed in the graph (ElasticAxis: True)
+
     def __init__(self, partition, control_size, integrate):
         super().__init__()
         if isinstance(control_size, (tuple, list)):

@@ -105,12 +105,12 @@ class TrainStep(SizeKeyed, nn.Cell):
     all-reduced across ranks before the update.
     """
 
-    def __init__(self, model, loss_fn, optimizer, loss_scale=1.0):
+    def __init__(self, model, loss_fn, optimizer, loss_scale=1.0, network=None):
         # No prefix: the network's parameters keep their names (network.conv1.weight)
         # instead of taking this Cell's attribute path (optimizer.network.conv1.weight).
         super().__init__(auto_prefix=False)
         self.model = model
-        self.net_with_loss = nn.WithLossCell(model.network, loss_fn)
+        self.net_with_loss = nn.WithLossCell(model.network if network is None else network, loss_fn)
         self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.scaled = float(loss_scale) != 1.0
@@ -125,6 +125,10 @@ class TrainStep(SizeKeyed, nn.Cell):
         return self.model.size_key()
 
     def construct(self, x, y, size_key=None):
+        return self.update(x, y)
+
+    def update(self, x, y):
+        """The loss at ``x, y``, its gradients, and the optimiser's update."""
         loss = self.net_with_loss(x, y)
         if self.scaled:
             sens = ops.fill(loss.dtype, loss.shape, self.loss_scale)
@@ -140,6 +144,45 @@ class TrainStep(SizeKeyed, nn.Cell):
         else:
             self.optimizer(grads)
         return loss
+
+
+class ElasticTrainStep(TrainStep):
+    """One optimiser step of ``model`` at run-time sizes, ``step(x, y,
+    sizes)`` with ``sizes`` an int32 tensor (one per group, in
+    ``model.groups`` order): one compiled graph for every width.
+
+    The step runs the full width's shapes with the channels past each size
+    zero (:func:`inn_ms.elastic.elastic_layers`), so its loss, gradients and
+    update are those of the network at ``sizes`` (an integral BatchNorm's
+    moving statistics learn at full width only, as in :class:`TrainStep`),
+    at the full width's compute. Against one graph per width it holds the
+    memory of one graph and compiles once (the main job's CNN: one compile
+    of ~3 per-width compiles' time, a step at any width as long as a
+    full-width step), and per-group sizes, which make a new graph nearly
+    every step, cost nothing more. Needs uniform trapezoid partitions
+    (not pipeline B's trainable ones); the resampling rules are read when
+    the step is built.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, loss_scale=1.0):
+        from inn_ms.elastic import elastic_layers
+        network, state = elastic_layers(model)
+        super().__init__(model, loss_fn, optimizer, loss_scale=loss_scale, network=network)
+        self.state = state
+        self.built_for = elastic_signature(model)
+
+    def size_key(self):
+        return self.built_for  # static: the sizes are run-time data
+
+    def construct(self, x, y, sizes, size_key=None):
+        ops.assign(self.state.sizes, sizes)
+        return self.update(x, y)
+
+
+def elastic_signature(model):
+    """What an :class:`ElasticTrainStep` is built for: each group's
+    partition object and resampling rule."""
+    return tuple((name, id(p), p.resampling) for name, p in model.groups.items())
 
 
 def batches(n, batch_size, rng=None, drop_last=True):
@@ -179,14 +222,21 @@ class RandomWidthTrainer:
     at the sampler's smallest sizes, the "sandwich rule" of slimmable
     networks (the two ends trained on every batch bound every width between
     them; the narrowest widths are the ones a uniform draw trains least).
+    ``elastic=True``: every step runs one compiled graph whose sizes are a
+    run-time input (:class:`ElasticTrainStep`) instead of one graph per
+    width; the model then keeps its sizes while training.
     """
 
     SANDWICH = (False, "full", "both")
 
-    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0, sandwich=False, loss_scale=1.0):
+    def __init__(self, model, loss_fn, optimizer, width_sampler=None, seed=0, sandwich=False, loss_scale=1.0,
+                 elastic=False):
         self.model = model
         self.sandwich = check_sandwich(sandwich)
-        self.step_cell = TrainStep(model, loss_fn, optimizer, loss_scale=loss_scale)
+        self.elastic = bool(elastic)
+        self._step_args = (loss_fn, optimizer, loss_scale)
+        self.step_cell = (ElasticTrainStep if self.elastic else TrainStep)(model, loss_fn, optimizer,
+                                                                           loss_scale=loss_scale)
         self.width_sampler = width_sampler
         self.rng = np.random.default_rng(seed)
 
@@ -199,10 +249,29 @@ class RandomWidthTrainer:
         """One step at ``sizes`` (or freshly drawn ones); returns the loss."""
         if sizes is None and self.width_sampler is not None:
             sizes = self.width_sampler.sample(self.rng)
+        if self.elastic:
+            return self._elastic_step(x, y, sizes)
         if sizes is not None:
             self.model.resize(sizes=sizes)
         self.step_cell.set_train(True)
         loss = self.step_cell(x, y)
+        return float(loss.asnumpy())
+
+    def _elastic_step(self, x, y, sizes):
+        """A step of the elastic graph at ``sizes`` (others: the model's
+        current sizes), checked against each group's allowed range. A model
+        whose partitions or rules changed since the graph was built (e.g.
+        ``set_resampling``) gets a new one: the old would sample by the old
+        rules."""
+        from inn_ms.elastic import elastic_sizes
+        if self.step_cell.built_for != elastic_signature(self.model):
+            logger.info("the model's partitions or resampling rules changed: building a new elastic train step")
+            loss_fn, optimizer, loss_scale = self._step_args
+            self.step_cell = ElasticTrainStep(self.model, loss_fn, optimizer, loss_scale=loss_scale)
+        target = dict(self.model.sizes)
+        target.update(sizes or {})
+        self.step_cell.set_train(True)
+        loss = self.step_cell(x, y, elastic_sizes(self.model, sizes=target))
         return float(loss.asnumpy())
 
     def check_schedule(self, steps):

@@ -15,6 +15,9 @@
    (weights frozen) for a few steps on part of the training set.
 5. Pipeline A: a short training of the integral network with a random width
    per step (and the full width on every batch), then the same widths again.
+   One compiled train step serves every width (its sizes are a run-time
+   input: ``RandomWidthTrainer(elastic=True)``), so the training holds one
+   graph's memory, not one per width.
 6. The trained integral network is saved as an artifact (``.inn``), every
    width is exported as a MindIR with a dynamic batch, loaded back with
    ``ms.load`` + ``nn.GraphCell`` and evaluated beside the in-memory network;
@@ -180,7 +183,8 @@ def train_pipeline_a(model, x, y, args):
     opt = nn.Adam(model.trainable_params(), learning_rate=lr)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     sampler = WidthSampler(model, low=args.low, levels=args.levels)
-    trainer = RandomWidthTrainer(model, loss, opt, sampler, seed=args.seed, sandwich=args.sandwich)
+    trainer = RandomWidthTrainer(model, loss, opt, sampler, seed=args.seed, sandwich=args.sandwich,
+                                 elastic=args.elastic)
     return trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, progress=not args.quiet)
 
 
@@ -203,6 +207,9 @@ def pipeline_b(net, reference, keeps, xtr, ytr, xte, yte, args):
         tuned = accuracy_once(plain, xte, yte)
         repair(model, plain, xtr[:args.calib], reference=reference)
         out.append((tuned, accuracy_once(plain, xte, yte)))
+        clear_cache(model)
+        del model, plain
+        release_memory()  # this width's training and repair graphs
     return out
 
 
@@ -285,6 +292,8 @@ def main(argv=None):
     ap.add_argument("--levels", type=int, default=11, help="keep ratios drawn in training")
     ap.add_argument("--no-sandwich", dest="sandwich", action="store_false",
                     help="pipeline A without the full-width step on every batch")
+    ap.add_argument("--graph-per-width", dest="elastic", action="store_false",
+                    help="pipeline A compiles a train step per width (default: one elastic step for all widths)")
     ap.add_argument("--b-epochs", type=int, default=2, help="pipeline B epochs (0: skip)")
     ap.add_argument("--b-samples", type=int, default=1000, help="training digits pipeline B sees")
     ap.add_argument("--b-lr", type=float, default=3e-3, help="pipeline B learning rate (Adam)")
@@ -328,6 +337,8 @@ def main(argv=None):
     before = accuracy_columns(model, args.keep, xte, yte, calib=xtr[:args.calib], stages=stages)
     t_before = time.time() - t0
     full_params = before[0]["params"] if before[0]["keep"] == 1.0 else count_parameters(net)
+    clear_cache(model)  # the repairs' compiled networks: hand their memory back before pipeline B
+    release_memory()
 
     t_b = 0.0
     if args.b_epochs > 0:
@@ -343,7 +354,8 @@ def main(argv=None):
     after, t_train = [], 0.0
     if args.epochs > 0:
         print(f"pipeline A: {args.epochs} epochs with a random keep ratio in [{args.low}, 1] "
-              f"({args.levels} levels){', sandwich' if args.sandwich else ''} ...")
+              f"({args.levels} levels){', sandwich' if args.sandwich else ''}"
+              f"{', one elastic train graph for every width' if args.elastic else ''} ...")
         t0 = time.time()
         train_pipeline_a(model, xtr, ytr, args)
         t_train = time.time() - t0
