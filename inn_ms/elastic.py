@@ -87,7 +87,7 @@ class ElasticAxis(nn.Cell):
     """Builds one axis's sampling matrix at the run-time sizes of its
     group(s): full-size rows, rows past the current size zero."""
 
-    def __init__(self, sampler, group_index, state, rows=None):
+    def __init__(self, sampler, group_index, state, rows=None, dense=False):
         super().__init__()
         p = sampler.get_partition()
         parts = p.parts if isinstance(p, CompositePartition) else [p]
@@ -107,9 +107,12 @@ class ElasticAxis(nn.Cell):
         self.starts = [int(v) for v in np.cumsum([0] + [m for _, _, m in self.blocks])[:-1]]
         # Antialiased parts stretch the kernel over more than four taps (how
         # many depends on the run-time size): such an axis builds its dense
-        # matrix instead of gathering four taps per row.
+        # matrix instead of gathering four taps per row. ``dense=True``: every
+        # axis does (training: a matmul and its gradient are faster on CPU
+        # than four gathers and their scatter-adds; measured in
+        # scripts/bench/train_step.py).
         self.rules = [part.resampling for part in parts]
-        self.dense = any(r != "point" for r in self.rules)
+        self.dense = bool(dense) or any(r != "point" for r in self.rules)
 
     runtime_sizes = True  # sizes come from the shared state at run time (AxisSampler: False)
 
@@ -180,12 +183,10 @@ class ElasticAxis(nn.Cell):
             mask = mask * step * (1.0 - 0.5 * ends) * full
         if m == 1:
             return mask.reshape(-1, 1)
-        x = ops.minimum(i * step, 1.0)
         if self.rules[k] == "point":
-            s, reach = Tensor(1.0, ms.float32), 2
-        else:
-            s, reach = ops.maximum((m - 1.0) / (n - 1.0), 1.0), 2 * (m - 1) + 1
-        return antialiased_matrix(x, m, s, reach) * mask.reshape(-1, 1)
+            return taps_matrix(*node_taps(i, n, float(m - 1)), m) * mask.reshape(-1, 1)
+        s, reach = ops.maximum((m - 1.0) / (n - 1.0), 1.0), 2 * (m - 1) + 1
+        return antialiased_matrix(ops.minimum(i * step, 1.0), m, s, reach) * mask.reshape(-1, 1)
 
     def matrix(self):
         """The axis's dense matrix at the run-time sizes (blocks on the diagonal)."""
@@ -238,6 +239,13 @@ class ElasticAxis(nn.Cell):
 
 
 DENSE_SAMPLING = True  # sample cached layers by matmuls (see _sample_axis), not gathers
+
+
+def taps_matrix(idx, wts, m):
+    """The dense ``rows × m`` matrix of four taps a row (indices ``idx``,
+    weights ``wts``, both ``rows × 4``)."""
+    hot = ops.one_hot(idx, m, Tensor(1.0, ms.float32), Tensor(0.0, ms.float32))
+    return (hot * wts.reshape(wts.shape[0], 4, 1)).sum(1)
 
 
 class _Spec:
@@ -295,9 +303,7 @@ def _axis_sampler(axis, blocks, specs):
         for k, start in zip(axis.specs, axis.starts):
             block = blocks[k]
             if specs[k].rule == "point":  # taps as a dense block
-                idx, wts = block
-                block = (ops.one_hot(idx, specs[k].m, Tensor(1.0, ms.float32), Tensor(0.0, ms.float32))
-                         * wts.reshape(specs[k].rows, 4, 1)).sum(1)
+                block = taps_matrix(*block, specs[k].m)
             parts = [block]
             if start > 0:
                 parts.insert(0, ops.zeros((specs[k].rows, start), ms.float32))
@@ -550,7 +556,7 @@ def elastic_layers(model):
     group_index = {id(p): k for k, p in enumerate(model.groups.values())}
 
     def axes_only(cell):
-        return ElasticAxis(cell, group_index, state) if isinstance(cell, AxisSampler) else None
+        return ElasticAxis(cell, group_index, state, dense=True) if isinstance(cell, AxisSampler) else None
 
     with model.at_sizes(model.full_sizes):
         network = copy_tree(model.network, axes_only, share_parameters=True)

@@ -10,7 +10,7 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from inn_ms.cubic import KEYS_A, four_taps, kernel_matrix, keys_kernel, resize_bicubic, sample
+from inn_ms.cubic import KEYS_A, four_taps, kernel_matrix, node_taps, keys_kernel, resize_bicubic, sample
 
 torch = pytest.importorskip("torch")
 
@@ -143,6 +143,29 @@ def test_four_taps_with_a_grid_per_row(mode, rng):
     for row, (xi, m) in enumerate(zip(x, ms_)):
         np.testing.assert_allclose(dense[row, :m], ref_kernel(np.array([xi], np.float64), int(m))[0], atol=2e-6)
         assert not dense[row, m:].any()
+
+
+class _NodeTaps(nn.Cell):
+    def construct(self, i, n, last):
+        return node_taps(i, n, last)
+
+
+@pytest.mark.parametrize("m, n", [(2, 2), (32, 29), (128, 96), (2048, 1023), (2048, 2048)])
+def test_node_taps_are_float64_exact(m, n, mode):
+    """Taps at the nodes ``i/(n-1)`` of a run-time size are the float64
+    kernel matrix's rows to float32 rounding of the kernel itself (< 2e-6),
+    at any grid: the positions are not rounded (``(i/(n-1))·(m-1)`` in
+    float32 was 9e-6 off at 128 control values and 1.4e-4 at 2048); rows past
+    ``n-1`` are the grid's end."""
+    rows = n + 3
+    i = np.arange(rows, dtype=np.float32)
+    idx, wts = _NodeTaps()(Tensor(i), Tensor(np.float32(n)), float(m - 1))
+    x = np.minimum(np.arange(rows) / (n - 1), 1.0)
+    np.testing.assert_allclose(_band_to_dense(idx.asnumpy(), wts.asnumpy(), m), ref_kernel(x, m), atol=2e-6)
+    old = _band_to_dense(*[t.asnumpy() for t in _Taps()(Tensor(np.minimum(i / np.float32(n - 1), 1) * (m - 1)),
+                                                         float(m - 1))], m)
+    if m >= 128 and n < m:
+        assert np.abs(old - ref_kernel(x, m)).max() > 5e-6  # what the exact positions fixed
 
 
 @pytest.mark.parametrize("m", [1, 2, 4, 11])
