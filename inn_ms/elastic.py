@@ -61,7 +61,7 @@ from inn_ms.cubic import four_taps
 from inn_ms.export import check_input_shape, export_mindir
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
-from inn_ms.partition import CompositePartition, size_range
+from inn_ms.partition import CompositePartition, size_range, size_step
 from inn_ms.resampling import antialiased_matrix
 from inn_ms.sampler import AxisSampler, apply_along_axis1
 
@@ -527,6 +527,10 @@ def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
     fractions = sorted({float(f) for f in buckets} | {1.0})
     if not all(0 < f <= 1 for f in fractions):
         raise ValueError(f"make_elastic: bucket fractions must be in (0, 1], got {buckets!r}")
+    blocked = [n for n, p in model.groups.items() if size_step(p) > 1]
+    if blocked:
+        raise ValueError(f"make_elastic: group(s) {blocked} come in blocks (a grouped convolution's channels), "
+                         f"which elastic networks do not support yet")
     group_index = {id(p): k for k, p in enumerate(model.groups.values())}
     with model.at_sizes(model.full_sizes):
         base = copy_tree(model.network, lambda c: None)  # the elastic network's own control weights
