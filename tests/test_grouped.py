@@ -201,6 +201,8 @@ def test_resnext_like_torch_network_converts_exactly_and_stays_grouped(resnext_l
     assert tuple(plain.reduce.weight.shape) == (8, 8, 1, 1) and tuple(plain.expand.weight.shape) == (8, 8, 1, 1)
     out = model(Tensor(x)).asnumpy()
     assert rel(plain(Tensor(x)).asnumpy(), out) < 1e-5
+    ms.set_context(mode=ms.GRAPH_MODE)  # the compiled graph samples the same blocks
+    assert rel(model(Tensor(x)).asnumpy(), out) < 1e-5
 
 
 def test_permutation_that_leaves_a_block_is_refused(resnext_like):
@@ -272,3 +274,18 @@ def test_artifact_round_trips_the_blocks(resnext_like, tmp_path):
     np.testing.assert_allclose(back(Tensor(x)).asnumpy(), model(Tensor(x)).asnumpy(), rtol=1e-6, atol=1e-6)
     with back.at_sizes(back.full_sizes):
         assert rel(back(Tensor(x)).asnumpy(), ref) < 1e-5
+
+
+def test_random_widths_per_group_draw_multiples_of_the_blocks(resnext_like):
+    from inn_ms.train import WidthSampler
+    _, net, x, _ = resnext_like
+    model = convert(net, x.shape)
+    sampler = WidthSampler(model, low=0.25, per_group=True)
+    rng = np.random.default_rng(0)
+    drawn = [sampler.sample(rng) for _ in range(40)]
+    for name in ("reduce", "grouped"):
+        sizes = {d[name] for d in drawn}
+        assert sizes <= {8, 12, 16} and len(sizes) > 1  # 4 blocks of at least 2 channels
+    assert len({d["stem"] for d in drawn}) > 3
+    model.resize(sizes=drawn[0])
+    assert model(Tensor(x)).shape == (2, 5)
