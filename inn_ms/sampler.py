@@ -113,7 +113,10 @@ class AxisSampler(SizeKeyed, nn.Cell):
         else:
             control_sizes = (int(control_size),)
         leaves = leaf_parts(self._sampled(partition))
-        if len(control_sizes) == 1 and len(leaves) > 1:
+        blocks = getattr(self._sampled(partition), "blocks", None)
+        if len(control_sizes) == 1 and blocks and control_size % blocks == 0:
+            control_sizes = (control_size // blocks,) * blocks  # a grid of its own per block, alike
+        elif len(control_sizes) == 1 and len(leaves) > 1:
             control_sizes = tuple(p.full_size for p in leaves)
             if sum(control_sizes) != control_size:
                 raise ValueError(f"{partition.name}: control size {control_size} does not split "

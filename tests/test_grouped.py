@@ -13,7 +13,7 @@ from inn_ms.graph.channels import find_channel_groups
 from inn_ms.layers import IntegralConv2d
 from inn_ms.partition import BlockedPartition, allowed_size, size_range, size_step
 from helpers import randomize_torch_bn
-from reference import ref_sample, ref_sample_bias
+from reference import ref_sample, ref_sample_bias, ref_weight, uniform_nodes
 
 torch = pytest.importorskip("torch")
 
@@ -125,6 +125,21 @@ def test_grouped_layer_samples_every_block_like_the_numpy_reference(rng, n_in, n
     assert plain.group == g and tuple(plain.weight.shape) == (n_out, ci, 3, 3) and co == 4
     x = Tensor(rng.normal(size=(2, n_in, 6, 6)).astype(np.float32))
     np.testing.assert_allclose(plain(x).asnumpy(), layer(x).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_layer_with_a_coarse_control_grid_per_block(rng):
+    """Trained from scratch: every block has its own control grid of the
+    same size (here 2 output and 2 input control values per group)."""
+    layer = IntegralConv2d(16, 16, 3, padding=1, groups=4, control=(8, 2))
+    assert tuple(layer.weight.shape) == (8, 2, 3, 3)
+    assert tuple(layer.sample_weight().shape) == (16, 4, 3, 3)
+    lam = layer.weight.asnumpy().astype(np.float64)
+    layer.partitions["out"].resize(12)
+    layer.partitions["in"].resize(8)
+    expected = np.concatenate([ref_weight(lam[k * 2:(k + 1) * 2], uniform_nodes(3), uniform_nodes(2))
+                               * (4 / 2) for k in range(4)])  # quadrature normalised by the block's 4 channels
+    np.testing.assert_allclose(layer.numpy_weight(), expected, rtol=1e-6, atol=1e-7)
+    assert layer(Tensor(rng.normal(size=(1, 8, 5, 5)).astype(np.float32))).shape == (1, 12, 5, 5)
 
 
 # -- the graph analysis -------------------------------------------------------------
