@@ -185,6 +185,71 @@ def test_blocks_that_cannot_be_kept_pin_their_channels_and_say_why():
     assert groups.groups["grouped"].continuous and groups.groups["grouped"].blocks == 2
 
 
+class GroupedOnInputThenConcat(nn.Cell):
+    """A grouped convolution on the (pinned) input, its blocks concatenated
+    with a plain group and read by one 1x1 convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.grouped = nn.Conv2d(4, 8, 3, group=2, has_bias=True)
+        self.stem = nn.Conv2d(4, 6, 3, has_bias=True)
+        self.mix = nn.Conv2d(14, 6, 1, has_bias=True)
+        self.head = nn.Dense(6, 3)
+
+    def construct(self, x):
+        y = ops.concat((ops.relu(self.grouped(x)), ops.relu(self.stem(x))), 1)
+        return self.head(ops.relu(self.mix(y)).mean((2, 3)))
+
+
+def test_blocks_on_a_pinned_input_and_inside_a_concatenation(rng):
+    net = GroupedOnInputThenConcat()
+    net.set_train(False)
+    x = Tensor(rng.normal(size=(2, 4, 8, 8)).astype(np.float32))
+    model = convert(net, x)  # checks exactness, integral and discretized
+    groups = model.conversion["groups"]
+    assert not groups.groups["input"].continuous
+    assert [(n, size_step(p)) for n, p in model.groups.items()] == [("grouped", 2), ("stem", 1), ("mix", 1)]
+    assert groups.layers["mix"].inputs == [("grouped", 8, 1), ("stem", 6, 1)]
+    model.resize(sizes={"grouped": 4, "stem": 3, "mix": 3})
+    plain = model.discretize()
+    plain.set_train(False)
+    assert plain.grouped.group == 2 and tuple(plain.grouped.weight.shape) == (4, 2, 3, 3)  # input kept
+    assert tuple(plain.mix.weight.shape) == (3, 7, 1, 1)
+    model.set_train(False)
+    out = model(x).asnumpy()
+    assert rel(plain(x).asnumpy(), out) < 1e-5
+
+
+class BlocksThroughDepthwiseAndFlatten(nn.Cell):
+    """Blocks through a depthwise convolution and a flatten into a dense layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, has_bias=True)
+        self.grouped = nn.Conv2d(8, 8, 3, group=2, has_bias=True)
+        self.depthwise = nn.Conv2d(8, 8, 3, group=8, has_bias=True)
+        self.head = nn.Dense(8 * 8 * 8, 3)  # "same" padding
+
+    def construct(self, x):
+        y = ops.relu(self.depthwise(ops.relu(self.grouped(ops.relu(self.stem(x))))))
+        return self.head(y.reshape(y.shape[0], -1))
+
+
+def test_blocks_through_a_depthwise_convolution_and_a_flatten(rng):
+    net = BlocksThroughDepthwiseAndFlatten()
+    net.set_train(False)
+    x = Tensor(rng.normal(size=(2, 3, 8, 8)).astype(np.float32))
+    model = convert(net, x)  # checks exactness, integral and discretized
+    assert [(n, size_step(p)) for n, p in model.groups.items()] == [("stem", 2), ("grouped", 2)]
+    model.resize(keep=0.5)
+    plain = model.discretize()
+    plain.set_train(False)
+    assert plain.grouped.group == 2 and tuple(plain.grouped.weight.shape) == (4, 2, 3, 3)
+    assert plain.depthwise.group == 4 and tuple(plain.head.weight.shape) == (3, 4 * 64)
+    model.set_train(False)
+    assert rel(plain(x).asnumpy(), model(x).asnumpy()) < 1e-5
+
+
 # -- conversion of a real PyTorch network -------------------------------------------
 
 def test_resnext_like_torch_network_converts_exactly_and_stays_grouped(resnext_like):

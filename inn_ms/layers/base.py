@@ -9,7 +9,7 @@ from mindspore import Parameter, Tensor, nn
 from mindspore.common.initializer import Uniform, initializer
 
 from inn_ms.keyed import SizeKeyed
-from inn_ms.partition import BlockedPartition, UniformPartition, check_size
+from inn_ms.partition import BlockedPartition, UniformPartition, check_size, leaf_parts
 from inn_ms.sampler import AxisSampler
 
 AUTO = "auto"
@@ -146,7 +146,7 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         # Exactness needs the full-size nodes on the control grid j/(n-1),
         # where the kernel matrix is the identity: not so for Gauss-Legendre
         # nodes or trained (non-uniform) positions.
-        for p in getattr(partition, "parts", None) or ([partition] if partition is not None else []):
+        for p in leaf_parts(partition) if partition is not None else []:
             x = np.asarray(p.nodes(), np.float64)
             if len(x) > 1 and not np.allclose(x, np.linspace(0.0, 1.0, len(x)), rtol=0, atol=1e-6):
                 raise ValueError(f"{self.cls_name}: {what} partition {p.name!r} ({p.quadrature.name} quadrature) "
