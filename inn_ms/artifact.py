@@ -159,6 +159,9 @@ def _manifest(model, architecture, allowed_sizes):
         if not smallest <= low <= high <= largest:
             raise ValueError(f"allowed sizes of group {name!r} must satisfy {smallest} <= low <= high <= {largest}, "
                              f"got ({low}, {high})")
+        if low % size_step(p) or high % size_step(p):
+            raise ValueError(f"allowed sizes of group {name!r} must be multiples of its {size_step(p)} blocks (a "
+                             f"grouped convolution's channels), got ({low}, {high})")
         groups[name] = {"full_size": int(p.full_size), "size": int(p.size), "allowed": [int(low), int(high)],
                         "quadrature": p.quadrature.name}
         if p.resampling != "point":

@@ -354,6 +354,18 @@ def test_artifact_round_trips_the_blocks(resnext_like, tmp_path):
     np.testing.assert_allclose(back(Tensor(x)).asnumpy(), model(Tensor(x)).asnumpy(), rtol=1e-6, atol=1e-6)
     with back.at_sizes(back.full_sizes):
         assert rel(back(Tensor(x)).asnumpy(), ref) < 1e-5
+    with pytest.raises(ValueError, match="'reduce' must be multiples of its 4 blocks .* got \\(10, 16\\)"):
+        save_artifact(model, str(tmp_path / "bad.inn"), allowed_sizes={"reduce": (10, 16)})
+
+
+def test_pipeline_b_resizes_groups_of_blocks_instead_of_training_their_nodes(resnext_like):
+    from inn_ms.partition_tuning import make_partitions_trainable
+    _, net, x, _ = resnext_like
+    model = convert(net, x.shape)
+    assert make_partitions_trainable(model, {"stem": 8, "reduce": 8}) == ["stem"]
+    assert model.groups["reduce"].size == 8 and not model.groups["reduce"].trainable
+    with pytest.raises(ValueError, match="'grouped' must be an int in \\[8, 16\\] and a multiple of 4"):
+        make_partitions_trainable(model, {"grouped": 10})
 
 
 def test_random_widths_per_group_draw_multiples_of_the_blocks(resnext_like):
