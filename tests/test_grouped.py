@@ -171,6 +171,19 @@ class GroupedAfterConcat(nn.Cell):
         return self.head(self.grouped(ops.concat((self.a(x), self.b(x)), 1)))
 
 
+class ChannelMultiplier(nn.Cell):
+    """8 groups of 1 input and 2 output channels each."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.grouped = nn.Conv2d(8, 16, 3, group=8)
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def construct(self, x):
+        return self.head(self.grouped(self.stem(x)))
+
+
 def test_blocks_that_cannot_be_kept_pin_their_channels_and_say_why():
     x = Tensor(np.zeros((1, 3, 4, 4), np.float32))
     groups = find_channel_groups(TwoGroupCounts(), x)
@@ -183,6 +196,10 @@ def test_blocks_that_cannot_be_kept_pin_their_channels_and_say_why():
         assert not groups.groups[name].continuous
         assert any("reads channels of several groups" in r for r in groups.groups[name].reasons)
     assert groups.groups["grouped"].continuous and groups.groups["grouped"].blocks == 2
+    groups = find_channel_groups(ChannelMultiplier(), x)
+    assert groups.groups["stem"].reasons == ["1 channel per group of grouped convolution grouped (Conv2d, groups=8): "
+                                             "nothing to resample"]
+    assert groups.groups["grouped"].continuous and groups.groups["grouped"].blocks == 8  # 8 blocks of 2
 
 
 class GroupedOnInputThenConcat(nn.Cell):
