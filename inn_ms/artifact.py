@@ -46,7 +46,7 @@ from inn_ms.convert.convert import convert, rebuild_converted
 from inn_ms.convert.weights import checkpoint_misfit, network_parameters
 from inn_ms.fileio import atomic_write
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.partition import size_range
+from inn_ms.partition import size_range, size_step
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +159,15 @@ def _manifest(model, architecture, allowed_sizes):
         if not smallest <= low <= high <= largest:
             raise ValueError(f"allowed sizes of group {name!r} must satisfy {smallest} <= low <= high <= {largest}, "
                              f"got ({low}, {high})")
+        if low % size_step(p) or high % size_step(p):
+            raise ValueError(f"allowed sizes of group {name!r} must be multiples of its {size_step(p)} blocks (a "
+                             f"grouped convolution's channels), got ({low}, {high})")
         groups[name] = {"full_size": int(p.full_size), "size": int(p.size), "allowed": [int(low), int(high)],
                         "quadrature": p.quadrature.name}
         if p.resampling != "point":
             groups[name]["resampling"] = p.resampling
+        if size_step(p) > 1:  # a grouped convolution's channels: resized block by block
+            groups[name]["blocks"] = size_step(p)
     layers = {}
     for path, layer in model.network.cells_and_names():
         if isinstance(layer, IntegralLayer):
@@ -317,12 +322,14 @@ def _check_conversion(path, manifest):
     elif not isinstance(plan, dict) or not isinstance(plan.get("groups"), list) \
             or not isinstance(plan.get("layers"), list) or not isinstance(plan.get("folded", {}), dict):
         bad = "'plan' must be an object with 'groups' and 'layers' lists and a 'folded' object"
-    elif any(not isinstance(g, list) or len(g) != 2 for g in plan["groups"]):
-        bad = "every group of the plan is [name, size]"
+    elif any(not isinstance(g, list) or len(g) not in (2, 3) for g in plan["groups"]):
+        bad = "every group of the plan is [name, size] or [name, size, blocks]"
     elif any(not isinstance(u, list) or len(u) != 4 or not isinstance(u[3], list)
              or not all(isinstance(i, list) and len(i) == 3 for i in u[3]) for u in plan["layers"]):
         bad = "every layer of the plan is [path, kind, out group, [[group, channels, spatial], ...]]"
-    elif dict(map(tuple, plan["groups"])) != {n: g["full_size"] for n, g in manifest["groups"].items()}:
+    elif {g[0]: g[1] for g in plan["groups"]} != {n: g["full_size"] for n, g in manifest["groups"].items()} \
+            or {g[0]: (g[2] if len(g) > 2 else 1) for g in plan["groups"]} != \
+            {n: g.get("blocks", 1) for n, g in manifest["groups"].items()}:
         bad = f"its groups {plan['groups']} are not the manifest's"
     positions = conversion.get("positions") if isinstance(conversion, dict) else None
     if bad is None and positions is not None and (
@@ -357,11 +364,11 @@ def load_artifact(path, builders=None, legacy=False):
         raise ArtifactError(f"{path!r}: cannot rebuild the architecture "
                             f"{describe_architecture(manifest['architecture'])}: {e}") from e
     groups = manifest["groups"]
-    found = {n: p.full_size for n, p in model.groups.items()}
-    expected = {n: g["full_size"] for n, g in groups.items()}
+    found = {n: (p.full_size, size_step(p)) for n, p in model.groups.items()}
+    expected = {n: (g["full_size"], g.get("blocks", 1)) for n, g in groups.items()}
     if found != expected:
         raise ArtifactError(f"{path!r}: the rebuilt network's channel groups {found} differ from the "
-                            f"artifact's {expected}")
+                            f"artifact's {expected} ((full size, blocks) per group)")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, WEIGHTS)
         with open(ckpt, "wb") as f:

@@ -61,7 +61,7 @@ from inn_ms.cubic import node_taps
 from inn_ms.export import check_input_shape, export_mindir
 from inn_ms.layers.conv import IntegralConv2d
 from inn_ms.layers.dense import IntegralDense
-from inn_ms.partition import CompositePartition, size_range
+from inn_ms.partition import CompositePartition, size_range, size_step
 from inn_ms.resampling import antialiased_matrix
 from inn_ms.sampler import AxisSampler, apply_along_axis1
 
@@ -77,10 +77,13 @@ class _SizeState(nn.Cell):
 
 def check_elastic_partition(part):
     """Refuse a partition the elastic sampling cannot follow: it places
-    uniform nodes with trapezoid weights at run time."""
+    uniform nodes with trapezoid weights at run time, in one block."""
     if getattr(part, "trainable", False) or part.quadrature.name != "trapezoid":
         raise ValueError(f"elastic networks need uniform trapezoid partitions; group {part.name!r} is "
                          f"{'trainable' if getattr(part, 'trainable', False) else part.quadrature.name}")
+    if size_step(part) > 1:
+        raise ValueError(f"elastic networks do not support groups in blocks yet (a grouped convolution's "
+                         f"channels); group {part.name!r} has {size_step(part)}")
 
 
 class ElasticAxis(nn.Cell):
@@ -99,6 +102,7 @@ class ElasticAxis(nn.Cell):
         # Rows made per block: the group's rows in this bucket (sizes never exceed them).
         self.rows = [full if g is None else rows.get(g, full) for g, full, _ in self.blocks]
         self.integrate = sampler.integrate
+        self.one_block = False  # groups in blocks are refused (check_elastic_partition)
         self.state = [state]  # a list: the shared state is not a sub-cell of every axis
         self.size = sum(self.rows)
         self.sizes = tuple(self.rows)
@@ -575,6 +579,10 @@ def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
     fractions = sorted({float(f) for f in buckets} | {1.0})
     if not all(0 < f <= 1 for f in fractions):
         raise ValueError(f"make_elastic: bucket fractions must be in (0, 1], got {buckets!r}")
+    blocked = [n for n, p in model.groups.items() if size_step(p) > 1]
+    if blocked:
+        raise ValueError(f"make_elastic: group(s) {blocked} come in blocks (a grouped convolution's channels), "
+                         f"which elastic networks do not support yet")
     group_index = {id(p): k for k, p in enumerate(model.groups.values())}
     with model.at_sizes(model.full_sizes):
         base = copy_tree(model.network, lambda c: None)  # the elastic network's own control weights

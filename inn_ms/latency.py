@@ -39,7 +39,7 @@ from inn_ms.cells import get_cell, run_shapes
 from inn_ms.export import export_mindir
 from inn_ms.fileio import write_json
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.partition import CompositePartition
+from inn_ms.partition import CompositePartition, size_step
 from inn_ms.prune import check_shape
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,13 @@ def candidate_sizes(model, multiple_of=1, count=5):
     out = OrderedDict()
     for name, p in model.groups.items():
         low, high = model.allowed_range(name)
-        sizes = [n for n in range(-(-low // multiple_of) * multiple_of, high + 1, multiple_of)]
+        step = int(np.lcm(int(multiple_of), size_step(p)))  # a group of blocks: multiples of its blocks too
+        sizes = [n for n in range(-(-low // step) * step, high + 1, step)]
         if high == p.full_size and high not in sizes:
             sizes.append(high)
         if not sizes:
             raise ValueError(f"group {name!r}: no size in its allowed range [{low}, {high}] is a multiple of "
-                             f"{multiple_of}")
+                             f"{step}")
         if len(sizes) > count:
             picks = np.unique(np.round(np.linspace(0, len(sizes) - 1, count)).astype(int))
             sizes = [sizes[i] for i in picks]
@@ -88,6 +89,9 @@ def layer_groups(model):
         if any(isinstance(p, CompositePartition) for p in parts.values()):
             raise ValueError(f"latency table: layer {path!r} reads a concatenation of groups, which tables do "
                              f"not support yet")
+        if any(size_step(p) > 1 for p in parts.values()):
+            raise ValueError(f"latency table: layer {path!r} is on channels in blocks (a grouped convolution's), "
+                             f"which tables do not support yet")
         out[path] = [by_id.get(id(parts["in"])) if "in" in parts else None,
                      by_id.get(id(parts["out"])) if "out" in parts else None]
     return out

@@ -16,7 +16,7 @@ from inn_ms.cells import copy_tree, name_parameters_by_path
 from inn_ms.keyed import SizeKeyed
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.layers.plain import fast_convolution
-from inn_ms.partition import CompositePartition, size_range
+from inn_ms.partition import CompositePartition, allowed_size, describe_sizes, size_range, size_step
 from inn_ms.resampling import check_rule
 
 logger = logging.getLogger(__name__)
@@ -138,14 +138,17 @@ class IntegralModel(SizeKeyed, nn.Cell):
     def sizes_for_keep(self, keep, multiple_of=1):
         """Per-group sizes for a keep ratio ``keep`` ∈ (0, 1], rounded to a
         multiple of ``multiple_of`` (never below it or the group's smallest
-        size, :func:`inn_ms.partition.size_range`; never above full size)."""
+        size, :func:`inn_ms.partition.size_range`; never above full size);
+        a group of blocks (a grouped convolution's channels) to a multiple of
+        its blocks too (:func:`inn_ms.partition.size_step`)."""
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
             raise ValueError(f"keep ratio must be in (0, 1], got {keep!r}")
         out = OrderedDict()
         for name, p in self._groups.items():
-            n = int(round(keep * p.full_size / multiple_of)) * multiple_of
-            n = min(max(n, multiple_of, size_range(p)[0]), p.full_size)
-            out[name] = n
+            step = np.lcm(int(multiple_of), size_step(p))
+            n = int(round(keep * p.full_size / step)) * step
+            n = min(max(n, step, size_range(p)[0]), p.full_size)
+            out[name] = int(n)
         return out
 
     def resize(self, sizes=None, keep=None, multiple_of=1):
@@ -160,9 +163,9 @@ class IntegralModel(SizeKeyed, nn.Cell):
         if unknown:
             raise ValueError(f"resize: unknown group(s) {unknown}; groups are {list(self._groups)}")
         for name, n in sizes.items():
-            low, high = size_range(self._groups[name])
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not low <= n <= high:
-                raise ValueError(f"resize: size of group {name!r} must be an int in [{low}, {high}], got {n!r}")
+            if not allowed_size(self._groups[name], n):
+                raise ValueError(f"resize: size of group {name!r} must be {describe_sizes(self._groups[name])}, "
+                                 f"got {n!r}")
         for name, n in sizes.items():
             self._groups[name].resize(int(n))
         logger.debug("resized to %s", dict(self.sizes))
@@ -232,6 +235,10 @@ class IntegralModel(SizeKeyed, nn.Cell):
         unknown = [n for n in by_group if n not in self._groups]
         if unknown:
             raise ValueError(f"{what}: unknown group(s) {unknown}; groups are {list(self._groups)}")
+        blocked = [n for n in by_group if size_step(self._groups[n]) > 1]
+        if blocked:
+            raise ValueError(f"{what}: group(s) {blocked} come in blocks (a grouped convolution's channels); "
+                             f"choosing or merging their channels is not supported yet")
 
     def _full_size_plain(self, pairs, what):
         """The plain network of the full-size weights with each group's

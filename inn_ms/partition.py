@@ -10,6 +10,9 @@ channels, say). Its size is the group's channel count. Kinds:
   (pipeline B of the paper); ordered and inside [0, 1] by construction.
 * :class:`CompositePartition` — a concatenation of sub-partitions, for the
   channels after a ``Concat``; its kernel matrix is block-diagonal.
+* :class:`BlockedPartition` — ``blocks`` copies of one uniform partition,
+  for the channels a grouped convolution reads or writes (one block per
+  convolution group); resized as a whole, every block to the same size.
 
 Random widths for training come from a :class:`SizeDistribution`
 (:class:`UniformSizes`, :class:`NormalSizes`) that draws sizes for a
@@ -49,10 +52,44 @@ def size_range(partition):
     it, and it is never a useful width), at least the quadrature's own
     minimum, at most its full size (a trainable partition: its own fixed
     size); a group whose full size is below that minimum keeps its full size
-    only."""
-    high = int(partition.size if partition.trainable else partition.full_size)
+    only. A group of blocks (:class:`BlockedPartition`, the channels of a
+    grouped convolution) applies this to each block: its sizes are the
+    multiples of :func:`size_step` (its block count) in the range."""
+    blocks = size_step(partition)
+    high = int(partition.size if partition.trainable else partition.full_size) // blocks
     low = min(max(MIN_GROUP_SIZE, partition.quadrature.min_points), high)
-    return low, high
+    return low * blocks, high * blocks
+
+
+def size_step(partition):
+    """The sizes a group takes are multiples of this (part of the rule of
+    :func:`size_range`): its number of blocks, 1 for an ordinary group."""
+    return int(getattr(partition, "blocks", 1))
+
+
+def allowed_size(partition, size):
+    """Whether ``size`` is one of the sizes :func:`size_range` and
+    :func:`size_step` allow ``partition``."""
+    low, high = size_range(partition)
+    return not isinstance(size, bool) and isinstance(size, (int, np.integer)) and low <= size <= high \
+        and size % size_step(partition) == 0
+
+
+def describe_sizes(partition):
+    """The allowed sizes in words, for error messages."""
+    low, high = size_range(partition)
+    step = size_step(partition)
+    return f"an int in [{low}, {high}]" + (f" and a multiple of {step} (its blocks)" if step > 1 else "")
+
+
+def leaf_parts(partition):
+    """The partitions an axis is sampled on, block by block: the parts of a
+    concatenation (recursively), the blocks of a :class:`BlockedPartition`,
+    or the partition itself."""
+    parts = getattr(partition, "parts", None)
+    if parts is None:
+        return [partition]
+    return [leaf for p in parts for leaf in leaf_parts(p)]
 
 
 class _Listened:
@@ -265,6 +302,85 @@ class CompositePartition(_Listened):
 
     def __repr__(self):
         return f"CompositePartition({self.name!r}, parts={self.parts!r})"
+
+
+class BlockedPartition(_Listened):
+    """``blocks`` copies of one uniform partition side by side: the channels
+    a grouped convolution with ``blocks`` groups reads or writes.
+
+    Each block is its own segment of the weight functions along the axis
+    (its own copy of [0, 1] with its own control values), so the function
+    is piecewise continuous with ``blocks`` pieces. Resizing the whole to
+    ``blocks · c`` samples every block at the same ``c`` nodes, and the
+    convolution stays grouped with ``blocks`` groups. ``size`` and
+    ``full_size`` count all channels (multiples of ``blocks``); ``block``
+    is the per-block partition (not a channel group of its own).
+    """
+
+    trainable = False
+
+    def __init__(self, size, blocks, quadrature="trapezoid", name="partition", full_size=None, resampling="point"):
+        self._init_listeners()
+        self.name = name
+        self.blocks = check_size(blocks, f"{name}: blocks")
+        size = check_size(size, name)
+        full_size = check_size(full_size if full_size is not None else size, name)
+        for what, v in (("size", size), ("full size", full_size)):
+            if v % self.blocks:
+                raise ValueError(f"{name}: {what} {v} is not a multiple of its {self.blocks} blocks")
+        self.block = UniformPartition(size // self.blocks, quadrature=quadrature, name=f"{name}.block",
+                                      full_size=full_size // self.blocks, resampling=resampling)
+        self.block.add_listener(self)
+
+    def partition_changed(self):
+        self._changed()
+
+    @property
+    def quadrature(self):
+        return self.block.quadrature
+
+    @property
+    def resampling(self):
+        return self.block.resampling
+
+    @resampling.setter
+    def resampling(self, rule):
+        self.block.resampling = rule  # the block tells this partition, which tells its samplers
+
+    @property
+    def size(self):
+        return self.blocks * self.block.size
+
+    @property
+    def full_size(self):
+        return self.blocks * self.block.full_size
+
+    @property
+    def sizes(self):
+        return (self.block.size,) * self.blocks
+
+    @property
+    def parts(self):
+        """The blocks, in channel order (the same partition ``blocks`` times)."""
+        return [self.block] * self.blocks
+
+    def resize(self, size):
+        """Resize to ``size`` channels: every block to ``size / blocks``."""
+        size = check_size(size, self.name)
+        if size % self.blocks:
+            raise ValueError(f"{self.name}: size {size} is not a multiple of its {self.blocks} blocks (the "
+                             f"channels of a grouped convolution with {self.blocks} groups)")
+        self.block.resize(size // self.blocks)
+
+    def nodes(self):
+        return np.tile(self.block.nodes(), self.blocks)
+
+    def weights(self):
+        return np.tile(self.block.weights(), self.blocks)
+
+    def __repr__(self):
+        return (f"BlockedPartition({self.name!r}, size={self.size}, blocks={self.blocks}, "
+                f"quadrature={self.quadrature.name!r})")
 
 
 class SizeDistribution:

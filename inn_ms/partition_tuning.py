@@ -16,7 +16,7 @@ from mindspore import nn
 
 from inn_ms.cells import name_parameters_by_path, renew_graph_identity
 from inn_ms.layers.base import IntegralLayer
-from inn_ms.partition import CompositePartition, TrainablePartition, size_range
+from inn_ms.partition import CompositePartition, TrainablePartition, allowed_size, describe_sizes, size_step
 from inn_ms.sampler import AxisSampler
 from inn_ms.train import RandomWidthTrainer, batches
 
@@ -27,7 +27,8 @@ def make_partitions_trainable(model, sizes):
     """Swap the partitions of the groups in ``sizes`` (name → target size)
     for trainable ones of that size, in every layer that samples them.
     Groups that are part of a concatenation keep their uniform partition
-    (a composite partition has fixed blocks); they are resized instead.
+    (a composite partition has fixed blocks), and so do groups of blocks (a
+    grouped convolution's channels); they are resized instead.
     Returns the names of the groups made trainable."""
     groups = model.groups
     unknown = [g for g in sizes if g not in groups]
@@ -43,10 +44,9 @@ def make_partitions_trainable(model, sizes):
     swapped, new = [], {}
     for name, n in sizes.items():
         old = groups[name]
-        low, high = size_range(old)
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not low <= n <= high:
-            raise ValueError(f"pipeline B: size of group {name!r} must be an int in [{low}, {high}], got {n!r}")
-        if id(old) in in_composite or getattr(old, "trainable", False):
+        if not allowed_size(old, n):
+            raise ValueError(f"pipeline B: size of group {name!r} must be {describe_sizes(old)}, got {n!r}")
+        if id(old) in in_composite or getattr(old, "trainable", False) or size_step(old) > 1:
             old.resize(int(n))
             continue
         new[id(old)] = TrainablePartition(int(n), quadrature=old.quadrature.name, name=name,

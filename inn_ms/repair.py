@@ -43,7 +43,7 @@ from inn_ms.functional import explicit_padding, unfold
 from inn_ms.graph.kinds import match_layer_kind
 from inn_ms.layers.base import IntegralLayer
 from inn_ms.cells import copy_tree, name_parameters_by_path, run_shapes
-from inn_ms.partition import CompositePartition
+from inn_ms.partition import CompositePartition, size_step
 from inn_ms.resampling import sampling_matrix
 from inn_ms.sampler import block_diagonal
 from inn_ms.synthesis import synthesize
@@ -455,6 +455,10 @@ def repair(model, plain, images, ridge=1e-2, batch_size=64, maps=None, reference
     Changes ``plain`` in place and returns a report: ``layers`` maps each
     refitted layer, in the order they ran, to its relative residual
     ``|X w − t|²/|t|²`` on the images before and after its refit."""
+    blocked = [n for n, p in model.groups.items() if size_step(p) > 1]
+    if blocked:
+        raise ValueError(f"repair: group(s) {blocked} come in blocks (a grouped convolution's channels), which "
+                         f"repair does not support yet")
     images = np.asarray(images, np.float32)
     if images.ndim < 2 or len(images) == 0:
         raise ValueError(f"repair: need a batch of calibration images, got shape {images.shape}")

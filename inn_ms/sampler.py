@@ -33,7 +33,7 @@ from mindspore import Tensor, nn, ops
 
 from inn_ms.cells import remove_cell
 from inn_ms.keyed import SizeKeyed
-from inn_ms.partition import CompositePartition
+from inn_ms.partition import leaf_parts
 from inn_ms.resampling import sampling_matrix
 
 
@@ -51,11 +51,9 @@ def block_diagonal(blocks):
 
 
 def fixed_matrix(partition, control_sizes, integrate):
-    """The numpy sampling matrix of a fixed (uniform or composite) partition."""
-    if isinstance(partition, CompositePartition):
-        parts = partition.parts
-    else:
-        parts = [partition]
+    """The numpy sampling matrix of a fixed (uniform, composite or blocked)
+    partition: block-diagonal over its :func:`~inn_ms.partition.leaf_parts`."""
+    parts = leaf_parts(partition)
     if len(parts) != len(control_sizes):
         raise ValueError(f"{partition.name}: {len(parts)} blocks but {len(control_sizes)} control sizes")
     blocks = []
@@ -96,20 +94,32 @@ class AxisSampler(SizeKeyed, nn.Cell):
 
     ``integrate=True`` folds the partition's quadrature weights into the
     matrix (the input-channel axis of a layer). ``control_size`` may be a
-    tuple, one per block of a :class:`CompositePartition`.
+    tuple, one per block (:func:`~inn_ms.partition.leaf_parts`: the parts of
+    a concatenation, the blocks of a blocked partition).
+
+    ``one_block=True`` (a :class:`~inn_ms.partition.BlockedPartition` only):
+    the axis holds the channels of one block, sampled at the block's nodes
+    (the input axis of a grouped convolution's weight, which every group of
+    output rows reads in its own block); ``size`` is then the block's size.
     """
 
     runtime_sizes = False  # the size is the partition's, fixed in the graph (ElasticAxis: True)
 
-    def __init__(self, partition, control_size, integrate):
+    def __init__(self, partition, control_size, integrate, one_block=False):
         super().__init__()
+        self.one_block = bool(one_block)
+        if self.one_block and getattr(partition, "block", None) is None:
+            raise ValueError(f"{partition.name}: one_block sampling needs a BlockedPartition")
         if isinstance(control_size, (tuple, list)):
             control_sizes = tuple(int(m) for m in control_size)
         else:
             control_sizes = (int(control_size),)
-        if isinstance(partition, CompositePartition) and len(control_sizes) == 1 \
-                and len(partition.parts) > 1:
-            control_sizes = tuple(p.full_size for p in partition.parts)
+        leaves = leaf_parts(self._sampled(partition))
+        blocks = getattr(self._sampled(partition), "blocks", None)
+        if len(control_sizes) == 1 and blocks and control_size % blocks == 0:
+            control_sizes = (control_size // blocks,) * blocks  # a grid of its own per block, alike
+        elif len(control_sizes) == 1 and len(leaves) > 1:
+            control_sizes = tuple(p.full_size for p in leaves)
             if sum(control_sizes) != control_size:
                 raise ValueError(f"{partition.name}: control size {control_size} does not split "
                                  f"into the blocks' sizes {control_sizes}")
@@ -130,9 +140,9 @@ class AxisSampler(SizeKeyed, nn.Cell):
     def rebind(self, partition):
         """Sample at ``partition`` from now on (pipeline B swaps a group's
         uniform partition for a trainable one). The control values stay."""
-        if isinstance(partition, CompositePartition) and len(partition.parts) != len(self.control_sizes):
-            raise ValueError(f"{partition.name}: {len(partition.parts)} blocks but this axis has "
-                             f"{len(self.control_sizes)}")
+        if len(leaf_parts(self._sampled(partition))) != len(self.control_sizes):
+            raise ValueError(f"{partition.name}: {len(leaf_parts(self._sampled(partition)))} blocks but this "
+                             f"axis has {len(self.control_sizes)}")
         self.trainable = bool(getattr(partition, "trainable", False))
         if self.trainable:
             self.partition = partition
@@ -145,9 +155,14 @@ class AxisSampler(SizeKeyed, nn.Cell):
     def get_partition(self):
         return self.partition if self.trainable else self._partition[0]
 
+    def _sampled(self, partition):
+        """The partition whose nodes the axis is sampled at: the block of a
+        blocked partition in one-block mode, else ``partition`` itself."""
+        return partition.block if self.one_block else partition
+
     def partition_changed(self):
         """Recompute the fixed matrix and size after the partition changed."""
-        p = self.get_partition()
+        p = self._sampled(self.get_partition())
         self.size = p.size
         self.sizes = tuple(p.sizes)
         self.diagonal = None
@@ -162,7 +177,7 @@ class AxisSampler(SizeKeyed, nn.Cell):
 
     def numpy_matrix(self):
         """The current matrix in numpy (float64 for fixed partitions)."""
-        p = self.get_partition()
+        p = self._sampled(self.get_partition())
         if self.trainable:
             x = p.nodes()
             k = sampling_matrix(x, self.control_size, p.resampling)

@@ -21,7 +21,7 @@ from mindspore.amp import all_finite as amp_all_finite
 from tqdm.auto import tqdm
 
 from inn_ms.keyed import SizeKeyed
-from inn_ms.partition import NormalSizes, UniformSizes
+from inn_ms.partition import NormalSizes, UniformSizes, size_range, size_step
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,9 @@ class WidthSampler:
     ``per_group=False`` (default): one keep ratio for the whole network from
     ``levels`` evenly spaced ratios in ``[low, high]`` — few configurations,
     so few graphs to compile. ``per_group=True``: every group draws its own
-    size from ``[ceil(low·full), full]`` in steps of ``multiple_of`` — the
-    paper's sampling, with many more configurations.
+    size from ``[ceil(low·full), full]`` in steps of ``multiple_of`` (and
+    of its blocks, :func:`inn_ms.partition.size_step`) — the paper's
+    sampling, with many more configurations.
     ``distribution``: ``"uniform"`` or ``"normal"`` (favours full width).
     """
 
@@ -58,9 +59,12 @@ class WidthSampler:
         self.multiple_of = int(multiple_of)
         dist = _distribution(distribution)
         if self.per_group:
+            # Never below the group's smallest size (size_range); a group of blocks (a
+            # grouped convolution's channels) draws multiples of its blocks too.
             self.group_distributions = OrderedDict(
-                (name, dist(min(full, max(1, math.ceil(low * full))), max(1, int(high * full)), self.multiple_of))
-                for name, full in model.full_sizes.items())
+                (name, dist(min(full, max(size_range(p)[0], math.ceil(low * full))), max(1, int(high * full)),
+                            int(np.lcm(self.multiple_of, size_step(p)))))
+                for (name, full), p in zip(model.full_sizes.items(), model.groups.values()))
         else:
             self.ratios = np.linspace(low, high, levels) if levels > 1 else np.array([high])
             self.ratio_probabilities = dist(1, levels).probabilities()

@@ -86,7 +86,8 @@ def test_builtin_kinds_keep_their_names():
     assert match_layer_kind(nn.Dense(4, 8), "Conv2D") is None  # not through a convolution op
     assert match_layer_kind(nn.BatchNorm2d(4)).name == "bn"
     assert match_layer_kind(nn.ReLU()) is None
-    assert layer_kind("depthwise").makes_channels is False and layer_kind("grouped").discrete
+    assert layer_kind("depthwise").makes_channels is False and not layer_kind("grouped").discrete
+    assert layer_kind("grouped").blocks(nn.Conv2d(4, 8, 3, group=2)) == 2  # channels in blocks, one per group
 
 
 def test_registration_is_checked():

@@ -8,7 +8,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from inn_ms.layers import IntegralConv2d, IntegralDense, SeparableIntegralConv2d
-from inn_ms.partition import CompositePartition, TrainablePartition, UniformPartition
+from inn_ms.partition import BlockedPartition, CompositePartition, TrainablePartition, UniformPartition
 
 
 def raises(*fragments):
@@ -201,12 +201,15 @@ def test_layer_built_on_a_resized_shared_partition():
 # --------------------------------------------------------------------------
 
 def test_grouped_conv_with_continuous_channels():
-    with raises("IntegralConv2d", "groups=2", "depthwise"):
-        IntegralConv2d(4, 6, 3, groups=2)
-    with raises("IntegralConv2d", "groups=2"):
-        IntegralConv2d(4, 6, 3, groups=2, in_partition=None)
-    with raises("IntegralConv2d", "groups=3"):
-        IntegralConv2d.from_discrete(nn.Conv2d(6, 6, 3, group=3))
+    # A grouped convolution's continuous axes are partitions of one block per group.
+    with raises("IntegralConv2d", "2 groups", "BlockedPartition of 2 blocks", "in channels"):
+        IntegralConv2d(4, 6, 3, groups=2, in_partition=UniformPartition(4))
+    with raises("IntegralConv2d", "2 groups", "BlockedPartition of 2 blocks", "out channels"):
+        IntegralConv2d(4, 6, 3, groups=2, out_partition=BlockedPartition(6, 3))
+    layer = IntegralConv2d(4, 6, 3, groups=2)  # "auto": blocked partitions
+    assert [p.blocks for p in layer.partitions.values()] == [2, 2]
+    with raises("size 5", "multiple of its 2 blocks"):
+        layer.partitions["out"].resize(5)
     # Discrete channel axes are fine.
     layer = IntegralConv2d(4, 6, 3, groups=2, in_partition=None, out_partition=None)
     assert layer(zeros(1, 4, 5, 5)).shape == (1, 6, 3, 3)

@@ -37,6 +37,17 @@ def assert_grad_close(actual, expected, what, rel=2e-3):
     assert_close(actual, expected, rel=rel, what=what, min_scale=1e-3)
 
 
+def assert_grads_match(layer, x, target, params, loss_of):
+    """The layer's loss equals the float64 reference ``loss_of(params)``
+    and its gradient of every parameter the reference's finite differences."""
+    loss, grads = ms_value_and_grads(layer, x, target)
+    assert loss == pytest.approx(loss_of(params), rel=1e-5)
+    for name in params:
+        def f(v, name=name):
+            return loss_of(dict(params, **{name: v}))
+        assert_grad_close(grads[name], fd_grad(f, params[name]), f"d/d {name}")
+
+
 # --------------------------------------------------------------------------
 # MindSpore side
 # --------------------------------------------------------------------------
@@ -141,12 +152,26 @@ def test_separable_grads(rng):
         y = ref_conv(h, ref_weight(p["pointwise.weight"], no, ni), ref_bias(p["pointwise.bias"], no), padding=0)
         return half_sq(y, target)
 
-    loss, grads = ms_value_and_grads(layer, x, target)
-    assert loss == pytest.approx(loss_of(params), rel=1e-5)
-    for name in params:
-        def f(v, name=name):
-            return loss_of(dict(params, **{name: v}))
-        assert_grad_close(grads[name], fd_grad(f, params[name]), f"d/d {name}")
+    assert_grads_match(layer, x, target, params, loss_of)
+
+
+def test_grouped_grads(rng):
+    """A grouped convolution (2 groups) resized per group: every block's
+    weight and bias get the gradient of its own per-block resample."""
+    layer = IntegralConv2d(8, 8, 3, padding=1, groups=2)
+    layer.partitions["in"].resize(6)
+    layer.partitions["out"].resize(6)
+    params = {p.name: p.asnumpy().astype(np.float64) for p in layer.trainable_params()}
+    x = f32(rng.standard_normal((2, 6, 5, 5)))
+    target = f32(rng.standard_normal((2, 6, 5, 5)))
+    nodes = uniform_nodes(3)  # 3 of each group's 4 channels
+
+    def loss_of(p):
+        w = np.concatenate([ref_weight(p["weight"][k * 4:(k + 1) * 4], nodes, nodes) for k in range(2)])
+        b = np.concatenate([ref_bias(p["bias"][k * 4:(k + 1) * 4], nodes) for k in range(2)])
+        return half_sq(ref_conv(x, w, b, padding=1, groups=2), target)
+
+    assert_grads_match(layer, x, target, params, loss_of)
 
 
 def test_grads_along_random_directions_float32(rng):

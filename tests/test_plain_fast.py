@@ -17,9 +17,9 @@ from inn_ms.prune import prune
 
 
 class PinnedNet(nn.Cell):
-    """A grouped 3x3 convolution (two groups) pins the channels of the stem
-    and its own output: ``stem`` and ``grouped`` stay discrete, ``conv``'s
-    output channels are continuous."""
+    """A grouped 3x3 convolution (two groups) whose channels are pinned
+    (``PINNED``): ``stem`` and ``grouped`` stay discrete, ``conv``'s output
+    channels are continuous."""
 
     def __init__(self):
         super().__init__()
@@ -33,6 +33,9 @@ class PinnedNet(nn.Cell):
         x = self.relu(self.grouped(self.relu(self.stem(x))))
         x = self.relu(self.conv(x))
         return self.head(ops.mean(x, (2, 3)))
+
+
+PINNED = {"grouped.weight": [0, 1]}
 
 
 def _slow(cell):
@@ -51,7 +54,7 @@ def test_no_plain_conv2d_in_what_the_library_returns_and_the_same_function(rng, 
     net = PinnedNet()
     x = Tensor(rng.normal(size=(2, 3, 12, 12)).astype(np.float32))
     ref = net(x).asnumpy()
-    model = convert(net, x)
+    model = convert(net, x, discrete_dims=PINNED)
     assert isinstance(model.network.conv, IntegralConv2d)
     assert type(model.network.stem) is Conv2d and type(model.network.grouped) is Conv2d
     assert _slow(net) == ["conv", "grouped", "stem"]  # the original network is untouched

@@ -37,7 +37,7 @@ from inn_ms.graph.kinds import layer_kind
 from inn_ms.graph.mindir import _as_tensor, trace
 from inn_ms.layers.plain import fast_convolution
 from inn_ms.model import IntegralModel
-from inn_ms.partition import CompositePartition, UniformPartition
+from inn_ms.partition import BlockedPartition, CompositePartition, UniformPartition
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +170,7 @@ def _integral_model(net, groups, quadrature, statistics=None):
     :class:`inn_ms.layers.plain.Conv2d` (the same function, fast on CPU),
     and wrap ``net`` in a model."""
     statistics = statistics or {}
-    partitions = OrderedDict((name, UniformPartition(groups.groups[name].size, quadrature=quadrature, name=name))
-                             for name in groups.continuous)
+    partitions = OrderedDict((name, _group_partition(groups.groups[name], quadrature)) for name in groups.continuous)
     for path, use in groups.layers.items():
         cell = get_cell(net, path)
         new = _integral_layer(cell, use, partitions, quadrature)
@@ -183,6 +182,14 @@ def _integral_model(net, groups, quadrature, statistics=None):
             set_cell(net, path, new)
     name_parameters_by_path(net)
     return IntegralModel(net, groups=partitions)
+
+
+def _group_partition(group, quadrature):
+    """The partition of a continuous channel group: uniform, or blocked when
+    grouped convolutions read or write it (:class:`ChannelGroup` ``blocks``)."""
+    if group.blocks > 1:
+        return BlockedPartition(group.size, group.blocks, quadrature=quadrature, name=group.name)
+    return UniformPartition(group.size, quadrature=quadrature, name=group.name)
 
 
 def rebuild_converted(network, plan, quadrature="trapezoid"):

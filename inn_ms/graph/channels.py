@@ -8,12 +8,28 @@ ops with two channel operands (residual ``Add``) merge their variables
 (union–find); ``Concat`` on the channel axis concatenates segment lists;
 depthwise convolutions, BatchNorm, activations and pooling pass segments on.
 
+Grouped convolutions (``g`` groups, ``1 < g < channels``): the channels they
+read and write come in ``g`` *blocks*, one per group. The rule is "the group
+count is kept, the channels per group are resampled": such a channel group
+gets ``blocks = g`` and becomes a
+:class:`~inn_ms.partition.BlockedPartition`, each block its own segment of
+the weight functions along it, every block resized to the same size (sizes
+are multiples of ``g``, :func:`~inn_ms.partition.size_range`), so the
+convolution stays grouped. Every other layer on the group (the producer's
+rows, BatchNorms, a 1×1 consumer's columns) samples the same blocks, and a
+permutation keeps every channel inside its block
+(:mod:`inn_ms.convert.permute`). A group stays discrete when grouped
+convolutions with different group counts share it, when a grouped
+convolution reads channels of several groups (after a concatenation) or
+flattened ones, or when it has fewer than 2 channels per block (nothing to
+resample).
+
 A variable stays *discrete* (never resized) when it is the network's input
 or output, when it meets an op whose use of channels is not understood
 (conservative: such an op may mix channels), when a per-channel parameter
-outside a known layer touches it, when a grouped (non-depthwise)
-convolution reads or writes it, when no layer produces it, or when the user
-pins it. Everything else is a *channel group*: one partition shared by the
+outside a known layer touches it, when no layer produces it, when a
+grouped convolution's blocks cannot be kept (above), or when the user pins
+it. Everything else is a *channel group*: one partition shared by the
 producers' output axes, the BatchNorms on it, and the consumers' input axes.
 
 Which Cells are layers, and how each uses its channels, comes from the
@@ -66,13 +82,15 @@ class LayerUse:
 @dataclass
 class ChannelGroup:
     """Dimensions that must share one partition. ``continuous`` is False
-    for a discrete group, with ``reasons`` saying why."""
+    for a discrete group, with ``reasons`` saying why. ``blocks``: the
+    number of groups of the grouped convolutions on it (1: none)."""
 
     name: str
     size: int
     continuous: bool
     reasons: list = field(default_factory=list)
     producers: list = field(default_factory=list)
+    blocks: int = 1
 
 
 class ChannelGroups:
@@ -118,9 +136,12 @@ class ChannelGroups:
     def plan(self):
         """What building the integral network needs, as JSON data (lists,
         so the order survives a JSON file with sorted keys): every continuous
-        group ``[name, size]`` in order, and how each layer uses the groups,
+        group ``[name, size]`` in order (``[name, size, blocks]`` for a
+        group of blocks), and how each layer uses the groups,
         ``[path, kind, out group, [[group, channels, spatial], ...]]``."""
-        return {"groups": [[n, int(self.groups[n].size)] for n in self.continuous],
+        return {"groups": [[n, int(self.groups[n].size)] + ([int(self.groups[n].blocks)]
+                                                          if self.groups[n].blocks > 1 else [])
+                           for n in self.continuous],
                 "layers": [[p, u.kind, u.out, [[g, int(c), int(s)] for g, c, s in u.inputs]]
                            for p, u in self.layers.items()]}
 
@@ -129,7 +150,9 @@ class ChannelGroups:
         """The groups a :meth:`plan` describes (continuous ones only). Every
         layer kind it names must be registered (a kind of your own: before
         loading)."""
-        groups = OrderedDict((n, ChannelGroup(n, int(size), True)) for n, size in plan["groups"])
+        groups = OrderedDict((entry[0], ChannelGroup(entry[0], int(entry[1]), True,
+                                                    blocks=int(entry[2]) if len(entry) > 2 else 1))
+                             for entry in plan["groups"])
         layers = OrderedDict()
         for path, kind, out, inputs in plan["layers"]:
             layer_kind(kind)
@@ -145,17 +168,19 @@ class ChannelGroups:
         for name, g in self.groups.items():
             state = "continuous" if g.continuous else "discrete (" + "; ".join(g.reasons) + ")"
             paths = sorted({m[0] for m in self.members(name)})
-            lines.append(f"{name}: {g.size} channels, {state}; layers {paths}")
+            blocks = f" in {g.blocks} blocks" if g.blocks > 1 else ""
+            lines.append(f"{name}: {g.size} channels{blocks}, {state}; layers {paths}")
         return "\n".join(lines)
 
 
 class _UnionFind:
     def __init__(self):
-        self.parent, self.size, self.reasons, self.forced = [], [], [], []
+        self.parent, self.size, self.reasons, self.forced, self.blocks = [], [], [], [], []
 
     def new(self, size, reason=None):
         self.parent.append(len(self.parent))
         self.size.append(int(size))
+        self.blocks.append(1)
         self.reasons.append([reason] if reason else [])
         return len(self.parent) - 1
 
@@ -174,7 +199,26 @@ class _UnionFind:
         a, b = min(a, b), max(a, b)  # the older variable names the group
         self.parent[b] = a
         self.reasons[a] += self.reasons[b]
+        blocks = self.blocks[a], self.blocks[b]
+        self.blocks[a] = max(blocks)
+        if min(blocks) > 1 and blocks[0] != blocks[1]:
+            self.pin(a, f"grouped convolutions with {blocks[0]} and {blocks[1]} groups share these channels")
         return True
+
+    def set_blocks(self, v, blocks, layer):
+        """Channel variable ``v`` comes in ``blocks`` blocks (read or
+        written by grouped convolution ``layer``)."""
+        r = self.find(v)
+        old = self.blocks[r]
+        if old not in (1, blocks):
+            self.pin(r, f"grouped convolutions with {old} and {blocks} groups share these channels ({layer})")
+        elif self.size[r] % blocks:
+            self.pin(r, f"{self.size[r]} channels do not split into the {blocks} groups of {layer}")
+        else:
+            self.blocks[r] = blocks
+            if self.size[r] // blocks < 2:
+                self.pin(r, f"{self.size[r] // blocks} channel per group of grouped convolution {layer}: "
+                            f"nothing to resample")
 
     def pin(self, v, reason):
         r = self.find(v)
@@ -287,6 +331,15 @@ class _Analysis:
             out = self.new(node.shape, reason)
         else:
             out = self.new(node.shape)
+        blocks = int(kind.blocks(cell)) if kind.blocks is not None else 1
+        if blocks > 1 and out is not None:
+            label = f"{path} ({_describe(cell)})"
+            if len(in_segs) != 1 or in_segs[0][1] != 1:
+                self.pin_segs(in_segs, f"grouped convolution {label} reads channels of several groups or "
+                                       f"flattened ones; its blocks would cross them")
+            else:
+                self.uf.set_blocks(in_segs[0][0], blocks, label)
+            self.uf.set_blocks(out[0][0], blocks, label)
         self.record(path, kind, out, in_segs, node)
         return out
 
@@ -517,7 +570,7 @@ def find_channel_groups(network, *example_inputs, discrete_dims=None, continuous
         names[r] = name
         producers = []
         reasons = list(uf.reasons[r])
-        groups[name] = ChannelGroup(name, uf.size[r], False, reasons, producers)
+        groups[name] = ChannelGroup(name, uf.size[r], False, reasons, producers, uf.blocks[r])
     layers = OrderedDict()
     for path, (kind, out_segs, in_segs) in a.layers.items():
         out_name = None

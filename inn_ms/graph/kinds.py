@@ -64,8 +64,12 @@ class LayerKind:
     output channels are the input's (the layer acts on each channel on its
     own). ``in_axis``: the weight axis of the input channels (for a
     pass-through kind, of its per-channel tensors). ``discrete``: its
-    channels never join a continuous group (a grouped convolution mixes
-    channels within blocks the resampling would not keep).
+    channels never join a continuous group. ``blocks(cell) -> int``: for a
+    grouped layer, its number of groups ``g``: its input and output
+    channels come in ``g`` blocks (the channel groups it touches become
+    :class:`~inn_ms.partition.BlockedPartition` s, resampled block by block)
+    and its weight's input axis holds one block's channels, read by each
+    ``1/g`` of the output rows in turn (how permutations follow it).
 
     ``out_tensors`` / ``in_tensors``: the tensors that follow a permutation
     of the output / input channels, as entries of ``(attribute, axis)``
@@ -88,6 +92,7 @@ class LayerKind:
     out_axis: object = 0
     in_axis: int = 1
     discrete: bool = False
+    blocks: object = None
     out_tensors: tuple = None
     in_tensors: tuple = None
     integral: object = None
@@ -120,6 +125,8 @@ class LayerKind:
             bad = "accepts must be a callable (cell -> bool) or None"
         elif self.integral is not None and not callable(self.integral):
             bad = "integral must be a callable (cell, use, in_partition, out_partition, quadrature) or None"
+        elif self.blocks is not None and (not callable(self.blocks) or self.out_axis is None):
+            bad = "blocks must be a callable (cell -> number of groups) on a kind that makes its own channels"
         elif self.refit is not None and self.refit not in REFITS:
             bad = f"refit must be one of {list(REFITS)} or None, got {self.refit!r}"
         elif self.out_axis is None and self.out_tensors:
@@ -176,7 +183,7 @@ BUILTIN_KINDS = (
               out_axis=None, in_axis=0, in_tensors=((("weight", 0),), (("bias", 0),)),
               integral=_depthwise_integral, refit="depthwise"),
     LayerKind("grouped", nn.Conv2d, CONV_OPS, accepts=lambda c: c.group != 1 and not _is_depthwise(c),
-              discrete=True),
+              blocks=lambda c: int(c.group), integral=_conv_integral),
     LayerKind("dense", nn.Dense, DENSE_OPS, integral=_dense_integral, refit="dense"),
     LayerKind("bn", nn.BatchNorm2d, BN_OPS, out_axis=None, in_axis=0,
               in_tensors=((("gamma", 0), ("beta", 0), ("moving_mean", 0), ("moving_variance", 0)),),

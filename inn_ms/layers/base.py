@@ -9,27 +9,35 @@ from mindspore import Parameter, Tensor, nn
 from mindspore.common.initializer import Uniform, initializer
 
 from inn_ms.keyed import SizeKeyed
-from inn_ms.partition import UniformPartition, check_size
+from inn_ms.partition import BlockedPartition, UniformPartition, check_size, leaf_parts
 from inn_ms.sampler import AxisSampler
 
 AUTO = "auto"
 
 
-def resolve_partition(partition, channels, layer, axis, quadrature):
+def resolve_partition(partition, channels, layer, axis, quadrature, blocks=1):
     """A partition for one channel axis of a layer.
 
-    ``"auto"``: a new uniform partition of ``channels`` nodes; ``None``: the
-    axis stays discrete; a partition: shared, and its full size must match.
+    ``"auto"``: a new uniform partition of ``channels`` nodes (``blocks > 1``,
+    the channels of a grouped convolution: a :class:`BlockedPartition` of
+    that many blocks); ``None``: the axis stays discrete; a partition:
+    shared, and its full size (and, for ``blocks > 1``, its block count)
+    must match.
     """
     if partition is None:
         return None
     if isinstance(partition, str):
         if partition != AUTO:
             raise ValueError(f"{layer}: {axis}_partition must be a partition, None or 'auto', got {partition!r}")
+        if blocks > 1:
+            return BlockedPartition(channels, blocks, quadrature=quadrature, name=f"{layer}.{axis}")
         return UniformPartition(channels, quadrature=quadrature, name=f"{layer}.{axis}")
     if partition.full_size != channels:
         raise ValueError(f"{layer}: {axis} has {channels} channels but partition "
                          f"{partition.name!r} has full size {partition.full_size}")
+    if blocks > 1 and getattr(partition, "blocks", 1) != blocks:
+        raise ValueError(f"{layer}: a grouped convolution with {blocks} groups needs a BlockedPartition of "
+                         f"{blocks} blocks on its {axis} channels, got {partition!r}")
     return partition
 
 
@@ -38,9 +46,10 @@ class IntegralLayer(SizeKeyed, nn.Cell):
     ``(m_out, m_in, …)``, an optional control ``bias`` of shape ``(m_out,)``,
     and an :class:`AxisSampler` per continuous channel axis."""
 
-    def _setup_axes(self, out_partition, in_partition, m_out, m_in, integrate_in=True):
+    def _setup_axes(self, out_partition, in_partition, m_out, m_in, integrate_in=True, in_one_block=False):
         self.out_axis = None if out_partition is None else AxisSampler(out_partition, m_out, integrate=False)
-        self.in_axis = None if in_partition is None else AxisSampler(in_partition, m_in, integrate=integrate_in)
+        self.in_axis = None if in_partition is None else AxisSampler(in_partition, m_in, integrate=integrate_in,
+                                                                     one_block=in_one_block)
 
     def record_output_statistics(self, mean, std):
         """Keep the per-channel mean and standard deviation of this layer's
@@ -137,7 +146,7 @@ class IntegralLayer(SizeKeyed, nn.Cell):
         # Exactness needs the full-size nodes on the control grid j/(n-1),
         # where the kernel matrix is the identity: not so for Gauss-Legendre
         # nodes or trained (non-uniform) positions.
-        for p in getattr(partition, "parts", None) or ([partition] if partition is not None else []):
+        for p in leaf_parts(partition) if partition is not None else []:
             x = np.asarray(p.nodes(), np.float64)
             if len(x) > 1 and not np.allclose(x, np.linspace(0.0, 1.0, len(x)), rtol=0, atol=1e-6):
                 raise ValueError(f"{self.cls_name}: {what} partition {p.name!r} ({p.quadrature.name} quadrature) "

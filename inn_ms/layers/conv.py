@@ -48,7 +48,12 @@ class IntegralConv2d(IntegralLayer):
     ``groups`` may be 1 or, for a depthwise convolution, equal to
     ``in_channels == out_channels``: then the single partition is shared by
     input and output and nothing is integrated (each channel sees one input
-    channel). Other group counts need discrete channel axes.
+    channel). Any other group count ``g`` (a grouped convolution) keeps its
+    ``g`` groups and resamples the channels *per group*: each continuous
+    axis is a :class:`~inn_ms.partition.BlockedPartition` of ``g`` blocks
+    (``"auto"`` makes one), the output rows sampled block by block, and the
+    weight's input axis (one group's channels) sampled at the block's nodes
+    and integrated over one block.
     ``control``: control grid sizes ``(m_out, m_in)`` (None: one value per
     channel, as conversion needs); see :func:`~inn_ms.layers.base.control_sizes`.
     """
@@ -72,7 +77,8 @@ class IntegralConv2d(IntegralLayer):
         self.conv_backend = conv_backend()  # see inn_ms.functional
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.depthwise = groups > 1 and groups == in_channels == out_channels
-        out_p = resolve_partition(out_partition, out_channels, name, "out", quadrature)
+        blocks = 1 if self.depthwise else groups
+        out_p = resolve_partition(out_partition, out_channels, name, "out", quadrature, blocks)
         if self.depthwise and isinstance(out_partition, str) and out_partition == AUTO \
                 and in_partition is not None and not isinstance(in_partition, str):
             # One channel group: a given input partition is the output's too.
@@ -87,27 +93,33 @@ class IntegralConv2d(IntegralLayer):
             in_p = None
             m_in = 1
         else:
-            in_p = resolve_partition(in_partition, in_channels, name, "in", quadrature)
-            if groups > 1 and (in_p is not None or out_p is not None):
-                raise ValueError(f"{name}: grouped convolution (groups={groups}) with continuous "
-                                 f"channels is only supported when depthwise; pass in_partition=None "
-                                 f"and out_partition=None to keep the channels discrete")
+            in_p = resolve_partition(in_partition, in_channels, name, "in", quadrature, blocks)
             m_in = in_channels // groups
         fan_in = m_in * self.kernel_size[0] * self.kernel_size[1]
         m_out, m_in = control_sizes(control, out_channels, m_in, out_p, in_p, name)
-        self._setup_axes(out_p, in_p, m_out, m_in)
+        self._setup_axes(out_p, in_p, m_out, m_in, in_one_block=blocks > 1)
         shape = (m_out, m_in) + self.kernel_size
         if weight is None:
-            weight, init_bias = init_control(shape, fan_in, in_p, has_bias=has_bias)
+            weight, init_bias = init_control(shape, fan_in, self._control_partition(), has_bias=has_bias)
             bias = init_bias if bias is None else bias
         elif tuple(np.shape(weight)) != shape:
             raise ValueError(f"{name}: control weight must have shape {shape}, got {np.shape(weight)}")
         make_parameters(self, weight, bias if has_bias else None)
 
+    def _control_partition(self):
+        """The partition of the weight's input axis (for a grouped
+        convolution, one block's), or None when it is discrete."""
+        if self.in_axis is None:
+            return None
+        p = self.in_axis.get_partition()
+        return p.block if self.in_axis.one_block else p
+
     @property
     def current_in_channels(self):
         if self.depthwise:
             return self.out_axis.size if self.out_axis is not None else self.in_channels
+        if self.in_axis is not None and self.in_axis.one_block:
+            return self.in_axis.size * self.groups
         return channel_count(self.in_axis, self.in_channels)
 
     @property
@@ -139,6 +151,9 @@ class IntegralConv2d(IntegralLayer):
         merging baselines, :func:`take_channels`)."""
         w = self.numpy_weight()
         b = self.numpy_bias()
+        if self.groups > 1 and not self.depthwise and (out_index is not None or in_index is not None):
+            raise ValueError(f"{self.cls_name}: choosing or merging channels of a grouped convolution "
+                             f"(groups={self.groups}) is not supported; resize its groups instead")
         if self.depthwise:
             in_index = None
             if out_index is not None:
@@ -168,7 +183,8 @@ class IntegralConv2d(IntegralLayer):
         in_p = None if layer.in_axis is None else layer.in_axis.get_partition()
         for what, p in (("in", in_p), ("out", layer.partitions.get("out"))):
             layer._check_full_size(p, what)
-        layer.weight.set_data(Tensor(cls.control_from_discrete(conv.weight.asnumpy(), in_p)))
+        control = cls.control_from_discrete(conv.weight.asnumpy(), layer._control_partition())
+        layer.weight.set_data(Tensor(control))
         if conv.has_bias:
             layer.bias.set_data(Tensor(conv.bias.asnumpy().astype(np.float32)))
         return layer
