@@ -27,7 +27,8 @@ def test_a_small_model_converts_exactly_and_shrinks(tmp_path):
     assert 0 < continuous <= total
     assert row["touched"] > 0.99  # every conv and the head sit on a continuous group
     assert 0.2 < row["kept"] < 0.6  # about a quarter for a layer on two halved groups, half for one
-    assert "tried 1; convert exactly 1; resize + discretize at 0.5 and run 1; touched share >= 90 % 1" in text
+    assert ("tried 1; convert exactly 1; resize + discretize at 0.5 and run 1; touched share >= 90 % 1; "
+                   "and keep <= 30% of the parameters (both axes of nearly every layer shrink) 1") in text
 
 
 def test_a_model_over_the_time_limit_is_a_row_saying_so(tmp_path):
@@ -45,8 +46,8 @@ def test_pin_reasons_count_by_cause():
         "op Transpose (not followed)"
     assert cause("op Add joins channels of different layouts (Default/x/Add-op10)") == \
         "op Add joins channels of different layouts"
-    row = {"model": "m", "groups": [1, 9], "touched": 0.3, "resized": True,
+    row = {"model": "m", "groups": [1, 9], "touched": 0.3, "kept": 0.8, "resized": True,
            "pins": [["used by op Split (a)", 2], ["grouped layer a.b (Conv2d, groups=3)", 2],
                     ["grouped layer c.d (Conv2d, groups=3)", 1]]}
     assert blocked(row) and main_cause(row) == "grouped convolution"  # 3 groups against 2
-    assert not blocked(dict(row, touched=0.95))
+    assert blocked(dict(row, touched=0.95, kept=0.5)) and not blocked(dict(row, touched=0.95, kept=0.28))

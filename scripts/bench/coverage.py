@@ -231,9 +231,15 @@ def cause(reason):
     return re.sub(r"\s*\(.*?\)", "", reason).split(":")[0] if "Error" not in reason else reason[:90]
 
 
-def blocked(r):
-    """Whether ``r``'s model is refused, fails, or converts with < 90 % of its parameters touched."""
-    return not r.get("resized") or r.get("touched", 0) < 0.9
+def shrinks(r, keep=0.5):
+    """Whether nearly all of ``r``'s model shrinks: >= 90 % of its parameters on a continuous group, and at
+    most 1.2 keep^2 of them kept (keep^2 when both axes of every layer shrink)."""
+    return r.get("touched", 0) >= 0.9 and r.get("kept", 1) <= 1.2 * keep ** 2
+
+
+def blocked(r, keep=0.5):
+    """Whether ``r``'s model is refused, fails, or does not nearly all shrink (:func:`shrinks`)."""
+    return not r.get("resized") or not shrinks(r, keep)
 
 
 def main_cause(r):
@@ -243,10 +249,10 @@ def main_cause(r):
         for reason, n in r["pins"]:
             counts[cause(reason)] += n
         return counts.most_common(1)[0][0]
-    return cause(r["error"]) if r.get("error") else ""
+    return cause(r["error"]) if r.get("error") else "parameters in no traced layer (e.g. a head run in training only)"
 
 
-def _fmt(r):
+def _fmt(r, keep):
     ok = lambda key: "yes" if r.get(key) else "no"
     groups = "{}/{}".format(*r["groups"]) if "groups" in r else "-"
     touched = f"{100 * r['touched']:.0f}%" if "touched" in r else "-"
@@ -260,7 +266,7 @@ def _fmt(r):
     why = r.get("error") and f"{r['stage']}: {r['error']}"
     if r.get("calibrate"):
         why = (why + "; " if why else "") + "BatchNorm statistics not set: " + r["calibrate"]
-    if r.get("pins") and blocked(r):
+    if r.get("pins") and blocked(r, keep):
         why = (why + "; " if why else "") + "pinned most by: " + main_cause(r)
     return line + (f"  {why}" if why else "")
 
@@ -270,14 +276,13 @@ def report(rows, keep):
     converted = [r for r in rows if r.get("converts")]
     print(f"\ntried {len(rows)}; convert exactly {len(converted)}; resize + discretize at {keep} and run "
           f"{sum(bool(r.get('resized')) for r in rows)}; touched share >= 90 % "
-          f"{sum(r.get('touched', 0) >= 0.9 for r in converted)}; kept <= {1.2 * keep ** 2:.0%} of the "
-          f"parameters (about keep^2: both axes of nearly every layer shrink) "
-          f"{sum(r.get('kept', 1) <= 1.2 * keep ** 2 for r in converted)}")
-    causes = Counter(main_cause(r) for r in rows if blocked(r))
+          f"{sum(r.get('touched', 0) >= 0.9 for r in converted)}; and keep <= {1.2 * keep ** 2:.0%} of the "
+          f"parameters (both axes of nearly every layer shrink) {sum(shrinks(r, keep) for r in converted)}")
+    causes = Counter(main_cause(r) for r in rows if blocked(r, keep))
     if causes:
-        print("\nwhat blocks the others (refused, failed, or < 90 % touched), by models:")
+        print("\nwhat blocks the others (refused, failed, or not nearly all shrinking), by models:")
         for what, n in causes.most_common():
-            names = [r["model"] for r in rows if blocked(r) and main_cause(r) == what]
+            names = [r["model"] for r in rows if blocked(r, keep) and main_cause(r) == what]
             print(f"{n:4d}  {what}: {', '.join(names)}")
 
 
@@ -303,7 +308,7 @@ def main(argv=None):
             rows = json.load(f)
         _header(len(rows), args)
         for r in rows:
-            print(_fmt(r))
+            print(_fmt(r, args.keep))
         report(rows, args.keep)
         return rows
     import mindcv
@@ -315,7 +320,7 @@ def main(argv=None):
     for name in names:
         r = measure(name, args.timeout, args.classes, args.keep)
         rows.append(r)
-        print(_fmt(r), flush=True)
+        print(_fmt(r, args.keep), flush=True)
     report(rows, args.keep)
     if args.json:
         with open(args.json, "w") as f:
