@@ -25,16 +25,28 @@ def get_cell(root, path):
 
 def set_cell(root, path, new):
     """Put ``new`` at ``path`` under ``root``, in containers too
-    (``SequentialCell``/``CellList`` keep a list of their Cells beside the dict)."""
+    (``SequentialCell``/``CellList`` keep a list of their Cells beside the
+    dict), and wherever else under ``root`` the same Cell is held: one layer
+    under two names (mindcv's SqueezeNet: ``final_conv`` is also
+    ``classifier.1``, and only the second is called) is one layer."""
     if not path:
         raise ValueError("set_cell: cannot replace the root Cell")
     parent_path, _, name = path.rpartition(".")
     parent = get_cell(root, parent_path)
     if name not in parent._cells:
         raise ValueError(f"no Cell {path!r} to replace")
-    parent._cells[name] = new
-    if isinstance(getattr(parent, "cell_list", None), list):
-        object.__setattr__(parent, "cell_list", list(parent._cells.values()))
+    old, seen, todo = parent._cells[name], set(), [root]
+    while todo:
+        cell = todo.pop()
+        if id(cell) in seen:
+            continue
+        seen.add(id(cell))
+        hit = [k for k, c in cell._cells.items() if c is old]
+        for k in hit:
+            cell._cells[k] = new
+        if hit and isinstance(getattr(cell, "cell_list", None), list):
+            object.__setattr__(cell, "cell_list", list(cell._cells.values()))
+        todo.extend(c for c in cell._cells.values() if c is not None)
 
 
 def remove_cell(parent, name):

@@ -231,3 +231,28 @@ def test_integral_dense_after_flatten_checks_its_input():
     assert layer.in_channels == 3 and tuple(layer.weight.shape) == (3, 3, 4)
     with pytest.raises(ValueError, match="12"):
         layer(Tensor(np.zeros((2, 10), np.float32)))
+
+
+class _Aliased(nn.Cell):
+    """One convolution held under two names (as mindcv's SqueezeNet holds
+    ``final_conv`` in ``classifier``); only the container calls it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, has_bias=True)
+        self.final = nn.Conv2d(8, 4, 1, has_bias=True)
+        self.head = nn.SequentialCell([nn.ReLU(), self.final])
+
+    def construct(self, x):
+        return self.head(self.conv1(x)).mean(axis=(2, 3))
+
+
+def test_a_layer_held_under_two_names_is_replaced_under_both(rng):
+    net = _Aliased()
+    x = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+    model = convert(net, (2, 3, 8, 8))
+    assert rel_err(run(model, x), run(net, x)) < 1e-5
+    assert model.network.head[1] is model.network.final
+    model.resize(keep=0.5)  # the conv1 group halves: the head's convolution must follow (it failed here)
+    assert run(model, x).shape == (2, 4)
+    assert model.discretize().head[1].in_channels == 4

@@ -27,18 +27,25 @@ def restart_peak():
     return status_mb("VmRSS")
 
 
-def run_child(code, *args, env=None):
+def run_child(code, *args, env=None, timeout=1800):
     """Run ``code`` (Python source) in a fresh process with ``args``, the
     repository and this folder importable; its last stdout line is JSON.
-    Returns that object, or ``{"error": last stderr line}``."""
+    Returns that object, or ``{"error": ...}``: the last stderr line, the
+    signal that killed it, or the time limit (``timeout`` seconds) it hit."""
     env = dict(env if env is not None else os.environ, GLOG_v="3")
     env["PYTHONPATH"] = os.pathsep.join([ROOT, HERE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     with tempfile.TemporaryDirectory() as folder:  # a file: graph mode reads the source of Cells defined in it
         script = os.path.join(folder, "child.py")
         with open(script, "w") as f:
             f.write(code)
-        proc = subprocess.run([sys.executable, script, *map(str, args)], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=1800)
+        try:
+            proc = subprocess.run([sys.executable, script, *map(str, args)], env=env, cwd=ROOT,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s"}
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    if proc.returncode < 0:
+        return {"error": f"crashed: killed by signal {-proc.returncode}" + (f" ({last})" if last else "")}
     if proc.returncode:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+        return {"error": last or f"failed (exit status {proc.returncode})"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
