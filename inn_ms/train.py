@@ -165,7 +165,7 @@ class ElasticTrainStep(TrainStep):
     at the full width's compute. Against one graph per width it holds the
     memory of one graph and compiles once (the main job's pipeline A, 11
     widths: 2.3 GB peak against 6.4 GB, the same accuracies; one compile
-    takes about three per-width compiles' time), and per-group sizes, which
+    takes about two per-width compiles' CPU time), and per-group sizes, which
     make a new graph nearly every step, cost nothing more (resnet_small,
     new per-group sizes every step: 1.22–1.26× the discrete network's step,
     ``scripts/bench/train_step.py``). Every axis samples by a dense matrix
