@@ -20,6 +20,7 @@ from mindspore import float32 as ms_float32
 from mindspore.amp import all_finite as amp_all_finite
 from tqdm.auto import tqdm
 
+from inn_ms.elastic import elastic_layers, elastic_sizes
 from inn_ms.keyed import SizeKeyed
 from inn_ms.partition import NormalSizes, UniformSizes, size_range, size_step
 
@@ -164,19 +165,18 @@ class ElasticTrainStep(TrainStep):
     moving statistics learn at full width only, as in :class:`TrainStep`),
     at the full width's compute. Against one graph per width it holds the
     memory of one graph and compiles once (the main job's pipeline A, 11
-    widths: 2.3 GB peak against 6.4 GB, the same accuracies; one compile
+    widths: 2.1–2.3 GB peak against 6.3–6.4 GB, the same accuracies; one compile
     takes about two per-width compiles' CPU time), and per-group sizes, which
     make a new graph nearly every step, cost nothing more (resnet_small,
     new per-group sizes every step: 1.22–1.26× the discrete network's step,
     ``scripts/bench/train_step.py``). Every axis samples by a dense matrix
-    built in the graph (:class:`inn_ms.elastic.ElasticAxis` ``dense``):
-    1.6× with four gathers a row, whose gradients are scatter-adds. Needs
+    built in the graph (:class:`inn_ms.elastic.ElasticAxis` ``dense``);
+    four gathers a row, whose gradients are scatter-adds, made it 1.6×. Needs
     uniform trapezoid partitions (not pipeline B's trainable ones); the
     resampling rules are read when the step is built.
     """
 
     def __init__(self, model, loss_fn, optimizer, loss_scale=1.0):
-        from inn_ms.elastic import elastic_layers
         network, state = elastic_layers(model)
         super().__init__(model, loss_fn, optimizer, loss_scale=loss_scale, network=network)
         self.state = state
@@ -274,7 +274,6 @@ class RandomWidthTrainer:
         whose partitions or rules changed since the graph was built (e.g.
         ``set_resampling``) gets a new one: the old would sample by the old
         rules."""
-        from inn_ms.elastic import elastic_sizes
         if self.step_cell.built_for != elastic_signature(self.model):
             logger.info("the model's partitions or resampling rules changed: building a new elastic train step")
             loss_fn, optimizer, loss_scale = self._step_args
