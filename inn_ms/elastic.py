@@ -102,7 +102,6 @@ class ElasticAxis(nn.Cell):
         # Rows made per block: the group's rows in this bucket (sizes never exceed them).
         self.rows = [full if g is None else rows.get(g, full) for g, full, _ in self.blocks]
         self.integrate = sampler.integrate
-        self.one_block = False  # groups in blocks are refused (check_elastic_partition)
         self.state = [state]  # a list: the shared state is not a sub-cell of every axis
         self.size = sum(self.rows)
         self.sizes = tuple(self.rows)
@@ -119,6 +118,7 @@ class ElasticAxis(nn.Cell):
         self.dense = bool(dense) or any(r != "point" for r in self.rules)
 
     runtime_sizes = True  # sizes come from the shared state at run time (AxisSampler: False)
+    one_block = False  # groups in blocks are refused (check_elastic_partition)
 
     def get_partition(self):
         raise ValueError("an elastic axis has no fixed partition")
@@ -188,7 +188,8 @@ class ElasticAxis(nn.Cell):
         if m == 1:
             return mask.reshape(-1, 1)
         if self.rules[k] == "point":
-            return taps_matrix(*node_taps(i, n, float(m - 1)), m) * mask.reshape(-1, 1)
+            idx, wts = self._block_taps(k, n)  # the same mask folded in
+            return taps_matrix(idx - self.starts[k], wts, m)
         s, reach = ops.maximum((m - 1.0) / (n - 1.0), 1.0), 2 * (m - 1) + 1
         return antialiased_matrix(ops.minimum(i * step, 1.0), m, s, reach) * mask.reshape(-1, 1)
 

@@ -74,15 +74,14 @@ class IntegralBatchNorm2d(IntegralLayer):
             centred = x - mean.reshape(1, -1, 1, 1)
             var = (centred * centred).mean((0, 2, 3))
             n = x.shape[0] * x.shape[2] * x.shape[3]
+            unbiased = var * (n / max(n - 1, 1))
             if axis.runtime_sizes:
                 # Sizes known at run time only (inn_ms.elastic.elastic_layers): the same
                 # update, weighted 0 unless the group is at its full width.
                 rate = axis.at_full_size() * (1 - self.momentum)
-                unbiased = var * (n / max(n - 1, 1))
                 ops.assign(self.moving_mean, self.moving_mean + rate * (mean - self.moving_mean))
                 ops.assign(self.moving_variance, self.moving_variance + rate * (unbiased - self.moving_variance))
             elif self._full_width():
-                unbiased = var * (n / max(n - 1, 1))
                 ops.assign(self.moving_mean, self.momentum * self.moving_mean + (1 - self.momentum) * mean)
                 ops.assign(self.moving_variance,
                            self.momentum * self.moving_variance + (1 - self.momentum) * unbiased)
