@@ -349,8 +349,8 @@ def _latency_table(args):
     for name in ("count", "repeats", "warmup", "number"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.check < 0:
-        raise ValueError(f"--check must be >= 0, got {args.check}")
+    if args.check < 0 or args.fit < 0:
+        raise ValueError(f"--check and --fit must be >= 0, got {args.check} and {args.fit}")
     check_output(args.out)
     if not os.path.isfile(args.artifact):
         raise ValueError(f"no integral artifact at {args.artifact!r}")
@@ -366,7 +366,7 @@ def _latency_table(args):
         table = measure_table(model, shape, scratch, multiple_of=multiple_of, count=args.count, candidates=grid,
                               backend=args.backend,
                               warmup=args.warmup, repeats=args.repeats, number=args.number, statistic=args.statistic,
-                              progress=not args.quiet)
+                              fit=args.fit, progress=not args.quiet)
         rng = np.random.default_rng(0)
         groups = table["groups"]
         checks = [{g: s[int(rng.integers(len(s)))] for g, s in groups.items()} for _ in range(args.check)]
@@ -469,7 +469,7 @@ def _search(args):
     score = accuracy_score(x, y) if metric == "top1" else psnr_score(x, y)
     model = load_artifact(path, builders=_trusted(args, cfg))
     options = {"method": args.method, "multiple_of": multiple_of, "count": args.count, "resampling": args.resample,
-               "seed": args.seed, "mode": args.mode}
+               "seed": args.seed, "mode": args.mode, "tolerance": args.tolerance}
     unit = {"macs": "MACs", "params": "parameters", "latency": "s"}[kind]
     if args.front:
         with tempfile.TemporaryDirectory() as scratch:
@@ -489,10 +489,11 @@ def _search(args):
         plot_front(rows, out[:-5] + ".png")
         print(f"front at equal {kind}: {out}, plot {out[:-5]}.png")
         return 0
-    result = search(model, budget, score, input_shape=shape, table=table, progress=not args.quiet, **options)
-    sizes = result["sizes"]
-    if table is not None:
-        with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch:  # a latency budget is checked on the measured network
+        result = search(model, budget, score, input_shape=shape, table=table, progress=not args.quiet,
+                        folder=scratch if table is not None else None, **options)
+        sizes = result["sizes"]
+        if table is not None and "measured_latency" not in result:
             result["measured_latency"], result["measured_latency_iqr"] = measure_network(model, sizes, table,
                                                                                          scratch)
     result["prune_command"] = prune_command(path, sizes, args.mindir or "pruned.mindir", args.resample, shape)
@@ -512,6 +513,9 @@ def _search(args):
         predicted = "not in the table's sizes" if predicted is None else f"{1e3 * predicted:.3f} ms"
         print(f"latency predicted {predicted}, measured "
               f"{1e3 * result['measured_latency']:.3f} ms (IQR {1e3 * result['measured_latency_iqr']:.3f})")
+        if result.get("rounds"):
+            print(f"the table underpredicted: measured within the budget after {result['rounds']} round(s) "
+                  f"searching under {1e3 * result['predicted_budget']:.3f} ms predicted")
     print(result["prune_command"])
     if args.mindir:
         from inn_ms.export import export_mindir
@@ -761,6 +765,9 @@ def main(argv=None):
     p.add_argument("--number", type=int, default=5, help="calls per timed run (default 5)")
     p.add_argument("--statistic", choices=["median", "min"], default="median",
                    help="each time: the median of the runs, or the fastest (steadier beside other jobs)")
+    p.add_argument("--fit", type=int, default=0, metavar="K",
+                   help="also time the whole network at K random sizes and predict by the least-squares fit "
+                        "in the layers' sum and activation volume (default 0: the two-end interpolation)")
     p.add_argument("--check", type=int, default=3,
                    help="random candidate sizes (plus the middle ones) at which to time the whole network and "
                         "report the prediction error (default 3; 0: no check)")
@@ -792,6 +799,9 @@ def main(argv=None):
                    help="uniform keep ratios of --front")
     p.add_argument("--out", help="result (.json); with --front also a .png beside it")
     p.add_argument("--mindir", help="also write the pruned MindIR of the result here")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="a latency result is measured and must run within budget x (1 + this) (default 0.05; "
+                        "at equal latency with --front: within the uniform network's measured time x (1 + this))")
     p.add_argument("--mode", choices=["graph", "pynative"], default="graph",
                    help="how each candidate width is scored: graph (compiled once per width, faster for real "
                         "networks) or pynative (no compile: faster for tiny networks and few samples)")

@@ -19,6 +19,12 @@ MindIR, or the layers' sum exceed the whole network; such a term counts as
 zero in a prediction (the table keeps the raw values, and building it logs
 a warning, since its predictions then lean high).
 
+Layers timed alone are not quite the network (caches, threads), so a table
+can instead be measured with ``fit=K``: the whole network is also timed at
+K random candidate sizes, interleaved with its two ends, and the
+prediction is the least-squares line in the layers' sum and the activation
+volume over those K + 2 points (exact nowhere, closest on average).
+
 Each time is the median (or the minimum) over ``repeats`` runs of
 ``number`` calls (after ``warmup`` calls) with their interquartile range, for one input of the
 table's shape (a fixed batch: what a device runs). Candidate sizes respect
@@ -100,26 +106,41 @@ def layer_groups(model):
 STATISTICS = ("median", "min")
 
 
-def time_mindir(path, x, warmup=3, repeats=15, number=5, statistic="median"):
-    """``(time, iqr)`` seconds per call of the MindIR at ``path`` on the
+def time_mindirs(paths, x, warmup=3, repeats=15, number=5, statistic="median"):
+    """``[(time, iqr)]`` seconds per call of each MindIR of ``paths`` on the
     numpy input ``x``, run with ``ms.load`` + ``nn.GraphCell``: the median
     (or with ``statistic="min"`` the fastest, less sensitive to other jobs
-    on a shared machine) of the timed runs, and their interquartile range."""
+    on a shared machine) of the timed runs, and their interquartile range.
+    The networks are timed interleaved: each repeat runs every one in turn
+    (the order rotated from repeat to repeat), so a burst of load from
+    another job falls on all of them alike and their ratio holds better
+    than between timings taken one after the other."""
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
-    cell = nn.GraphCell(ms.load(path))
+    cells = [nn.GraphCell(ms.load(p)) for p in paths]
     t = Tensor(x)
-    for _ in range(max(warmup, 1)):  # the first call compiles
-        cell(t).asnumpy()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            y = cell(t)
-        y.asnumpy()  # waits for the last call (and so for every call before it)
-        times.append((time.perf_counter() - t0) / number)
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    return float(med if statistic == "median" else min(times)), float(q3 - q1)
+    for cell in cells:
+        for _ in range(max(warmup, 1)):  # the first call compiles
+            cell(t).asnumpy()
+    times = [[] for _ in cells]
+    for r in range(repeats):
+        for k in range(len(cells)):
+            i = (k + r) % len(cells)
+            t0 = time.perf_counter()
+            for _ in range(number):
+                y = cells[i](t)
+            y.asnumpy()  # waits for the last call (and so for every call before it)
+            times[i].append((time.perf_counter() - t0) / number)
+    out = []
+    for ts in times:
+        q1, med, q3 = np.percentile(ts, [25, 50, 75])
+        out.append((float(med if statistic == "median" else min(ts)), float(q3 - q1)))
+    return out
+
+
+def time_mindir(path, x, warmup=3, repeats=15, number=5, statistic="median"):
+    """``(time, iqr)`` of the one MindIR at ``path`` (:func:`time_mindirs`)."""
+    return time_mindirs([path], x, warmup, repeats, number, statistic)[0]
 
 
 def _key(sizes):
@@ -136,12 +157,15 @@ def _layer_input(shape, plain_layer):
 
 
 def measure_table(model, input_shape, folder, multiple_of=1, count=5, candidates=None, backend="native",
-                  warmup=3, repeats=15, number=5, statistic="median", seed=0, progress=False):
+                  warmup=3, repeats=15, number=5, statistic="median", seed=0, fit=0, progress=False):
     """Measure a latency table of ``model`` for inputs of ``input_shape``
     (its batch is the batch timed); one-layer MindIRs are written in
     ``folder`` (a scratch directory). ``candidates``: ``{group: sizes}``
     (default :func:`candidate_sizes`), checked against the allowed ranges.
     ``statistic``: what each time is, ``"median"`` or ``"min"`` (:func:`time_mindir`).
+    ``fit``: also time the whole network at this many random candidate
+    sizes, interleaved with its two ends, and predict by the least-squares
+    fit over them (:func:`_fit_prediction`) rather than the exact ends.
     The model is left at the sizes it had. Returns the table (a JSON-ready
     dict; :func:`save_table` writes it)."""
     import os
@@ -205,6 +229,8 @@ def measure_table(model, input_shape, folder, multiple_of=1, count=5, candidates
         logger.warning("latency table: the whole network timed %.3g / %.3g ms less than its layers' sum (smallest / "
                        "full width): the timings are noisy, and predictions count that remainder as zero",
                        -1e3 * table["rest"][0], -1e3 * table["rest"][1])
+    if fit:
+        table["fit"] = _fit_prediction(model, table, folder, fit, rng)
     table["seconds"] = time.perf_counter() - t0
     logger.info("latency table: %d layer timings in %.1f s; full width %.3g ms", len(jobs), table["seconds"],
                 1e3 * full_med)
@@ -255,12 +281,45 @@ def _volume(table, sizes):
     return sum(positions * sizes[g] for g, positions in table["volume"].values() if g is not None)
 
 
+def _fit_prediction(model, table, folder, count, rng):
+    """Whole-network timings at ``count`` random candidate sizes and the two
+    ends, interleaved (:func:`measure_networks`), and the least-squares fit
+    ``t = a * layers + b * volume + c`` over them (``layers``: the sum of
+    the layers' entries, ``volume``: the activation volume). Layers timed
+    alone are not the network: with every layer's weights and activations
+    in one graph, caches and threads behave otherwise, by an amount that
+    grows with the layers' cost, which the two-end interpolation cannot
+    follow. A fit whose ``a`` is not positive (timings too noisy) is not
+    used: ``a = 1`` and the line in volume fitted to the remainder.
+    Returns ``{"coef": [a, b, c], "points": [{sizes, measured, layers, volume}]}``."""
+    groups = table["groups"]
+    points = [{g: s[0] for g, s in groups.items()}, {g: max(s) for g, s in groups.items()}]
+    points += [{g: int(s[rng.integers(len(s))]) for g, s in groups.items()} for _ in range(count)]
+    times = [t for t, _ in measure_networks(model, points, table, folder)]
+    layers = np.array([_layer_sum(table, p) for p in points])
+    volume = np.array([float(_volume(table, p)) for p in points])
+    t = np.array(times)
+    coef = np.linalg.lstsq(np.stack([layers, volume, np.ones_like(t)], 1), t, rcond=None)[0]
+    if not coef[0] > 0:
+        b, c = np.linalg.lstsq(np.stack([volume, np.ones_like(t)], 1), t - layers, rcond=None)[0]
+        coef = np.array([1.0, b, c])
+    return {"coef": [float(v) for v in coef],
+            "points": [{"sizes": p, "measured": m, "layers": float(l), "volume": float(v)}
+                       for p, m, l, v in zip(points, times, layers, volume)]}
+
+
 def predict(table, sizes):
     """Predicted seconds per call of the plain network at ``sizes``
     (``{group: size}``; groups not named at their largest candidate): the
     sum of its layers' entries plus the rest, interpolated in activation
-    volume between its two measured ends."""
+    volume between its two measured ends; or, for a table measured with
+    ``fit``, the fitted line in those two (never below the smallest
+    whole-network time the fit saw, half of it)."""
     sizes = _full_sizes(table, sizes)
+    if table.get("fit"):
+        a, b, c = table["fit"]["coef"]
+        floor = 0.5 * min(p["measured"] for p in table["fit"]["points"])
+        return max(floor, a * _layer_sum(table, sizes) + b * _volume(table, sizes) + c)
     low = _volume(table, {g: s[0] for g, s in table["groups"].items()})
     high = _volume(table, {g: max(s) for g, s in table["groups"].items()})
     t = 1.0 if high == low else (_volume(table, sizes) - low) / (high - low)
@@ -282,33 +341,42 @@ def _overhead(folder, batch, warmup, repeats, number, statistic):
     return time_mindir(path, np.zeros((batch, 1), np.float32), warmup, repeats, number, statistic)[0]
 
 
-def measure_network(model, sizes, table, folder):
-    """``(median, iqr)`` seconds per call of the plain network at ``sizes``
-    (any allowed sizes, measured or not), exported and timed as ``table``
-    was (its input shape, backend and timing)."""
+def measure_networks(model, sizes_list, table, folder, progress=False):
+    """``[(time, iqr)]`` seconds per call of the plain network at each of
+    ``sizes_list`` (any allowed sizes, measured by the table or not),
+    exported and timed as ``table`` was (its input shape, backend and
+    timing), interleaved (:func:`time_mindirs`): compare them with each
+    other rather than with timings taken at another moment."""
     import os
     shape = tuple(table["input_shape"])
     t = table["timing"]
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "network.mindir")
-    with model.at_sizes(sizes):
-        plain = model.discretize()
-    export_mindir(plain, path, shape, dynamic_batch=False, backend=table["backend"])
+    paths = []
+    for i, sizes in enumerate(tqdm(sizes_list, desc="export", disable=not progress)):
+        paths.append(os.path.join(folder, f"network_{i}.mindir"))
+        with model.at_sizes(sizes):
+            plain = model.discretize()
+        export_mindir(plain, paths[-1], shape, dynamic_batch=False, backend=table["backend"])
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    return time_mindir(path, x, t["warmup"], t["repeats"], t["number"], t.get("statistic", "median"))
+    return time_mindirs(paths, x, t["warmup"], t["repeats"], t["number"], t.get("statistic", "median"))
+
+
+def measure_network(model, sizes, table, folder):
+    """``(time, iqr)`` of the plain network at ``sizes`` (:func:`measure_networks`)."""
+    return measure_networks(model, [sizes], table, folder)[0]
 
 
 def check_table(model, table, sizes_list, folder, progress=False):
     """Export the plain network at each of ``sizes_list`` as one MindIR, time
-    it as the table was timed, and compare with :func:`predict`: a list of
-    ``{"sizes", "predicted", "measured", "iqr", "error"}`` (error relative to
-    the measured time)."""
+    them as the table was timed (interleaved) and compare with
+    :func:`predict`: a list of ``{"sizes", "predicted", "measured", "iqr",
+    "error"}`` (error relative to the measured time)."""
+    full = [_full_sizes(table, sizes) for sizes in sizes_list]
+    measured = measure_networks(model, full, table, folder, progress) if full else []
     rows = []
-    for sizes in tqdm(sizes_list, desc="latency check", disable=not progress):
-        full = _full_sizes(table, sizes)
-        predicted = predict(table, full)
-        med, iqr = measure_network(model, full, table, folder)
-        rows.append({"sizes": full, "predicted": predicted, "measured": med, "iqr": iqr,
+    for sizes, (med, iqr) in zip(full, measured):
+        predicted = predict(table, sizes)
+        rows.append({"sizes": sizes, "predicted": predicted, "measured": med, "iqr": iqr,
                      "error": (predicted - med) / med})
     return rows
 
@@ -366,10 +434,16 @@ def load_table(path):
                 if len(v) != 2 or not all(isinstance(t, (int, float)) and np.isfinite(t) for t in v):
                     raise ValueError(f"layer {p!r} entry {k!r} is not [median, iqr]")
         check_shape(table["input_shape"])
+        if table.get("fit") is not None:
+            coef = [float(v) for v in table["fit"]["coef"]]
+            if len(coef) != 3 or not all(np.isfinite(coef)) or not table["fit"]["points"] or \
+                    not all(float(p["measured"]) > 0 for p in table["fit"]["points"]):
+                raise ValueError("fit must have three finite coefficients and positive measured points")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"{path}: malformed latency table ({e})") from None
     return table
 
 
 __all__ = ["candidate_sizes", "check_candidates", "check_for", "check_table", "layer_groups", "load_table",
-           "measure_network", "measure_table", "predict", "save_table", "time_mindir"]
+           "measure_network", "measure_networks", "measure_table", "predict", "save_table",
+           "time_mindir", "time_mindirs"]

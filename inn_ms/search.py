@@ -16,13 +16,20 @@ latency table measured). Two searches:
   repeatedly shrink the group whose next smaller size loses the least of it
   per unit of cost saved, until within the budget; then grow back, one step
   at a time and scored for real, any group that still fits and does not
-  lose score.
+  lose score; then trade width between groups (one a step narrower, another
+  as much wider as fits) while a trade raises the score.
 * :func:`evolution` — a seeded evolutionary search (reproducible): a
   population started from random feasible sizes and the widest uniform one,
   crossover and mutation, every child shrunk at random until it fits.
 
 Both return only sizes within the budget and the allowed sizes; a budget
-that even the smallest allowed sizes exceed is refused. Scores are computed
+that even the smallest allowed sizes exceed is refused. A latency budget is
+answered from the table's predictions, which a table measured layer by
+layer can get wrong for some widths by 10-30 %; given a scratch folder,
+:func:`search` then times the result as a whole MindIR and, if it runs
+over, searches again under a budget tightened by the excess
+(:func:`_meet_measured`), so the widths returned are within the budget
+when measured, or the request is refused. Scores are computed
 on the plain network (:meth:`~inn_ms.model.IntegralModel.discretize`) in
 graph mode with unfold + matmul convolutions (:func:`score_network`), with
 the model's resampling rules (or ``resampling``);
@@ -36,7 +43,7 @@ import numpy as np
 import mindspore as ms
 from tqdm.auto import tqdm
 
-from inn_ms.latency import candidate_sizes, check_candidates, check_for, measure_network, predict
+from inn_ms.latency import candidate_sizes, check_candidates, check_for, measure_networks, predict
 from inn_ms.metrics import predict as run_batches, psnr
 from inn_ms.model import count_parameters
 from inn_ms.prune import check_shape, macs_of, model_positions
@@ -241,8 +248,8 @@ def greedy(problem, progress=False, seeds=()):
     down uses those and the whole network's cost, so it costs at most one
     evaluation per group and candidate size, plus the grow-back's. Each of
     ``seeds`` (index tuples, e.g. uniform keep) that fits is grown back too,
-    and the best-scoring end is returned: never worse than a seed on the
-    calibration score."""
+    and the best-scoring end is improved by trades (:func:`_exchange`) and
+    returned: never worse than a seed on the calibration score."""
     problem.check_feasible()
     full = problem.largest()
     idx = list(full)
@@ -273,8 +280,10 @@ def greedy(problem, progress=False, seeds=()):
         idx = list(problem.smallest())
     starts = [tuple(idx)] + [tuple(s) for s in seeds if problem.fits(s)]
     ends = [_grow(problem, start, bar) for start in dict.fromkeys(starts)]
+    best = max(ends, key=lambda i: (problem.score(i), -problem.cost(i)))
+    best = _exchange(problem, best, bar)
     bar.close()
-    return max(ends, key=lambda i: (problem.score(i), -problem.cost(i)))
+    return best
 
 
 def _grow(problem, idx, bar):
@@ -293,6 +302,36 @@ def _grow(problem, idx, bar):
                 best = (problem.score(j), j)
         if best is None:
             return tuple(idx)
+        idx = best[1]
+        bar.update(1)
+
+
+def _exchange(problem, idx, bar):
+    """Trade width between groups, scored for real: one group one candidate
+    smaller, another as much larger as then fits; take the best trade that
+    raises the score, until none does. Growing alone cannot leave a point
+    that fills the budget (uniform keep at its own cost, say); a trade can."""
+    idx = tuple(idx)
+    n = len(idx)
+    while True:
+        here, best = problem.score(idx), None
+        for i in range(n):
+            if idx[i] == 0:
+                continue
+            for j in range(n):
+                if j == i or idx[j] + 1 >= len(problem.candidates[j]):
+                    continue
+                k = list(idx)
+                k[i] -= 1
+                while k[j] + 1 < len(problem.candidates[j]) and problem.fits(k[:j] + [k[j] + 1] + k[j + 1:]):
+                    k[j] += 1
+                if k[j] == idx[j] or not problem.fits(k):
+                    continue
+                score = problem.score(k)
+                if score > here and (best is None or score > best[0]):
+                    best = (score, tuple(k))
+        if best is None:
+            return idx
         idx = best[1]
         bar.update(1)
 
@@ -342,7 +381,7 @@ def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progr
 
 def search(model, budget, score, method="greedy", input_shape=None, table=None, multiple_of=1, count=8,
            candidates=None, resampling=None, seed=0, population=16, generations=8, mode="graph", seeds=(),
-           progress=False):
+           progress=False, folder=None, reference=None, tolerance=0.05, rounds=4):
     """Per-group sizes of ``model`` maximising ``score`` (a function of a
     plain network: :func:`accuracy_score`, :func:`psnr_score`) with cost
     within ``budget`` (``(kind, value)`` or ``"kind=value"``; MACs need
@@ -352,15 +391,26 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
     (``{group: size}``, among the candidates) the search starts from beside
     its own, the widest uniform candidate sizes within budget always among
     them, so the result scores at least as well as they do on the
-    calibration samples. Returns a
-    dict: ``sizes``, ``cost``, ``score``, ``metric``, ``params`` (and
-    ``macs``, ``predicted_latency`` when known), the uniform baseline of the
-    same search space (``uniform``), evaluations and seconds. The model is
-    left as it was."""
+    calibration samples.
+
+    With a latency budget and a scratch ``folder`` the result is *measured*
+    (:func:`_meet_measured`): timed as the table was, against the budget or,
+    given ``reference`` sizes, against the network at those sizes timed
+    interleaved with it; over by more than ``tolerance``, the search runs
+    again under a budget scaled down by the excess, at most ``rounds``
+    times. A table that underpredicts the searched widths cannot make them
+    slower than asked.
+
+    Returns a dict: ``sizes``, ``cost``, ``score``, ``metric``, ``params``
+    (and ``macs``, ``predicted_latency``, ``measured_latency`` when known),
+    the uniform baseline of the same search space (``uniform``),
+    evaluations and seconds. The model is left as it was."""
     if isinstance(budget, str):
         budget = parse_budget(budget)
     if method not in ("greedy", "evolution"):
         raise ValueError(f"method must be 'greedy' or 'evolution', got {method!r}")
+    if not (np.isfinite(tolerance) and tolerance >= 0) or rounds < 1:
+        raise ValueError(f"tolerance must be >= 0 and rounds >= 1, got {tolerance} and {rounds}")
     t0 = time.perf_counter()
     problem = Problem(model, budget, score, input_shape, table, multiple_of, count, candidates, resampling, mode)
     starts = []
@@ -369,15 +419,29 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
             starts.append(tuple(c.index(int(sizes[g])) for g, c in zip(problem.groups, problem.candidates)))
         except (KeyError, ValueError):
             raise ValueError(f"seed sizes {dict(sizes)} are not among the candidate sizes") from None
-    uniform = problem.uniform()
-    if uniform is not None:
-        starts.append(uniform)
-    if method == "greedy":
-        idx = greedy(problem, progress, starts)
-    else:
-        idx = evolution(problem, seed, population, generations, progress=progress, seeds=starts)
+
+    def run():
+        uniform = problem.uniform()  # recomputed: a tightened budget can exclude the last one
+        begin = starts + ([uniform] if uniform is not None else [])
+        if method == "greedy":
+            return greedy(problem, progress, begin)
+        return evolution(problem, seed, population, generations, progress=progress, seeds=begin)
+
+    if reference is not None:
+        try:
+            ref_idx = tuple(c.index(int(reference[g])) for g, c in zip(problem.groups, problem.candidates))
+        except (KeyError, ValueError):
+            raise ValueError(f"reference sizes {dict(reference)} are not among the candidate sizes") from None
+        if not problem.fits(ref_idx):
+            raise ValueError(f"reference sizes {dict(reference)} are over the budget")
+    idx = run()
+    measured, asked = None, problem.budget
+    if problem.kind == "latency" and folder is not None:
+        idx, measured = _meet_measured(problem, idx, run, folder, reference, tolerance, rounds)
     out = problem.result(idx, method, time.perf_counter() - t0)
     out["seed"] = seed if method == "evolution" else None
+    if measured is not None:
+        out.update(measured, budget={problem.kind: asked}, predicted_budget=problem.budget)
     uniform = problem.uniform()
     out["uniform"] = None if uniform is None else {"sizes": dict(problem.sizes(uniform)),
                                                   "cost": problem.cost(uniform), "score": problem.score(uniform)}
@@ -386,14 +450,74 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
     return out
 
 
+def _meet_measured(problem, idx, run, folder, reference, tolerance, rounds):
+    """Measure the searched network ``idx`` (and the ``reference`` sizes
+    beside it, interleaved) and tighten the problem's budget until it is
+    within ``tolerance`` of the target: ``problem.budget`` (seconds) or the
+    reference's measured time. Each round scales the budget the table's
+    predictions are held to by target / measured and searches again (scores
+    and costs are cached, so a round costs only the new widths it scores).
+    Sizes equal to the reference are accepted as they are. Returns the
+    accepted index and its measurements; refuses (one line) when ``rounds``
+    do not get there, unless a reference is given, whose sizes are then the
+    result (within the target by definition; logged)."""
+    target, history, why = problem.budget, [], f"after {rounds} round(s) of tightening the table's budget"
+    for r in range(rounds + 1):
+        sizes = problem.sizes(idx)
+        if reference is not None and sizes == {g: int(reference[g]) for g in problem.groups}:
+            (t, iqr), = measure_networks(problem.model, [sizes], problem.table, folder)
+            ref = (t, iqr)
+        elif reference is not None:
+            (t, iqr), ref = measure_networks(problem.model, [sizes, reference], problem.table, folder)
+        else:
+            (t, iqr), ref = measure_networks(problem.model, [sizes], problem.table, folder)[0], None
+        limit = target if ref is None else ref[0]
+        history.append({"sizes": dict(sizes), "budget": problem.budget, "measured": t, "limit": limit})
+        info = {"measured_latency": t, "measured_latency_iqr": iqr, "rounds": r, "tightening": history}
+        if ref is not None:
+            info["reference_latency"], info["reference_latency_iqr"] = ref
+        if t <= (1 + tolerance) * limit:
+            return idx, info
+        if r == rounds:
+            break
+        logger.info("search: widths %s measured %.3g ms, over %.3g ms: budget %.4g -> %.4g", dict(sizes), 1e3 * t,
+                    1e3 * limit, problem.budget, problem.budget * limit / t)
+        problem.budget *= limit / t
+        try:
+            problem.check_feasible()
+        except ValueError:
+            why = "and the smallest allowed sizes are predicted over the budget tightened by that excess"
+            break
+        idx = run()
+    if reference is None:
+        raise ValueError(f"search: the searched widths run in {1e3 * t:.3f} ms measured, over the latency budget "
+                         f"{1e3 * target:.3f} ms by more than {tolerance:.0%} {why} (the table underpredicts "
+                         f"this network here, or the machine is busier than when it was measured: re-measure it)")
+    logger.warning("search: no searched widths measured within %.0f%% of the reference (%s); the result is the "
+                   "reference sizes", 100 * tolerance, why)
+    problem.budget = target  # the reference fits it (checked by search)
+    idx = tuple(c.index(int(reference[g])) for g, c in zip(problem.groups, problem.candidates))
+    (t, iqr), = measure_networks(problem.model, [reference], problem.table, folder)
+    info.update({"measured_latency": t, "measured_latency_iqr": iqr, "reference_latency": t,
+                 "reference_latency_iqr": iqr})
+    return idx, info
+
+
 def front(model, kind, score, keeps, input_shape, table=None, folder=None, method="greedy", multiple_of=1,
-          count=8, resampling=None, seed=0, population=16, generations=8, mode="graph", progress=False):
+          count=8, resampling=None, seed=0, population=16, generations=8, mode="graph", progress=False,
+          tolerance=0.05, rounds=4):
     """Uniform keep ratios beside searched widths at equal cost: for every
-    keep ratio in ``keeps``, the uniform sizes and their cost ``kind``
-    (``"macs"``, ``"params"``, or ``"latency"``: *measured*, needs a
-    ``table`` and a scratch ``folder``) become the budget of a search.
-    The search's candidate sizes include the uniform ones (with a latency
-    budget they are the table's: measure it at the keeps' sizes).
+    keep ratio in ``keeps``, the uniform sizes' cost ``kind`` (``"macs"``,
+    ``"params"``, or ``"latency"``, which needs a ``table`` and a scratch
+    ``folder``) becomes the budget of a search whose candidate sizes include
+    the uniform ones (with a latency budget they are the table's: measure it
+    at the keeps' sizes).
+
+    At equal latency the budget is the table's prediction for the uniform
+    sizes, and the searched widths are then *measured* beside the uniform
+    ones (interleaved) and tightened until within ``tolerance`` of them
+    (:func:`search`): equal measured latency, not equal prediction. With a
+    table, both sides' latencies in a row come from one interleaved timing.
     Returns rows ``{"keep", "budget", "uniform": {...}, "searched": {...}}``,
     each side with sizes, score, MACs, parameters and (with a table)
     measured latency."""
@@ -411,6 +535,9 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
             if not low <= n <= high:
                 raise ValueError(f"front: keep {keep:g} gives group {g!r} {n} channels, outside its allowed "
                                  f"range [{low}, {high}]")
+            if kind == "latency" and n not in table["groups"][g]:
+                raise ValueError(f"front: keep {keep:g} gives group {g!r} {n} channels, a size the latency table "
+                                 f"did not measure (it has {table['groups'][g]}): measure it at these keeps")
 
     def describe(sizes):
         with model.at_sizes(sizes):
@@ -419,8 +546,6 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
                "macs": macs_of(net, shape, model_positions(model, net, shape))}
         with model.at_sizes(sizes, resampling=resampling):
             out["score"] = score_network(model.discretize(), score, mode)
-        if table is not None:
-            out["latency"], out["latency_iqr"] = measure_network(model, sizes, table, folder)
         return out
 
     candidates = None
@@ -432,13 +557,17 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
     rows = []
     for keep, sizes in tqdm(list(zip(keeps, uniforms)), desc="front", disable=not progress):
         uniform = describe(sizes)
-        budget = uniform[kind]
-        seeds = [] if kind == "latency" and any(n not in table["groups"][g] for g, n in sizes.items()) else [sizes]
+        budget = predict(table, sizes) if kind == "latency" else uniform[kind]
         found = search(model, (kind, budget), score, method, shape, table, multiple_of, count, candidates,
-                       resampling, seed, population, generations, mode, seeds)
+                       resampling, seed, population, generations, mode, [sizes], folder=folder,
+                       reference=sizes if kind == "latency" else None, tolerance=tolerance, rounds=rounds)
         searched = describe(found["sizes"])
         searched.update({"predicted_latency": found.get("predicted_latency"), "seconds": found["seconds"],
-                         "evaluations": found["evaluations"]})
+                         "evaluations": found["evaluations"], "rounds": found.get("rounds")})
+        if table is not None:  # one interleaved timing for both sides of the row
+            (uniform["latency"], uniform["latency_iqr"]), (searched["latency"], searched["latency_iqr"]) = \
+                measure_networks(model, [sizes, found["sizes"]], table, folder)
+            uniform["predicted_latency"] = predict(table, sizes) if kind == "latency" else None
         rows.append({"keep": float(keep), "kind": kind, "budget": budget, "metric": found["metric"],
                      "uniform": uniform, "searched": searched})
     return rows

@@ -83,8 +83,12 @@ def main(argv=None):
     ap.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.4])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
+    ap.add_argument("--save", default=None, metavar="M.inn",
+                    help="also save the trained integral network as an artifact (scripts/bench/search.py --task sr)")
     ap.add_argument("--quiet", action="store_true")
     args = resolve_defaults(ap.parse_args(argv))
+    if args.save and not args.save.endswith(".inn"):
+        ap.error(f"--save takes an artifact path ending with .inn, got {args.save!r}")
 
     ms.set_seed(args.seed)
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -102,6 +106,11 @@ def main(argv=None):
           f"{f', offset {args.offset:g}' if args.offset else ''}, last layer at {args.last_scale:g}: "
           f"{t_train:.0f} s, final loss {history[-1]:.5f}")
 
+    if args.save:
+        from inn_ms.artifact import save_artifact
+        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
+        save_artifact(model, args.save)
+        print(f"trained network saved: {args.save}")
     # PyNative (one pass per tile shape), every width of the model itself, bicubic first
     rows = evaluate_super_resolution(model, test_pairs, args.scale, args.keep)
     print(f"\nheld-out photos, Y channel, border {args.scale} px; PSNR dB / SSIM (no fine-tuning at any width)")

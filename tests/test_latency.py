@@ -111,6 +111,33 @@ def test_a_noisy_table_never_predicts_a_negative_time(table):
     assert full_layers > 0
 
 
+def test_fitted_prediction_recovers_a_known_line(model, table, tmp_path, monkeypatch):
+    """With ``fit``, whole-network times (here made by a known rule in place
+    of the timer: 1.3 x the layers' sum + 2 ns per activation + 50 µs) are
+    fitted and predictions follow the fitted line; the fit survives saving
+    and a malformed one is refused. A real fit: the CLI test below."""
+    import inn_ms.latency as latency
+    from inn_ms.latency import _fit_prediction, _layer_sum, _volume
+
+    def timed(model_, sizes_list, table_, folder, progress=False):
+        return [(1.3 * _layer_sum(table_, s) + 2e-9 * _volume(table_, s) + 5e-5, 0.0) for s in sizes_list]
+
+    monkeypatch.setattr(latency, "measure_networks", timed)
+    fitted = dict(table, fit=_fit_prediction(model, table, str(tmp_path), 6, np.random.default_rng(0)))
+    assert len(fitted["fit"]["points"]) == 8
+    assert fitted["fit"]["coef"] == pytest.approx([1.3, 2e-9, 5e-5], rel=1e-6, abs=1e-12)
+    mid = {g: s[1] for g, s in table["groups"].items()}
+    assert predict(fitted, mid) == pytest.approx(timed(None, [mid], table, None)[0][0], rel=1e-6)
+    path = str(tmp_path / "fit.json")
+    save_table(fitted, path)
+    assert predict(load_table(path), mid) == pytest.approx(predict(fitted, mid))
+    broken = json.loads(json.dumps(fitted))
+    broken["fit"]["coef"] = [1.0, float("nan")]
+    (tmp_path / "broken_fit.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="malformed latency table .*three finite coefficients"):
+        load_table(str(tmp_path / "broken_fit.json"))
+
+
 def test_check_reports_error_against_measured_network(model, table, tmp_path):
     mid = {g: s[1] for g, s in table["groups"].items()}
     rows = check_table(model, table, [mid], str(tmp_path))
@@ -165,21 +192,24 @@ def test_cli_latency_table_then_latency_search(tiny_artifact, capsys):
     from inn_ms.cli import main
     art, table = str(tiny_artifact / "tiny.inn"), str(tiny_artifact / "t.json")
     assert main(["latency-table", art, "--input-shape", "1,1,12,12", "--out", table, "--keeps", "1", "0.5",
-                 "--repeats", "3", "--number", "2", "--check", "1", "--quiet"]) == 0
+                 "--repeats", "3", "--number", "2", "--check", "1", "--fit", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "largest prediction error" in out and "table written" in out
     t = load_table(table)
     assert t["groups"] == {"c1": [2, 4], "c2": [3, 6], "c3": [4, 8], "c4": [4, 8], "fc": [6, 12]}  # keeps' sizes
-    assert len(t["check"]) == 2
-    # just above the smallest sizes' prediction: feasible however the timings wandered
-    budget = 1.05 * predict(t, {g: s[0] for g, s in t["groups"].items()})
+    assert len(t["check"]) == 2 and len(t["fit"]["points"]) == 5  # the two ends and three random sizes
+    # above the smallest sizes' prediction: feasible, measured too, however the timings wander (3x)
+    budget = 1.5 * predict(t, {g: s[0] for g, s in t["groups"].items()})
     result = str(tiny_artifact / "r.json")
     assert main(["search", art, "--budget", f"latency={budget}", "--table", table, "--calib-data",
                  str(tiny_artifact / "calib.npz"), "--calib", "40", "--input-shape", "1,1,12,12", "--out", result,
-                 "--mode", "pynative", "--quiet"]) == 0
+                 "--mode", "pynative", "--quiet", "--tolerance", "1000"]) == 0
     out = capsys.readouterr().out
     r = json.loads(open(result).read())
+    # measured on the real MindIR; not held to the budget here (--tolerance 1000): on a loaded machine a tiny
+    # network's time wanders 100x. Holding it: test_search's test_latency_is_checked_on_the_measured_network
     assert r["predicted_latency"] <= budget and r["measured_latency"] > 0
+    assert r["tightening"][-1]["measured"] == r["measured_latency"]
     assert all(n in t["groups"][g] for g, n in r["sizes"].items())
     assert "inn-ms prune " + art + " --sizes " in out and "latency predicted" in out
     assert main(["search", art, "--budget", "latency=1ms", "--calib-data", str(tiny_artifact / "calib.npz"),

@@ -103,10 +103,8 @@ def test_evolution_is_reproducible(toy):
     assert c["cost"] <= 560
 
 
-def test_latency_budget_from_a_table(toy):
-    """A hand-made table (each layer's time its MACs, in µs): the search
-    answers from it and stays within the budget."""
-    model, score = toy
+def _mac_table(model):
+    """A hand-made latency table: each layer's time its MACs, in µs."""
     cands = candidate_sizes(model, count=5)
     entries = {}
     for path, (g_in, g_out) in layer_groups(model).items():
@@ -114,8 +112,15 @@ def test_latency_budget_from_a_table(toy):
         outs = cands[g_out] if g_out else [4]
         entries[path] = {"groups": [g_in, g_out], "entries": {
             "x".join(str(v) for v, g in ((i, g_in), (o, g_out)) if g): [1e-6 * i * o, 0.0] for i in ins for o in outs}}
-    table = {"groups": cands, "layers": entries, "overhead": 0.0, "rest": [1e-5, 1e-5],
-             "volume": {p: [g[1], 1] for p, g in layer_groups(model).items()}, "input_shape": [1, 8]}
+    return {"groups": cands, "layers": entries, "overhead": 0.0, "rest": [1e-5, 1e-5],
+            "volume": {p: [g[1], 1] for p, g in layer_groups(model).items()}, "input_shape": [1, 8]}
+
+
+def test_latency_budget_from_a_table(toy):
+    """The search answers from a table and stays within the budget."""
+    model, score = toy
+    table = _mac_table(model)
+    cands = table["groups"]
     r = search(model, "latency=0.6ms", score, table=table, input_shape=INPUT, mode="pynative")
     assert r["predicted_latency"] == r["cost"] <= 6e-4
     assert all(n in cands[g] for g, n in r["sizes"].items())
@@ -126,6 +131,53 @@ def test_latency_budget_from_a_table(toy):
         search(model, "latency=1us", score, table=table)
     with pytest.raises(ValueError, match="needs a latency table"):
         search(model, "latency=1ms", score)
+
+
+def test_latency_is_checked_on_the_measured_network(toy, monkeypatch, tmp_path):
+    """A table that underpredicts the network whenever the sensitive group
+    fc1 is wide (its measured time is twice the prediction there): the
+    answer from the table alone measures over the budget; with a scratch
+    folder the search measures it and tightens until the measured time is
+    within the budget. Measuring is replaced by that rule here (the real
+    timing runs in test_latency's CLI test)."""
+    import inn_ms.search as search_module
+    from inn_ms.latency import predict as predict_latency
+    model, score = toy
+    table = _mac_table(model)
+    g1 = next(g for g in model.groups if "fc1" in g)
+    calls = []
+
+    def measured(model_, sizes_list, table_, folder, progress=False):
+        calls.append([dict(s) for s in sizes_list])
+        return [(predict_latency(table_, s) * (2.0 if s[g1] > 16 else 1.0), 0.0) for s in sizes_list]
+
+    monkeypatch.setattr(search_module, "measure_networks", measured)
+    budget = 0.8 * predict_latency(table, model.full_sizes)
+    blind = search(model, ("latency", budget), score, table=table, mode="pynative")
+    assert not calls and blind["sizes"][g1] > 16  # the table alone keeps fc1 wide: 2x over when measured
+    r = search(model, ("latency", budget), score, table=table, mode="pynative", folder=str(tmp_path))
+    assert r["rounds"] >= 1 and r["measured_latency"] <= 1.05 * budget
+    assert r["measured_latency"] == measured(model, [r["sizes"]], table, None)[0][0]
+    assert r["budget"] == {"latency": budget} and r["predicted_budget"] < budget
+    assert [h["measured"] > 1.05 * h["limit"] for h in r["tightening"]] == [True] * r["rounds"] + [False]
+    # against reference sizes timed beside it: within 5 % of the reference's measured time
+    ref = {g: c[2] for g, c in table["groups"].items()}
+    r = search(model, ("latency", predict_latency(table, ref)), score, table=table, mode="pynative",
+               folder=str(tmp_path), reference=ref, seeds=[ref])
+    assert r["measured_latency"] <= 1.05 * r["reference_latency"] and r["score"] >= score_of(model, score, ref)
+    assert all(len(c) in (1, 2) for c in calls)
+    # everything measures 100x its prediction: no widths get within an absolute budget
+    monkeypatch.setattr(search_module, "measure_networks",
+                        lambda m, sl, t, f, progress=False: [(100 * predict_latency(t, s), 0.0) for s in sl])
+    with pytest.raises(ValueError, match="over the latency budget .* smallest allowed sizes are predicted over"):
+        search(model, ("latency", budget), score, table=table, mode="pynative", folder=str(tmp_path), rounds=2)
+    with pytest.raises(ValueError, match="reference sizes .* are not among the candidate sizes"):
+        search(model, ("latency", budget), score, table=table, folder=str(tmp_path), reference={g1: 31})
+
+
+def score_of(model, score, sizes):
+    with model.at_sizes(sizes):
+        return score(model.discretize())
 
 
 def test_budget_parsing_and_bad_requests(toy):
@@ -219,3 +271,20 @@ def test_search_never_scores_below_its_seeds(toy):
         assert r["score"] >= seed_score and r["cost"] <= report["params"]
     with pytest.raises(ValueError, match="not among the candidate sizes"):
         search(model, ("params", report["params"]), score, count=8, seeds=[{g: 31 for g in cands}], mode="pynative")
+
+
+def test_trades_move_a_point_that_fills_the_budget(toy):
+    """Uniform keep at its own parameter count: no group can grow, so
+    growing alone stays there; trading width between the two groups scores
+    higher within the same budget."""
+    from tqdm.auto import tqdm
+    from inn_ms.search import Problem, _exchange, _grow
+    model, score = toy
+    cands = candidate_sizes(model, count=8)
+    uniform = {g: c[3] for g, c in cands.items()}
+    _, report = prune(model, sizes=uniform, input_shape=INPUT)
+    problem = Problem(model, ("params", report["params"]), score, candidates=cands, mode="pynative")
+    start, bar = tuple(3 for _ in problem.groups), tqdm(disable=True)
+    assert _grow(problem, start, bar) == start
+    traded = _exchange(problem, start, bar)
+    assert problem.fits(traded) and problem.score(traded) > problem.score(start) and traded != start
