@@ -802,9 +802,10 @@ def main(argv=None):
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="a latency result is measured and must run within budget x (1 + this) (default 0.05; "
                         "at equal latency with --front: within the uniform network's measured time x (1 + this))")
-    p.add_argument("--mode", choices=["graph", "pynative"], default="graph",
-                   help="how each candidate width is scored: graph (compiled once per width, faster for real "
-                        "networks) or pynative (no compile: faster for tiny networks and few samples)")
+    p.add_argument("--mode", choices=["auto", "elastic", "graph", "pynative"], default="auto",
+                   help="how each candidate width is scored: elastic (one compiled graph for every width), "
+                        "graph (a discretized network compiled per width), pynative (no compile: tiny networks, "
+                        "few samples); auto (default): elastic where the network allows it, else graph")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_trust_option(p)
     p.set_defaults(func=_search)

@@ -568,6 +568,25 @@ def elastic_layers(model):
     return network, state
 
 
+class ElasticEval(nn.Cell):
+    """``net(x, sizes)``: ``model``'s network at run-time sizes (an int32
+    tensor, :func:`elastic_sizes`), for evaluation: one compiled graph for
+    every width, where a discretized network compiles one per width. It
+    computes at full width with the channels past each size zero
+    (:func:`elastic_layers`), so a call costs the full width's compute:
+    cheaper than a compile whenever widths change more often than inputs
+    (a width search scores hundreds of widths on the same few hundred
+    samples). Built with the model's resampling rules of the moment."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.network, self.state = elastic_layers(model)
+
+    def construct(self, x, sizes):
+        ops.assign(self.state.sizes, sizes)
+        return self.network(x)
+
+
 def make_elastic(model, buckets=(0.25, 0.5, 0.75, 1.0)):
     """An :class:`ElasticNetwork` with its own copy of ``model``'s weights.
 

@@ -7,6 +7,13 @@ network's cost stays within a budget — MACs or parameters (counted exactly)
 or latency (predicted by a table measured on the device,
 :mod:`inn_ms.latency`).
 
+Widths are scored on one compiled copy of the integral network that
+takes the sizes as a run-time input (:class:`~inn_ms.elastic.ElasticEval`:
+the same function as the discretized network at those sizes), so a search
+compiles once instead of once per width (``mode="graph"``: a discretized
+network per width, as before; where elastic networks are refused, it is
+what ``"auto"`` falls back to).
+
 Every group takes one of its candidate sizes (its allowed range and
 ``multiple_of``: :func:`inn_ms.latency.candidate_sizes`, or the sizes a
 latency table measured). Two searches:
@@ -29,11 +36,9 @@ layer can get wrong for some widths by 10-30 %; given a scratch folder,
 :func:`search` then times the result as a whole MindIR and, if it runs
 over, searches again under a budget tightened by the excess
 (:func:`_meet_measured`), so the widths returned are within the budget
-when measured, or the request is refused. Scores are computed
-on the plain network (:meth:`~inn_ms.model.IntegralModel.discretize`) in
-graph mode with unfold + matmul convolutions (:func:`score_network`), with
-the model's resampling rules (or ``resampling``);
-calibration repair is not part of the search.
+when measured, or the request is refused. Scores use the model's
+resampling rules (or ``resampling``); calibration repair is not part of
+the search.
 """
 import logging
 import time
@@ -49,6 +54,7 @@ from inn_ms.model import count_parameters
 from inn_ms.prune import check_shape, macs_of, model_positions
 from inn_ms.resampling import check_rule
 from inn_ms.cells import renew_graph_identity
+from inn_ms.elastic import ElasticEval, check_elastic_partition, elastic_sizes
 from inn_ms.tasks import execution_mode, save_figure
 
 logger = logging.getLogger(__name__)
@@ -133,12 +139,52 @@ def score_network(net, score, mode="graph"):
         return score(net)
 
 
+MODES = ("auto", "elastic", "graph", "pynative")
+
+
+class _AtSizes:
+    """An :class:`~inn_ms.elastic.ElasticEval` held at fixed sizes, called
+    like a plain network by the score functions."""
+
+    def __init__(self, cell, sizes):
+        self.cell, self.sizes = cell, sizes
+
+    def set_train(self, mode=True):
+        self.cell.set_train(mode)
+        return self
+
+    def __call__(self, x):
+        return self.cell(x, self.sizes)
+
+
+def scoring_mode(model, mode):
+    """The way widths are scored: ``"elastic"`` (one compiled graph for
+    every width, :class:`~inn_ms.elastic.ElasticEval`), ``"graph"`` (a
+    discretized network compiled per width) or ``"pynative"``. ``"auto"``:
+    elastic when every group allows it (not trainable partitions or groups
+    in blocks), else graph."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode in ("auto", "elastic"):
+        try:
+            for part in model.groups.values():
+                check_elastic_partition(part)
+        except ValueError as e:
+            if mode == "elastic":
+                raise ValueError(f"elastic scoring: {e}") from None
+            logger.info("search: scoring a discretized network per width (%s)", e)
+            return "graph"
+        return "elastic"
+    return mode
+
+
 class Problem:
     """The model, its candidate sizes, a cost and a score, with every
-    evaluation cached by sizes. ``budget``: ``(kind, value)``."""
+    evaluation cached by sizes. ``budget``: ``(kind, value)``; ``mode``:
+    how widths are scored (:func:`scoring_mode`)."""
 
     def __init__(self, model, budget, score, input_shape=None, table=None, multiple_of=1, count=8,
-                 candidates=None, resampling=None, mode="graph"):
+                 candidates=None, resampling=None, mode="auto"):
         kind, value = budget
         if kind not in KINDS:
             raise ValueError(f"budget kind must be one of {KINDS}, got {kind!r}")
@@ -163,8 +209,8 @@ class Problem:
             cands = candidate_sizes(model, multiple_of, count)
         self.groups = list(model.groups)
         self.candidates = [list(cands[g]) for g in self.groups]
-        self.resampling, self.mode = resampling, mode
-        self._costs, self._scores, self._plain = {}, {}, {}
+        self.resampling, self.mode = resampling, scoring_mode(model, mode)
+        self._costs, self._scores, self._plain, self._elastic = {}, {}, {}, None
         self.evaluations = 0
 
     def sizes(self, idx):
@@ -198,7 +244,15 @@ class Problem:
     def score(self, idx):
         idx = tuple(idx)
         if idx not in self._scores:
-            self._scores[idx] = score_network(self._network(idx), self.score_fn, self.mode)
+            if self.mode == "elastic":
+                if self._elastic is None:
+                    with self.model.at_sizes(self.model.full_sizes, resampling=self.resampling):
+                        self._elastic = ElasticEval(self.model)
+                net = _AtSizes(self._elastic, elastic_sizes(self.model, sizes=self.sizes(idx)))
+                with execution_mode(ms.GRAPH_MODE):
+                    self._scores[idx] = self.score_fn(net)
+            else:
+                self._scores[idx] = score_network(self._network(idx), self.score_fn, self.mode)
             self.evaluations += 1
         return self._scores[idx]
 
@@ -380,14 +434,15 @@ def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progr
 
 
 def search(model, budget, score, method="greedy", input_shape=None, table=None, multiple_of=1, count=8,
-           candidates=None, resampling=None, seed=0, population=16, generations=8, mode="graph", seeds=(),
+           candidates=None, resampling=None, seed=0, population=16, generations=8, mode="auto", seeds=(),
            progress=False, folder=None, reference=None, tolerance=0.05, rounds=4):
     """Per-group sizes of ``model`` maximising ``score`` (a function of a
     plain network: :func:`accuracy_score`, :func:`psnr_score`) with cost
     within ``budget`` (``(kind, value)`` or ``"kind=value"``; MACs need
     ``input_shape``, latency a ``table``). ``method``: ``"greedy"`` or
     ``"evolution"`` (``seed``, ``population``, ``generations``); ``mode``:
-    how networks are scored (:func:`score_network`); ``seeds``: sizes
+    how widths are scored (:func:`scoring_mode`; by default one compiled
+    elastic graph for every width); ``seeds``: sizes
     (``{group: size}``, among the candidates) the search starts from beside
     its own, the widest uniform candidate sizes within budget always among
     them, so the result scores at least as well as they do on the
@@ -504,7 +559,7 @@ def _meet_measured(problem, idx, run, folder, reference, tolerance, rounds):
 
 
 def front(model, kind, score, keeps, input_shape, table=None, folder=None, method="greedy", multiple_of=1,
-          count=8, resampling=None, seed=0, population=16, generations=8, mode="graph", progress=False,
+          count=8, resampling=None, seed=0, population=16, generations=8, mode="auto", progress=False,
           tolerance=0.05, rounds=4):
     """Uniform keep ratios beside searched widths at equal cost: for every
     keep ratio in ``keeps``, the uniform sizes' cost ``kind`` (``"macs"``,
@@ -519,8 +574,9 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
     (:func:`search`): equal measured latency, not equal prediction. With a
     table, both sides' latencies in a row come from one interleaved timing.
     Returns rows ``{"keep", "budget", "uniform": {...}, "searched": {...}}``,
-    each side with sizes, score, MACs, parameters and (with a table)
-    measured latency."""
+    each side with sizes, score (of the discretized network, in graph mode
+    unless ``mode`` is ``"pynative"``, whatever the search scored with),
+    MACs, parameters and (with a table) measured latency."""
     if kind not in KINDS:
         raise ValueError(f"front: kind must be one of {KINDS}, got {kind!r}")
     if table is not None and folder is None:
@@ -545,7 +601,7 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
         out = {"sizes": dict(sizes), "params": count_parameters(net),
                "macs": macs_of(net, shape, model_positions(model, net, shape))}
         with model.at_sizes(sizes, resampling=resampling):
-            out["score"] = score_network(model.discretize(), score, mode)
+            out["score"] = score_network(model.discretize(), score, "pynative" if mode == "pynative" else "graph")
         return out
 
     candidates = None

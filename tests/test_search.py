@@ -288,3 +288,31 @@ def test_trades_move_a_point_that_fills_the_budget(toy):
     assert _grow(problem, start, bar) == start
     traded = _exchange(problem, start, bar)
     assert problem.fits(traded) and problem.score(traded) > problem.score(start) and traded != start
+
+
+def test_elastic_scores_are_the_discretized_networks(tiny_artifact):
+    """Scored through one compiled elastic graph (the default), a width gets
+    the score of its discretized network: top-1 of a conv classifier, and
+    PSNR of a small SRCNN (random weights, within 1e-4 dB)."""
+    from inn_ms.artifact import load_artifact
+    from inn_ms.search import Problem, score_network
+    from model_zoo import create_model
+    model = load_artifact(str(tiny_artifact / "tiny.inn"))
+    data = np.load(str(tiny_artifact / "calib.npz"))
+    sr = create_model("srcnn", kernels=(3, 1, 3), widths=(8, 6))
+    rng = np.random.default_rng(0)
+    lr_hr = rng.random((4, 1, 12, 12)).astype(np.float32)
+    for net, score, exact in ((model, accuracy_score(data["x"][:60], data["y"][:60]), True),
+                              (sr, psnr_score(lr_hr, np.clip(lr_hr + 0.05, 0, 1), border=1), False)):
+        cands = candidate_sizes(net, count=3)
+        problem = Problem(net, ("params", 1e9), score, candidates=cands)
+        assert problem.mode == "elastic"
+        n = len(cands)
+        picks = [(0,) * n, (1,) * n, tuple(k % 3 for k in range(n)), problem.largest()]
+        for idx in picks:
+            with net.at_sizes(problem.sizes(idx)):
+                plain = score_network(net.discretize(), score, "graph")
+            assert problem.score(idx) == (plain if exact else pytest.approx(plain, abs=1e-4)), idx
+        assert problem._elastic is not None and len(problem._scores) == len(set(picks))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Problem(model, ("params", 1e9), accuracy_score(data["x"][:4], data["y"][:4]), mode="eager")

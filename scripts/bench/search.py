@@ -53,7 +53,8 @@ from model_zoo import create_model  # noqa: E402
 
 def trained_model(args, xtr, ytr):
     """The random-width-trained mnist_cnn: loaded, or trained and cached."""
-    path = args.artifact or os.path.join(ROOT, "outputs", f"bench_search_mnist_cnn_e{args.epochs}.inn")
+    tag = "_pergroup" if args.per_group else ""
+    path = args.artifact or os.path.join(ROOT, "outputs", f"bench_search_mnist_cnn_e{args.epochs}{tag}.inn")
     if os.path.isfile(path):
         print(f"network: {path}")
         return load_artifact(path), 0.0
@@ -64,7 +65,8 @@ def trained_model(args, xtr, ytr):
     lr = nn.cosine_decay_lr(5e-3 * 0.02, 5e-3, steps * args.epochs, steps, args.epochs)
     trainer = RandomWidthTrainer(model, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
                                  nn.Adam(model.trainable_params(), learning_rate=lr),
-                                 WidthSampler(model, low=0.4, levels=25), seed=args.seed)
+                                 WidthSampler(model, low=0.4, levels=25, per_group=args.per_group), seed=args.seed,
+                                 elastic=args.per_group)
     t0 = time.time()
     trainer.fit(xtr, ytr, epochs=args.epochs, batch_size=64, progress=False)
     seconds = time.time() - t0
@@ -72,7 +74,8 @@ def trained_model(args, xtr, ytr):
     model.resize(sizes=dict(model.full_sizes))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     save_artifact(model, path)
-    print(f"network: the zoo's mnist_cnn trained with random keep ratios in [0.4, 1], {args.epochs} epochs "
+    drawn = "sizes drawn per group" if args.per_group else "keep ratios"
+    print(f"network: the zoo's mnist_cnn trained with random {drawn} in [0.4, 1], {args.epochs} epochs "
           f"in {seconds:.0f} s; saved to {path}")
     return model, seconds
 
@@ -128,6 +131,9 @@ def main(argv=None):
     ap.add_argument("--scale", type=int, default=3, help="sr: upscaling factor the SRCNN was trained for")
     ap.add_argument("--test", type=int, default=200, help="sr: held-out patches")
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--per-group", action="store_true",
+                    help="train mnist_cnn with every group's size drawn on its own (elastic training, one graph) "
+                         "rather than one keep ratio for all")
     ap.add_argument("--keeps", type=float, nargs="+", default=[0.6, 0.5, 0.4, 0.3])
     ap.add_argument("--calib", type=int, default=500, help="calibration digits scoring the search")
     ap.add_argument("--table-keeps", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2],
