@@ -150,9 +150,9 @@ class ElasticAxis(nn.Cell):
         if self.integrate:
             ends = ops.cast(ops.logical_or(i == 0, i == n - 1.0), ms.float32)
             mask = mask * step * (1.0 - 0.5 * ends) * full
-        if m == 1:
+        if m == 1:  # one control value: every row reads it, at the block's place in the axis
             rows = self.rows[k]
-            idx = ops.zeros((rows, 4), ms.int32)
+            idx = ops.zeros((rows, 4), ms.int32) + self.starts[k]
             wts = ops.concat([mask.reshape(-1, 1), ops.zeros((rows, 3), ms.float32)], 1)
             return idx, wts
         idx, wts = node_taps(i, n, float(m - 1))

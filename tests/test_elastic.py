@@ -187,3 +187,24 @@ def test_bucket_rows_hold_their_keep_ratio():
     assert bucket_rows(model, 0.3) == [3, 5, 5, 5, 10]
     for f in (0.25, 0.3, 0.5, 0.77, 1.0):
         assert (elastic_sizes(model, keep=f).asnumpy() <= np.array(bucket_rows(model, f))).all(), f
+
+
+def test_composite_axis_taps_place_a_one_value_block():
+    """A composite axis whose second block has a single control value (a
+    one-channel piece, say a concatenated input channel): gathering its
+    four taps a row gives the same matrix as building it densely, so that
+    block reads its own control value, not the first block's."""
+    from types import SimpleNamespace
+    from inn_ms.elastic import ElasticAxis, _SizeState, taps_matrix
+    from inn_ms.partition import CompositePartition, UniformPartition
+    wide, one = UniformPartition(8), UniformPartition(1)
+    sampler = SimpleNamespace(get_partition=lambda: CompositePartition([wide, one]), control_sizes=[4, 1],
+                              integrate=False)
+    state = _SizeState(1)
+    axis = ElasticAxis(sampler, {id(wide): 0}, state)
+    for n in (8, 5):
+        state.sizes.set_data(Tensor(np.array([n], np.int32)))
+        idx, wts = axis.taps()
+        gathered, dense = taps_matrix(idx, wts, 5).asnumpy(), axis.matrix().asnumpy()
+        np.testing.assert_allclose(gathered, dense, atol=1e-6)
+        assert dense[8, 4] == 1.0 and not dense[8, :4].any()  # the one-channel block's row reads column 4
