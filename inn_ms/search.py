@@ -512,13 +512,17 @@ def _meet_measured(problem, idx, run, folder, reference, tolerance, rounds):
     reference's measured time. Each round scales the budget the table's
     predictions are held to by target / measured and searches again (scores
     and costs are cached, so a round costs only the new widths it scores).
-    Sizes equal to the reference are accepted as they are. Returns the
+    Sizes equal to the reference are accepted as they are; an excess is
+    acted on only if a second timing confirms it (the lesser of the two
+    counts: on a shared machine one timing can catch a busy moment; the
+    same network timed twice at load 5 differed by 7 %). Returns the
     accepted index and its measurements; refuses (one line) when ``rounds``
     do not get there, unless a reference is given, whose sizes are then the
     result (within the target by definition; logged)."""
     target, history, why = problem.budget, [], f"after {rounds} round(s) of tightening the table's budget"
-    for r in range(rounds + 1):
-        sizes = problem.sizes(idx)
+
+    def timed(sizes):
+        """``(time, iqr, reference's (time, iqr) or None, limit)``."""
         if reference is not None and sizes == {g: int(reference[g]) for g in problem.groups}:
             (t, iqr), = measure_networks(problem.model, [sizes], problem.table, folder)
             ref = (t, iqr)
@@ -526,7 +530,15 @@ def _meet_measured(problem, idx, run, folder, reference, tolerance, rounds):
             (t, iqr), ref = measure_networks(problem.model, [sizes, reference], problem.table, folder)
         else:
             (t, iqr), ref = measure_networks(problem.model, [sizes], problem.table, folder)[0], None
-        limit = target if ref is None else ref[0]
+        return t, iqr, ref, target if ref is None else ref[0]
+
+    for r in range(rounds + 1):
+        sizes = problem.sizes(idx)
+        t, iqr, ref, limit = timed(sizes)
+        if t > (1 + tolerance) * limit:  # confirmed on a second timing: a busy moment is not an excess
+            again = timed(sizes)
+            if again[0] / again[3] < t / limit:
+                t, iqr, ref, limit = again
         history.append({"sizes": dict(sizes), "budget": problem.budget, "measured": t, "limit": limit})
         info = {"measured_latency": t, "measured_latency_iqr": iqr, "rounds": r, "tightening": history}
         if ref is not None:

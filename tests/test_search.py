@@ -166,6 +166,15 @@ def test_latency_is_checked_on_the_measured_network(toy, monkeypatch, tmp_path):
                folder=str(tmp_path), reference=ref, seeds=[ref])
     assert r["measured_latency"] <= 1.05 * r["reference_latency"] and r["score"] >= score_of(model, score, ref)
     assert all(len(c) in (1, 2) for c in calls)
+    # a busy moment: the first timing 3x, the second as predicted: confirmed not over, no tightening
+    first = []
+
+    def busy_once(m, sl, t, f, progress=False):
+        first.append(1)
+        return [((3.0 if len(first) == 1 else 1.0) * predict_latency(t, s), 0.0) for s in sl]
+    monkeypatch.setattr(search_module, "measure_networks", busy_once)
+    r = search(model, ("latency", budget), score, table=table, mode="pynative", folder=str(tmp_path))
+    assert r["rounds"] == 0 and len(first) == 2 and r["sizes"] == blind["sizes"]
     # everything measures 100x its prediction: no widths get within an absolute budget
     monkeypatch.setattr(search_module, "measure_networks",
                         lambda m, sl, t, f, progress=False: [(100 * predict_latency(t, s), 0.0) for s in sl])
