@@ -286,11 +286,12 @@ def _fit_prediction(model, table, folder, count, rng):
     ends, interleaved (:func:`measure_networks`), and the least-squares fit
     ``t = a * layers + b * volume + c`` over them (``layers``: the sum of
     the layers' entries, ``volume``: the activation volume). Layers timed
-    alone are not the network: with every layer's weights and activations
-    in one graph, caches and threads behave otherwise, by an amount that
-    grows with the layers' cost, which the two-end interpolation cannot
-    follow. A fit whose ``a`` is not positive (timings too noisy) is not
-    used: ``a = 1`` and the line in volume fitted to the remainder.
+    alone are not the network (caches, threads and the runtime's scheduling
+    differ inside one graph); the fit lets the layers' sum count by a
+    factor ``a`` instead of exactly once. Whether it predicts better than
+    the two ends depends on the machine: ``check_table`` says. A fit whose
+    ``a`` is not positive (timings too noisy) is not used: ``a = 1`` and the
+    line in volume fitted to the remainder.
     Returns ``{"coef": [a, b, c], "points": [{sizes, measured, layers, volume}]}``."""
     groups = table["groups"]
     points = [{g: s[0] for g, s in groups.items()}, {g: max(s) for g, s in groups.items()}]
