@@ -146,6 +146,7 @@ def main(argv=None):
     ap.add_argument("--kinds", nargs="+", choices=["macs", "latency"], default=["macs", "latency"],
                     help="costs compared at; macs alone measures no latency (no table)")
     ap.add_argument("--method", choices=["greedy", "evolution"], default="greedy")
+    ap.add_argument("--count", type=int, default=8, help="candidate sizes per group at equal MACs")
     ap.add_argument("--tolerance", type=float, default=0.05,
                     help="at equal latency the searched widths measure within uniform's time x (1 + this)")
     ap.add_argument("--seed", type=int, default=0)
@@ -174,7 +175,8 @@ def main(argv=None):
                 try:
                     fronts[kind] += front(model, kind, score, [keep], shape, table=table,
                                           folder=scratch if table else None,
-                                          method=args.method, seed=args.seed, tolerance=args.tolerance)
+                                          method=args.method, seed=args.seed, tolerance=args.tolerance,
+                                          count=args.count)
                 except ValueError as e:
                     refused.append(f"{kind} at keep {keep:g}: {e}")
 
