@@ -468,8 +468,11 @@ def _search(args):
     x, y, metric = _search_data(args, cfg, args.calib)
     score = accuracy_score(x, y) if metric == "top1" else psnr_score(x, y)
     model = load_artifact(path, builders=_trusted(args, cfg))
+    if args.repair_count < 1:
+        raise ValueError(f"--repair-count must be >= 1, got {args.repair_count}")
     options = {"method": args.method, "multiple_of": multiple_of, "count": args.count, "resampling": args.resample,
-               "seed": args.seed, "mode": args.mode, "tolerance": args.tolerance}
+               "seed": args.seed, "mode": args.mode, "tolerance": args.tolerance, "repair": args.repair,
+               "calib": x if args.repair == "calib" else None, "calib_count": args.repair_count}
     unit = {"macs": "MACs", "params": "parameters", "latency": "s"}[kind]
     if args.front:
         with tempfile.TemporaryDirectory() as scratch:
@@ -496,7 +499,8 @@ def _search(args):
         if table is not None and "measured_latency" not in result:
             result["measured_latency"], result["measured_latency_iqr"] = measure_network(model, sizes, table,
                                                                                          scratch)
-    result["prune_command"] = prune_command(path, sizes, args.mindir or "pruned.mindir", args.resample, shape)
+    result["prune_command"] = prune_command(path, sizes, args.mindir or "pruned.mindir", args.resample, shape,
+                                            args.repair, args.repair_count)
     print(f"{'group':<32} {'channels':>8} {'of':>6}")
     for g, n in sizes.items():
         print(f"{g:<32} {n:>8} {model.full_sizes[g]:>6}")
@@ -520,7 +524,8 @@ def _search(args):
     if args.mindir:
         from inn_ms.export import export_mindir
         from inn_ms.prune import prune
-        plain, _ = prune(model, sizes=sizes, input_shape=shape, resampling=args.resample)
+        plain, _ = prune(model, sizes=sizes, input_shape=shape, resampling=args.resample, repair=args.repair,
+                         calib=options["calib"], calib_count=args.repair_count)
         os.makedirs(os.path.dirname(os.path.abspath(args.mindir)), exist_ok=True)
         export_mindir(plain, args.mindir, shape)
         print(f"MindIR written to {args.mindir}")
@@ -799,6 +804,10 @@ def main(argv=None):
                    help="uniform keep ratios of --front")
     p.add_argument("--out", help="result (.json); with --front also a .png beside it")
     p.add_argument("--mindir", help="also write the pruned MindIR of the result here")
+    p.add_argument("--repair", choices=["none", "calib", "datafree"], default="none",
+                   help="score every width after this repair, as prune --repair would make it (calib: refit on the "
+                        "calibration samples' images; slower: a discretized network and a refit per width)")
+    p.add_argument("--repair-count", type=int, default=128, help="images the repair fits on (default 128)")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="a latency result is measured and must run within budget x (1 + this) (default 0.05; "
                         "at equal latency with --front: within the uniform network's measured time x (1 + this))")

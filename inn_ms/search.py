@@ -37,8 +37,8 @@ layer can get wrong for some widths by 10-30 %; given a scratch folder,
 over, searches again under a budget tightened by the excess
 (:func:`_meet_measured`), so the widths returned are within the budget
 when measured, or the request is refused. Scores use the model's
-resampling rules (or ``resampling``); calibration repair is not part of
-the search.
+resampling rules (or ``resampling``) and, if asked, its repair (``repair=``:
+each width refitted as :func:`inn_ms.prune.prune` would, then scored).
 """
 import logging
 import time
@@ -52,6 +52,7 @@ from inn_ms.latency import candidate_sizes, check_candidates, check_for, measure
 from inn_ms.metrics import predict as run_batches, psnr
 from inn_ms.model import count_parameters
 from inn_ms.prune import check_shape, macs_of, model_positions
+from inn_ms.repair import calibration_images, check_repair, output_maps, repair as refit
 from inn_ms.resampling import check_rule
 from inn_ms.cells import renew_graph_identity
 from inn_ms.elastic import ElasticEval, check_elastic_partition, elastic_sizes
@@ -184,7 +185,8 @@ class Problem:
     how widths are scored (:func:`scoring_mode`)."""
 
     def __init__(self, model, budget, score, input_shape=None, table=None, multiple_of=1, count=8,
-                 candidates=None, resampling=None, mode="auto"):
+                 candidates=None, resampling=None, mode="auto", repair="none", calib=None, calib_count=128,
+                 seed=0):
         kind, value = budget
         if kind not in KINDS:
             raise ValueError(f"budget kind must be one of {KINDS}, got {kind!r}")
@@ -209,6 +211,13 @@ class Problem:
             cands = candidate_sizes(model, multiple_of, count)
         self.groups = list(model.groups)
         self.candidates = [list(cands[g]) for g in self.groups]
+        check_repair(repair)
+        if repair != "none":  # a repair writes each width's own weights: a discretized network per width
+            if mode == "elastic":
+                raise ValueError("elastic scoring cannot repair: use mode 'graph' or 'pynative' with a repair")
+            mode = "graph" if mode == "auto" else mode
+        self.repair = repair
+        self.images = calibration_images(model, repair, calib, calib_count, self.input_shape, seed)
         self.resampling, self.mode = resampling, scoring_mode(model, mode)
         self._costs, self._scores, self._plain, self._elastic = {}, {}, {}, None
         self.evaluations = 0
@@ -252,7 +261,12 @@ class Problem:
                 with execution_mode(ms.GRAPH_MODE):
                     self._scores[idx] = self.score_fn(net)
             else:
-                self._scores[idx] = score_network(self._network(idx), self.score_fn, self.mode)
+                net = self._network(idx)
+                if self.repair != "none":  # in place: shapes (so costs) unchanged
+                    with self.model.at_sizes(self.sizes(idx), resampling=self.resampling):
+                        if dict(self.model.sizes) != dict(self.model.full_sizes):
+                            refit(self.model, net, self.images, maps=output_maps(self.model))
+                self._scores[idx] = score_network(net, self.score_fn, self.mode)
             self.evaluations += 1
         return self._scores[idx]
 
@@ -435,7 +449,8 @@ def evolution(problem, seed=0, population=16, generations=8, mutation=0.3, progr
 
 def search(model, budget, score, method="greedy", input_shape=None, table=None, multiple_of=1, count=8,
            candidates=None, resampling=None, seed=0, population=16, generations=8, mode="auto", seeds=(),
-           progress=False, folder=None, reference=None, tolerance=0.05, rounds=4):
+           progress=False, folder=None, reference=None, tolerance=0.05, rounds=4, repair="none", calib=None,
+           calib_count=128):
     """Per-group sizes of ``model`` maximising ``score`` (a function of a
     plain network: :func:`accuracy_score`, :func:`psnr_score`) with cost
     within ``budget`` (``(kind, value)`` or ``"kind=value"``; MACs need
@@ -446,7 +461,10 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
     (``{group: size}``, among the candidates) the search starts from beside
     its own, the widest uniform candidate sizes within budget always among
     them, so the result scores at least as well as they do on the
-    calibration samples.
+    calibration samples. ``repair`` (``"calib"`` on ``calib``, unlabelled
+    images, the first ``calib_count``; or ``"datafree"``): every width is
+    scored after that repair (:mod:`inn_ms.repair`), as it will be pruned —
+    a discretized network and a refit per width, so slower.
 
     With a latency budget and a scratch ``folder`` the result is *measured*
     (:func:`_meet_measured`): timed as the table was, against the budget or,
@@ -467,7 +485,8 @@ def search(model, budget, score, method="greedy", input_shape=None, table=None, 
     if not (np.isfinite(tolerance) and tolerance >= 0) or rounds < 1:
         raise ValueError(f"tolerance must be >= 0 and rounds >= 1, got {tolerance} and {rounds}")
     t0 = time.perf_counter()
-    problem = Problem(model, budget, score, input_shape, table, multiple_of, count, candidates, resampling, mode)
+    problem = Problem(model, budget, score, input_shape, table, multiple_of, count, candidates, resampling, mode,
+                      repair, calib, calib_count, seed)
     starts = []
     for sizes in seeds:
         try:
@@ -572,7 +591,7 @@ def _meet_measured(problem, idx, run, folder, reference, tolerance, rounds):
 
 def front(model, kind, score, keeps, input_shape, table=None, folder=None, method="greedy", multiple_of=1,
           count=8, resampling=None, seed=0, population=16, generations=8, mode="auto", progress=False,
-          tolerance=0.05, rounds=4):
+          tolerance=0.05, rounds=4, repair="none", calib=None, calib_count=128):
     """Uniform keep ratios beside searched widths at equal cost: for every
     keep ratio in ``keeps``, the uniform sizes' cost ``kind`` (``"macs"``,
     ``"params"``, or ``"latency"``, which needs a ``table`` and a scratch
@@ -586,8 +605,8 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
     (:func:`search`): equal measured latency, not equal prediction. With a
     table, both sides' latencies in a row come from one interleaved timing.
     Returns rows ``{"keep", "budget", "uniform": {...}, "searched": {...}}``,
-    each side with sizes, score (of the discretized network, in graph mode
-    unless ``mode`` is ``"pynative"``, whatever the search scored with),
+    each side with sizes, score (of the discretized network, repaired as
+    the search was, in graph mode unless ``mode`` is ``"pynative"``),
     MACs, parameters and (with a table) measured latency."""
     if kind not in KINDS:
         raise ValueError(f"front: kind must be one of {KINDS}, got {kind!r}")
@@ -613,9 +632,13 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
         out = {"sizes": dict(sizes), "params": count_parameters(net),
                "macs": macs_of(net, shape, model_positions(model, net, shape))}
         with model.at_sizes(sizes, resampling=resampling):
-            out["score"] = score_network(model.discretize(), score, "pynative" if mode == "pynative" else "graph")
+            plain = model.discretize()
+            if images is not None and dict(model.sizes) != dict(model.full_sizes):
+                refit(model, plain, images, maps=output_maps(model))
+            out["score"] = score_network(plain, score, "pynative" if mode == "pynative" else "graph")
         return out
 
+    images = calibration_images(model, repair, calib, calib_count, shape, seed)
     candidates = None
     if kind != "latency":  # the uniform sizes are in the search space, so the search can pick them
         candidates = candidate_sizes(model, multiple_of, count)
@@ -628,7 +651,8 @@ def front(model, kind, score, keeps, input_shape, table=None, folder=None, metho
         budget = predict(table, sizes) if kind == "latency" else uniform[kind]
         found = search(model, (kind, budget), score, method, shape, table, multiple_of, count, candidates,
                        resampling, seed, population, generations, mode, [sizes], folder=folder,
-                       reference=sizes if kind == "latency" else None, tolerance=tolerance, rounds=rounds)
+                       reference=sizes if kind == "latency" else None, tolerance=tolerance, rounds=rounds,
+                       repair=repair, calib=calib, calib_count=calib_count)
         searched = describe(found["sizes"])
         searched.update({"predicted_latency": found.get("predicted_latency"), "seconds": found["seconds"],
                          "evaluations": found["evaluations"], "rounds": found.get("rounds")})
@@ -667,11 +691,15 @@ def plot_front(rows, path, title=""):
     return save_figure(plt, fig, path)
 
 
-def prune_command(artifact, sizes, out="pruned.mindir", resampling=None, input_shape=None):
-    """The ``inn-ms prune`` line that builds the MindIR of ``sizes``."""
+def prune_command(artifact, sizes, out="pruned.mindir", resampling=None, input_shape=None, repair="none",
+                  calib_count=128):
+    """The ``inn-ms prune`` line that builds the MindIR of ``sizes`` (with a
+    calibration repair, ``--calib-data`` must name the images as a .npy)."""
     line = f"inn-ms prune {artifact} --sizes " + ",".join(f"{g}={n}" for g, n in sizes.items()) + f" --out {out}"
     if resampling:
         line += f" --resample {resampling}"
+    if repair != "none":
+        line += f" --repair {repair} --calib {calib_count}" + (" --calib-data IMAGES.npy" if repair == "calib" else "")
     if input_shape is not None:
         line += " --input-shape " + ",".join(str(v) for v in input_shape)
     return line

@@ -325,3 +325,25 @@ def test_elastic_scores_are_the_discretized_networks(tiny_artifact):
         assert problem._elastic is not None and len(problem._scores) == len(set(picks))
     with pytest.raises(ValueError, match="mode must be one of"):
         Problem(model, ("params", 1e9), accuracy_score(data["x"][:4], data["y"][:4]), mode="eager")
+
+
+def test_search_scores_the_repaired_network(tiny_artifact):
+    """With repair='calib' every width is scored as prune(..., repair='calib')
+    makes it: the result's score is that network's; elastic scoring, which
+    cannot repair, is refused."""
+    from inn_ms.artifact import load_artifact
+    from inn_ms.search import score_network
+    model = load_artifact(str(tiny_artifact / "tiny.inn"))
+    data = np.load(str(tiny_artifact / "calib.npz"))
+    x, y = data["x"][:40], data["y"][:40]
+    score = accuracy_score(x, y)
+    full = prune(model, keep=1.0, input_shape=(1, 1, 12, 12))[1]["params"]
+    r = search(model, ("params", 0.6 * full), score, count=3, mode="pynative", repair="calib", calib=x,
+               calib_count=32)
+    plain, report = prune(model, sizes=r["sizes"], input_shape=(1, 1, 12, 12), repair="calib", calib=x,
+                          calib_count=32)
+    assert report["repaired"] and report["calib_images"] == 32
+    assert r["score"] == score_network(plain, score, "pynative")
+    assert r["uniform"] is None or r["score"] >= r["uniform"]["score"]
+    with pytest.raises(ValueError, match="elastic scoring cannot repair"):
+        search(model, ("params", full), score, mode="elastic", repair="calib", calib=x)
