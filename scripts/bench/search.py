@@ -46,6 +46,7 @@ from inn_ms.artifact import load_artifact, save_artifact  # noqa: E402
 from inn_ms.data import mnist_subset  # noqa: E402
 from inn_ms.fileio import write_json  # noqa: E402
 from inn_ms.latency import check_table, measure_table  # noqa: E402
+from inn_ms.prune import prune  # noqa: E402
 from inn_ms.search import accuracy_score, front, plot_front, psnr_score, score_network  # noqa: E402
 from inn_ms.train import RandomWidthTrainer, WidthSampler  # noqa: E402
 from model_zoo import create_model  # noqa: E402
@@ -147,6 +148,9 @@ def main(argv=None):
                     help="costs compared at; macs alone measures no latency (no table)")
     ap.add_argument("--method", choices=["greedy", "evolution"], default="greedy")
     ap.add_argument("--count", type=int, default=8, help="candidate sizes per group at equal MACs")
+    ap.add_argument("--repair", choices=["none", "calib", "datafree"], default="none",
+                    help="score (and report) every width after this repair; calib: on the first 128 "
+                         "calibration samples' images")
     ap.add_argument("--tolerance", type=float, default=0.05,
                     help="at equal latency the searched widths measure within uniform's time x (1 + this)")
     ap.add_argument("--seed", type=int, default=0)
@@ -176,7 +180,8 @@ def main(argv=None):
                     fronts[kind] += front(model, kind, score, [keep], shape, table=table,
                                           folder=scratch if table else None,
                                           method=args.method, seed=args.seed, tolerance=args.tolerance,
-                                          count=args.count)
+                                          count=args.count, repair=args.repair,
+                                          calib=xtr[:128] if args.repair == "calib" else None)
                 except ValueError as e:
                     refused.append(f"{kind} at keep {keep:g}: {e}")
 
@@ -191,8 +196,9 @@ def main(argv=None):
     for kind, rows in fronts.items():
         for r in rows:
             for side in ("uniform", "searched"):
-                with model.at_sizes(r[side]["sizes"]):
-                    r[side]["test_score"] = score_network(model.discretize(), test)
+                plain, _ = prune(model, sizes=r[side]["sizes"], repair=args.repair, input_shape=shape,
+                                 calib=xtr[:128] if args.repair == "calib" else None)
+                r[side]["test_score"] = score_network(plain, test)
             u, s = r["uniform"], r["searched"]
             pred = s.get("predicted_latency")
             print(f"{kind:<9} {r['keep']:>5.2f} | {scale * u['test_score']:>7.2f} {u['macs'] / 1e6:>6.3f} "
