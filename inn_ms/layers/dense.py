@@ -18,6 +18,10 @@ class IntegralDense(IntegralLayer):
     ``Flatten`` of NCHW lays them out). The input has
     ``in_channels · in_spatial`` features; the channel axis is continuous,
     the positions are a discrete axis of the control tensor.
+
+    Without a flatten (``in_spatial=1``) the input may have any rank of at
+    least 2 with the features on its last axis, as for ``nn.Dense``: a
+    transformer's tokens ``(batch, tokens, channels)``.
     """
 
     def __init__(self, in_channels, out_channels, has_bias=True, in_partition=AUTO,
@@ -60,7 +64,13 @@ class IntegralDense(IntegralLayer):
         return ops.dense(x, w, b)
 
     def __call__(self, x, *args, **kwargs):
-        _check_input(x, 2, self.current_in_channels * self.in_spatial, type(self).__name__)
+        name = type(self).__name__
+        shape = getattr(x, "shape", None)
+        if self.in_spatial > 1 or shape is None or len(shape) <= 2:
+            _check_input(x, 2, self.current_in_channels * self.in_spatial, name)
+        elif shape[-1] != self.current_in_channels:
+            raise ValueError(f"{name}: input has {shape[-1]} features on its last axis but the layer's input "
+                             f"partition has {self.current_in_channels}")
         return super().__call__(x, *args, **kwargs)
 
     def discretize(self, out_index=None, in_index=None):
