@@ -305,3 +305,30 @@ def test_mlp_mixer_token_and_channel_mixing_hidden_widths():
     assert tuple(plain.mixer_blocks[0].token_mix[2].net[0].weight.shape) == (3, 4)
     assert tuple(plain.mixer_blocks[0].channel_mix[1].net[3].weight.shape) == (8, 8)
     assert rel(plain(x).asnumpy(), out) < 1e-5
+
+
+def test_repair_refits_dense_layers_on_tokens(vit):
+    """Repair's dense refit reads every token as a row of its sample: the
+    pruned network's layers (attention and MLP alike, all on token tensors)
+    refit, and padded samples of a last short batch weigh nothing (the same
+    fit in batches of 8 as in one batch of 20)."""
+    from inn_ms.repair import repair
+    _, _, _, _, model = vit
+    images = np.random.default_rng(1).normal(size=(20, 3, 8, 8)).astype(np.float32)
+    reports = []
+    with model.at_sizes(model.sizes_for_keep(0.5)):
+        before = model.discretize()
+        for batch in (8, 20):
+            plain = model.discretize()
+            reports.append((repair(model, plain, images, batch_size=batch), plain))
+    layers = reports[0][0]["layers"]
+    assert {"blocks.0.qkv", "blocks.0.fc1", "blocks.1.fc2", "head"} <= set(layers)
+    for path, (was, now) in layers.items():
+        assert now <= was + 1e-6, path
+    assert layers["blocks.0.fc2"][1] < 0.5 * layers["blocks.0.fc2"][0]
+    for path, (_, now) in reports[1][0]["layers"].items():
+        assert now == pytest.approx(layers[path][1], rel=1e-3, abs=1e-7), path
+    full = model.network
+    with model.at_sizes(model.full_sizes):
+        ref = full(Tensor(images)).asnumpy()
+    assert rel(reports[0][1](Tensor(images)).asnumpy(), ref) < rel(before(Tensor(images)).asnumpy(), ref)
