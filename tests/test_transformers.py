@@ -272,6 +272,21 @@ class TokensIntoChannels(nn.Cell):
         return self.fc2(ops.reshape(ops.relu(self.fc1(x)), (x.shape[0], -1)))
 
 
+class ClassTokenAdd(nn.Cell):
+    """CrossViT's ``x[:, 0:1] + attn(x)``: a dense layer's output (1 token)
+    added to a slice the tracer does not follow, whose token axis has size 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Dense(8, 16)
+        self.fc2 = nn.Dense(8, 16)
+        self.head = nn.Dense(16, 3)
+
+    def construct(self, x):
+        y = self.fc1(x)[:, 0:1] + self.fc2(x[:, 0:1])
+        return self.head(y.mean(1))
+
+
 def test_patterns_that_cannot_be_followed_are_refused_with_their_reason():
     x = Tensor(np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32))
     groups = find_channel_groups(ScaledHidden(), x)
@@ -279,6 +294,9 @@ def test_patterns_that_cannot_be_followed_are_refused_with_their_reason():
     assert len(reasons) == 1 and reasons[0].startswith("a per-channel parameter outside a known layer")
     with pytest.raises(ValueError, match="no channel group can be continuous(.|\n)*op Reshape changes the channel axis"):
         convert(HeadsOnly(), x)
+    groups = find_channel_groups(ClassTokenAdd(), x)  # fc2's channels meet the slice's: not dropped unseen
+    assert not groups.groups["fc2"].continuous
+    assert groups.groups["fc2"].reasons[0] == "not made by a known layer"
     groups = find_channel_groups(TokensIntoChannels(), x)
     assert not groups.groups["fc1"].continuous
     assert groups.groups["fc1"].reasons[0].startswith("op Reshape changes the channel axis")

@@ -512,23 +512,26 @@ class _Analysis:
             return self.opaque(node)
         shapes = [self.shape(name) for name in node.inputs[:2]]
         shapes = [None if s is None or isinstance(s, list) else tuple(s) for s in shapes]
-        # The channel axis of the output: that of the first operand whose channels are known (operands are
-        # aligned to the output from their last axis, as broadcasting does).
-        axis = next((self.ax(name) + len(out) - len(shape) for name, shape in zip(node.inputs[:2], shapes)
-                     if shape is not None and len(shape) >= 2 and isinstance(self.segs(name), list)), 1)
+        # The channel axis of the output: that of the first operand with more than one channel known
+        # (operands are aligned to the output from their last axis, as broadcasting does).
+        tracked = [shape is not None and len(shape) >= 2 and isinstance(self.segs(name), list)
+                   for name, shape in zip(node.inputs[:2], shapes)]
+        axis = next((self.ax(name) + len(out) - len(shape) for name, shape, t in
+                     zip(node.inputs[:2], shapes, tracked) if t and shape[self.ax(name)] > 1), 1)
         operands, param = [], None
-        for name, shape in zip(node.inputs[:2], shapes):
+        for name, shape, t in zip(node.inputs[:2], shapes, tracked):
             k = None if shape is None else axis - (len(out) - len(shape))
+            segs, why = self.segs(name), "not made by a known layer"
+            if t and self.ax(name) != k:  # its channels are on another axis: never dropped unseen
+                if shape[self.ax(name)] > 1:
+                    why = f"op {node.op} joins channels on different axes ({node.scope})"
+                    self.pin_segs(segs, why)
+                segs = None
             if k is None or k < 0 or shape[k] == 1:
                 continue  # a scalar, or broadcast along the channels
             if self.is_param(name):
                 param = f"a per-channel parameter outside a known layer ({node.scope})"
                 continue
-            segs, why = self.segs(name), "not made by a known layer"
-            if isinstance(segs, list) and self.ax(name) != k:
-                why = f"op {node.op} joins channels on different axes ({node.scope})"
-                self.pin_segs(segs, why)
-                segs = None
             if not isinstance(segs, list):
                 segs = [(self.uf.new(shape[k], why), 1)]
             operands.append(segs)
