@@ -350,3 +350,29 @@ def test_repair_refits_dense_layers_on_tokens(vit):
     with model.at_sizes(model.full_sizes):
         ref = full(Tensor(images)).asnumpy()
     assert rel(reports[0][1](Tensor(images)).asnumpy(), ref) < rel(before(Tensor(images)).asnumpy(), ref)
+
+
+class ClassTokenMlp(nn.Cell):
+    """XCiT's class-token MLP: dense layers on a (B, 1, C) slice the tracer
+    does not follow (its 1-token axis read as a flatten of 1 channel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Dense(8, 16)
+        self.fc2 = nn.Dense(16, 3)
+
+    def construct(self, x):
+        return self.fc2(ops.gelu(self.fc1(x[:, 0:1]))).mean(1)
+
+
+def test_dense_layers_on_a_class_token_slice_convert_and_resize():
+    x = Tensor(np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32))
+    net = ClassTokenMlp()
+    model = convert(net, x)
+    assert model.conversion["groups"].continuous == ["fc1"]
+    assert model.network.fc1.in_spatial == 8  # 1 discrete channel x 8 features: the layer reads (B, 1, 8)
+    with model.at_sizes({"fc1": 8}):
+        out = model(x).asnumpy()
+        plain = model.discretize()
+    assert tuple(plain.fc1.weight.shape) == (8, 8)
+    assert rel(plain(x).asnumpy(), out) < 1e-5

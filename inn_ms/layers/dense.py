@@ -5,7 +5,7 @@ from mindspore import Tensor, nn, ops
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
                                 control_sizes, make_parameters, resolve_partition,
                                 set_plain_weights)
-from inn_ms.layers.conv import _check_input, _select
+from inn_ms.layers.conv import _select
 
 
 class IntegralDense(IntegralLayer):
@@ -19,9 +19,9 @@ class IntegralDense(IntegralLayer):
     ``in_channels · in_spatial`` features; the channel axis is continuous,
     the positions are a discrete axis of the control tensor.
 
-    Without a flatten (``in_spatial=1``) the input may have any rank of at
-    least 2 with the features on its last axis, as for ``nn.Dense``: a
-    transformer's tokens ``(batch, tokens, channels)``.
+    As for ``nn.Dense``, the input may have any rank of at least 2, with
+    the features on its last axis: a transformer's tokens ``(batch, tokens,
+    channels)``.
     """
 
     def __init__(self, in_channels, out_channels, has_bias=True, in_partition=AUTO,
@@ -66,11 +66,12 @@ class IntegralDense(IntegralLayer):
     def __call__(self, x, *args, **kwargs):
         name = type(self).__name__
         shape = getattr(x, "shape", None)
-        if self.in_spatial > 1 or shape is None or len(shape) <= 2:
-            _check_input(x, 2, self.current_in_channels * self.in_spatial, name)
-        elif shape[-1] != self.current_in_channels:
-            raise ValueError(f"{name}: input has {shape[-1]} features on its last axis but the layer's input "
-                             f"partition has {self.current_in_channels}")
+        features = self.current_in_channels * self.in_spatial
+        if shape is None or len(shape) < 2:
+            raise ValueError(f"{name}: expected an input of rank 2 or more (features last), got shape {shape}")
+        if shape[-1] != features:
+            raise ValueError(f"{name}: input has {shape[-1]} features on its last axis but the layer reads "
+                             f"{features} ({self.current_in_channels} channels x {self.in_spatial} positions)")
         return super().__call__(x, *args, **kwargs)
 
     def discretize(self, out_index=None, in_index=None):
