@@ -148,7 +148,8 @@ def conv2d_matmul(x, weight, bias, stride, padding, dilation, groups):
         taps = cols.reshape(n, c, kh * kw, oh * ow)
         out = (taps * weight.reshape(1, c, kh * kw, 1)).sum(2).reshape(n, c, oh, ow)
     else:
-        raise ValueError(f"conv2d_matmul: groups must be 1 or the channel count {c}, got {groups}")
+        raise ValueError(f"conv2d_matmul: groups must be 1, or the channel count {c} with as many outputs; got "
+                         f"groups={groups} and {out_c} outputs")
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
     return out
@@ -158,7 +159,8 @@ def conv2d(x, weight, bias, stride, pad_mode, padding, dilation, groups, backend
     """Convolution with ``backend`` (``"native"`` or ``"matmul"``). ``pad_mode``
     and ``padding`` as in ``nn.Conv2d`` (``padding`` a 4-tuple when
     ``pad_mode='pad'``)."""
-    if backend == "matmul" and (groups == 1 or groups == x.shape[1]):
+    if backend == "matmul" and (groups == 1 or groups == x.shape[1] == weight.shape[0]):  # else: native
+        # (a depthwise convolution with a channel multiplier, PiT's pooling, runs natively)
         padding = explicit_padding(x, weight.shape[2:], stride, pad_mode, padding, dilation)
         return conv2d_matmul(x, weight, bias, stride, padding, dilation, groups)
     top, bottom, left, right = padding if pad_mode == "pad" else (0, 0, 0, 0)

@@ -198,8 +198,11 @@ class _Fit(nn.Cell):
         t = self._mapped_target()
         mask = self.turn[0].mask
         weighted = t * mask.reshape((-1,) + (1,) * (t.ndim - 1))
-        ops.assign_add(self.energy, (weighted * t).sum((0, 2, 3) if t.ndim == 4 else 0))
+        ops.assign_add(self.energy, (weighted * t).sum((0, 2, 3) if t.ndim == 4 else tuple(range(t.ndim - 1))))
         if self.refit == "dense":
+            if x.ndim > 2:  # tokens (batch, ..., features): every token is a row of its sample
+                mask = ops.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 2)), x.shape[:-1]).reshape(-1)
+                x, t = x.reshape(-1, x.shape[-1]), t.reshape(-1, t.shape[-1])
             rows = ops.concat([x, ops.ones((x.shape[0], 1), x.dtype)], 1) * mask.reshape(-1, 1)
             ops.assign_add(self.gram, ops.matmul(rows.T, rows))
             ops.assign_add(self.cross, ops.matmul(rows.T, t))
@@ -422,7 +425,7 @@ def _fit_network(reference, pruned, maps):
             return None
         refit = _refit_of(cell)
         n_out = int(cell.weight.shape[0]) if refit != "bn" else int(cell.moving_mean.shape[0])
-        n_full = reference.shapes[path][1]
+        n_full = reference.shapes[path][-1 if refit == "dense" else 1]  # a dense layer's features are last
         a = maps.get(path)
         if a is None:
             if n_out != n_full:

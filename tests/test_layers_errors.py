@@ -95,11 +95,13 @@ def test_conv_input_rank():
 
 
 def test_dense_input_rank():
+    """Features on the last axis, any rank from 2 (as nn.Dense: tokens)."""
     layer = IntegralDense(5, 4)
-    with raises("IntegralDense", "2-D", "(5,)"):
+    with raises("IntegralDense", "rank 2 or more", "(5,)"):
         layer(zeros(5))
-    with raises("IntegralDense", "2-D", "(2, 5, 1, 1)"):
+    with raises("IntegralDense", "1 features on its last axis", "reads 5"):
         layer(zeros(2, 5, 1, 1))
+    assert layer(zeros(2, 3, 5)).shape == (2, 3, 4)
 
 
 @pytest.mark.parametrize("mode_name", ["pynative", "graph"])
@@ -112,7 +114,7 @@ def test_input_channel_count(mode_name):
     with raises("IntegralConv2d", "5 channels", 3):   # the full count no longer fits
         conv(zeros(1, 5, 7, 7))
     dense = IntegralDense(5, 4)
-    with raises("IntegralDense", "4 channels", 5):
+    with raises("IntegralDense", "4 features", "reads 5"):
         dense(zeros(2, 4))
 
 

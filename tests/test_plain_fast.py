@@ -77,3 +77,15 @@ def test_no_plain_conv2d_in_what_the_library_returns_and_the_same_function(rng, 
     assert kinds.count("Conv2D") == 3 and kinds.count("MatMul") == 1, kinds  # the head's MatMul
     assert type(half.stem) is Conv2d and half.stem.conv_backend == "matmul"  # restored after export
     np.testing.assert_allclose(load_mindir(path)(x).asnumpy(), half(x).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_depthwise_convolution_with_a_channel_multiplier_runs_natively(rng):
+    """groups = input channels but twice as many outputs (PiT's pooling):
+    not the matmul depthwise path (it raised), the native convolution."""
+    conv = nn.Conv2d(4, 8, 3, stride=2, pad_mode="pad", padding=1, group=4, has_bias=True)
+    x = Tensor(rng.normal(size=(2, 4, 7, 7)).astype(np.float32))
+    fast = Conv2d(4, 8, 3, stride=2, pad_mode="pad", padding=1, group=4, has_bias=True)
+    fast.weight.set_data(conv.weight.data.copy())
+    fast.bias.set_data(conv.bias.data.copy())
+    fast.conv_backend = "matmul"
+    np.testing.assert_allclose(fast(x).asnumpy(), conv(x).asnumpy(), rtol=1e-5, atol=1e-6)

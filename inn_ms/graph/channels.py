@@ -1,12 +1,26 @@
 """Channel groups found from a network's graph (DESIGN.md §4).
 
-Every activation tensor's channel axis (axis 1) is described as a list of
+Every activation tensor's channel axis is described as a list of
 *segments* ``(var, spatial)``: the channels of channel variable ``var``,
 each repeated ``spatial`` times (``spatial > 1`` after a flatten). A
 convolution or dense layer makes a new variable for its output; elementwise
 ops with two channel operands (residual ``Add``) merge their variables
 (union–find); ``Concat`` on the channel axis concatenates segment lists;
 depthwise convolutions, BatchNorm, activations and pooling pass segments on.
+
+The channel axis is axis 1 (``NCHW``, and ``(rows, features)`` of a matrix
+product) unless a ``Transpose`` moved it or a ``Reshape`` provably kept it
+elsewhere: a transformer's tokens ``(batch, tokens, channels)`` carry it
+last. A ``Reshape`` keeps it when the output has an axis (not the batch
+axis) of the same size with the same elements after it (row-major: every
+channel keeps its own elements), which is what ``nn.Dense`` on tokens
+compiles to (``(B, N, C)`` → ``(B·N, C)``, the product, and back), so the
+hidden width of a transformer's MLP (dense, GELU, dense) is a channel group.
+Every layer reads its channels on axis 1 and every other op is checked
+against the axis its operand's channels are on; where that cannot be shown
+(a reshape splitting the channel axis into attention heads, a LayerNorm
+normalising over the channels, a per-channel parameter outside a layer),
+the channels stay discrete with that reason.
 
 Grouped convolutions (``g`` groups, ``1 < g < channels``): the channels they
 read and write come in ``g`` *blocks*, one per group. The rule is "the group
@@ -59,6 +73,29 @@ CHANNELWISE_OPS = {
     "Abs", "Neg", "Square", "Sqrt", "Rsqrt", "Exp", "Log", "ClipByValue", "Clamp", "ClampScalar",
     "ReduceMean", "ReduceMax", "ReduceSum", "MeanExt", "SumExt", "Mean", "Reshape", "Flatten",
     "ExpandDims", "Squeeze", "ZerosLike", "OnesLike", "Floor", "Round", "Erf"}
+
+# Ops that act on every element on its own (output shape = input shape):
+# they pass channels on whatever axis carries them.
+ELEMENTWISE_OPS = {
+    "ReLU", "ReLU6", "ReLUV2", "Sigmoid", "SiLU", "Swish", "HSwish", "HSigmoid", "HShrink", "GeLU", "FastGeLU",
+    "Tanh", "Elu", "LeakyReLU", "Softplus", "Mish", "SeLU", "CeLU", "Cast", "Dropout", "Abs", "Neg", "Square",
+    "Sqrt", "Rsqrt", "Exp", "Log", "ClipByValue", "Clamp", "ClampScalar", "ZerosLike", "OnesLike", "Floor",
+    "Round", "Erf"}
+# Ops that only change the shape of row-major data.
+RESHAPE_OPS = {"Reshape", "Flatten", "ExpandDims", "Squeeze"}
+LAYERNORM_OPS = {"LayerNorm", "LayerNormV3", "LayerNormExt"}
+
+
+def _moved_axis(in_shape, axis, out_shape):
+    """Where axis ``axis`` of ``in_shape`` is in ``out_shape`` after a
+    row-major reshape, or None when the reshape splits or merges it: an
+    axis of the same size with as many elements after it (then every
+    channel keeps its own elements). Never the batch axis 0."""
+    size, after = in_shape[axis], int(np.prod(in_shape[axis + 1:]))
+    for b in range(1, len(out_shape)):
+        if out_shape[b] == size and int(np.prod(out_shape[b + 1:])) == after:
+            return b
+    return None
 
 
 @dataclass
@@ -248,6 +285,7 @@ class _Analysis:
         self.g = graph
         self.uf = _UnionFind()
         self.val = {}
+        self.axis = {}  # value name → the axis its channels are on, when not 1 (a tuple: a list per item)
         self.owner = _cell_index(network)
         self.layers = OrderedDict()  # path → (kind, out_segs, in_segs)
         self.value_layer = {}  # value name → path of the conv/dense that made it
@@ -261,13 +299,23 @@ class _Analysis:
     def segs(self, name):
         return self.val.get(self.g.source(name))
 
+    def ax(self, name):
+        """The axis the channels of value ``name`` are on (1 unless moved)."""
+        return self.axis.get(self.g.source(name), 1)
+
+    def put(self, name, segs, axis=1):
+        """Value ``name`` carries channel segments ``segs`` on axis ``axis``."""
+        self.val[name] = segs
+        if axis != 1:
+            self.axis[name] = axis
+
     def is_param(self, name):
         return self.g.source(name) in self.g.params
 
-    def new(self, shape, reason=None):
+    def new(self, shape, reason=None, axis=1):
         if shape is None or isinstance(shape, list) or len(shape) < 2:
             return None
-        return [(self.uf.new(shape[1], reason), 1)]
+        return [(self.uf.new(shape[axis], reason), 1)]
 
     def pin_segs(self, segs, reason):
         if isinstance(segs, list):
@@ -285,8 +333,12 @@ class _Analysis:
                 self.pin_segs(segs, reason)
         self.val[node.output] = self.new(node.shape, f"made by op {node.op} ({node.scope})")
 
-    def input_segs(self, name, shape):
+    def input_segs(self, name, shape, path):
+        """The channel segments a layer (``path``) reads on axis 1 of value ``name``."""
         segs = self.segs(name)
+        if isinstance(segs, list) and self.ax(name) != 1:
+            self.pin_segs(segs, f"channels on axis {self.ax(name)} of a tensor that layer {path} reads on axis 1")
+            segs = None
         if not isinstance(segs, list):
             segs = self.new(shape, "not made by a known layer")
         return segs
@@ -321,7 +373,7 @@ class _Analysis:
         """Record ``node`` as a call of layer ``path`` (``cell``, of
         ``kind``) on input ``node.inputs[0]``; returns the channel segments
         of its output."""
-        in_segs = self.input_segs(node.inputs[0], xshape)
+        in_segs = self.input_segs(node.inputs[0], xshape, path)
         if not kind.makes_channels:
             self.record(path, kind, None, in_segs, node)
             return in_segs
@@ -393,6 +445,8 @@ class _Analysis:
 
     def bias_add(self, node):
         src = self.g.source(node.inputs[0])
+        if self.ax(src) != 1:  # a bias along axis 1, not the channels
+            return self.opaque(node)
         self.val[node.output] = self.segs(node.inputs[0])
         if src in self.value_layer and len(self.users.get(src, [])) == 1:
             self.value_layer[node.output] = self.value_layer[src]
@@ -401,7 +455,8 @@ class _Analysis:
         tup = self.segs(node.inputs[0])
         index = self.g.constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
         if isinstance(tup, tuple) and isinstance(index, int) and 0 <= index < len(tup[1]):
-            self.val[node.output] = tup[1][index]
+            axes = self.axis.get(self.g.source(node.inputs[0]))
+            self.put(node.output, tup[1][index], axes[index] if isinstance(axes, list) else 1)
         elif isinstance(tup, tuple):
             self.val[node.output] = None
         else:
@@ -412,6 +467,10 @@ class _Analysis:
         parts = self.segs(tup_name)
         pshapes = self.g.shapes.get(tup_name)
         out = node.shape
+        axes = self.axis.get(tup_name)
+        if isinstance(parts, tuple) and isinstance(pshapes, list) and isinstance(axes, list) and \
+                any(isinstance(s, list) and a != 1 for s, a in zip(parts[1], axes)):
+            return self.concat_tokens(node, parts[1], pshapes, axes)
         if not isinstance(parts, tuple) or not isinstance(pshapes, list) or out is None or \
                 any(s is None or len(s) != len(out) or s[0] != out[0] or tuple(s[2:]) != tuple(out[2:])
                     for s in pshapes) or sum(s[1] for s in pshapes) != out[1]:
@@ -421,32 +480,73 @@ class _Analysis:
             segs += s if isinstance(s, list) else self.new(shape, "not made by a known layer")
         self.val[node.output] = segs
 
+    def concat_tokens(self, node, parts, pshapes, axes):
+        """A concatenation of tensors whose channels are on another axis
+        than 1 (tokens ``(B, N, C)`` joined along ``N``): the parts must
+        carry their channels on one axis ``t`` and be joined along another,
+        and then share them, as operands of an ``Add`` do."""
+        out = node.shape
+        bad = out is None or isinstance(out, list) or \
+            any(s is None or isinstance(s, list) or len(s) != len(out) for s in pshapes)
+        joined_along = set() if bad else {i for s in pshapes for i in range(len(out)) if s[i] != out[i]}
+        tracked = {a for s, a in zip(parts, axes) if isinstance(s, list)} - joined_along
+        t = tracked.pop() if len(tracked) == 1 and len(joined_along) == 1 else None
+        if t is None:
+            return self.opaque(node, f"a concatenation of tensors with channels on different axes ({node.scope})")
+        for s, a in zip(parts, axes):
+            if isinstance(s, list) and a != t:
+                self.pin_segs(s, f"op Concat joins along these channels ({node.scope})")
+        joined = [s for s, a in zip(parts, axes) if isinstance(s, list) and a == t]
+        for other in joined[1:]:
+            if not self.union_segs(joined[0], other):
+                for s in joined:
+                    self.pin_segs(s, f"op Concat joins channels of different layouts ({node.scope})")
+        if len(joined) < len(parts):
+            self.pin_segs(joined[0], f"op Concat joins these channels with a tensor no known layer made, e.g. a "
+                                     f"class token ({node.scope})")
+        self.put(node.output, joined[0], t)
+
     def binary(self, node):
         out = node.shape
-        if out is None or isinstance(out, list):
+        if out is None or isinstance(out, list) or len(out) < 2:
             return self.opaque(node)
-        operands = []
-        for name in node.inputs[:2]:
-            shape = self.shape(name)
-            if shape is None or isinstance(shape, list) or len(shape) < 2 or len(out) < 2 or shape[1] == 1:
-                continue  # a scalar, or broadcast along channels
-            if len(shape) < len(out):
-                continue  # broadcast from the trailing axes: not the channel axis
+        shapes = [self.shape(name) for name in node.inputs[:2]]
+        shapes = [None if s is None or isinstance(s, list) else tuple(s) for s in shapes]
+        # The channel axis of the output: that of the first operand with more than one channel known
+        # (operands are aligned to the output from their last axis, as broadcasting does).
+        tracked = [shape is not None and len(shape) >= 2 and isinstance(self.segs(name), list)
+                   for name, shape in zip(node.inputs[:2], shapes)]
+        axis = next((self.ax(name) + len(out) - len(shape) for name, shape, t in
+                     zip(node.inputs[:2], shapes, tracked) if t and shape[self.ax(name)] > 1), 1)
+        operands, param = [], None
+        for name, shape, t in zip(node.inputs[:2], shapes, tracked):
+            k = None if shape is None else axis - (len(out) - len(shape))
+            segs, why = self.segs(name), "not made by a known layer"
+            if t and self.ax(name) != k:  # its channels are on another axis: never dropped unseen
+                if shape[self.ax(name)] > 1:
+                    why = f"op {node.op} joins channels on different axes ({node.scope})"
+                    self.pin_segs(segs, why)
+                segs = None
+            if k is None or k < 0 or shape[k] == 1:
+                continue  # a scalar, or broadcast along the channels
             if self.is_param(name):
-                return self.opaque(node, f"a per-channel parameter outside a known layer ({node.scope})")
-            segs = self.segs(name)
+                param = f"a per-channel parameter outside a known layer ({node.scope})"
+                continue
             if not isinstance(segs, list):
-                segs = self.new(shape, "not made by a known layer")
+                segs = [(self.uf.new(shape[k], why), 1)]
             operands.append(segs)
         if not operands:
-            self.val[node.output] = self.new(out, "not made by a known layer")
+            self.val[node.output] = self.new(out, param or "not made by a known layer")
             return
         for other in operands[1:]:
             if not self.union_segs(operands[0], other):
                 reason = f"op {node.op} joins channels of different layouts ({node.scope})"
                 for s in operands:
                     self.pin_segs(s, reason)
-        self.val[node.output] = operands[0]
+        if param:
+            for s in operands:
+                self.pin_segs(s, param)
+        self.put(node.output, operands[0], axis)
 
     def channelwise(self, node):
         x = node.inputs[0]
@@ -455,17 +555,61 @@ class _Analysis:
         if xshape is None or out is None or isinstance(out, list) or isinstance(xshape, list) \
                 or len(xshape) < 2:
             return self.opaque(node)
+        axis = self.ax(x) if isinstance(segs, list) else 1
         if not isinstance(segs, list):
             segs = self.new(xshape, "not made by a known layer")
-        if len(out) >= 2 and tuple(out[:2]) == tuple(xshape[:2]) and \
-                (node.op not in ("Reshape",) or len(out) == 2 or len(xshape) == 2 or
-                 int(np.prod(out[2:])) == int(np.prod(xshape[2:]))):
-            self.val[node.output] = segs
-        elif len(out) == 2 and len(xshape) > 2 and out[0] == xshape[0] and out[1] == int(np.prod(xshape[1:])):
-            spatial = int(np.prod(xshape[2:]))
-            self.val[node.output] = [(v, s * spatial) for v, s in segs]
+        if node.op in RESHAPE_OPS:
+            moved = _moved_axis(xshape, axis, out) if len(out) >= 2 else None
+            if moved is not None:
+                self.put(node.output, segs, moved)
+            elif axis == 1 and len(out) == 2 and len(xshape) > 2 and out[0] == xshape[0] and \
+                    out[1] == int(np.prod(xshape[1:])):  # a flatten: channel-major features
+                spatial = int(np.prod(xshape[2:]))
+                self.val[node.output] = [(v, s * spatial) for v, s in segs]
+            else:
+                self.opaque(node, f"op {node.op} changes the channel axis ({node.scope})")
+        elif node.op in ELEMENTWISE_OPS and tuple(out) == tuple(xshape):
+            self.put(node.output, segs, axis)
+        elif axis == 1 and len(out) >= 2 and tuple(out[:2]) == tuple(xshape[:2]):
+            self.val[node.output] = segs  # pooling, padding, resizing: spatial axes only
         else:
             self.opaque(node, f"op {node.op} changes the channel axis ({node.scope})")
+
+    def transpose(self, node):
+        """A transpose moves the channels to the axis the permutation puts theirs."""
+        x = node.inputs[0]
+        perm = self.g.constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        xshape, segs = self.shape(x), self.segs(x)
+        if not isinstance(perm, tuple) or xshape is None or isinstance(xshape, list) or len(xshape) < 2 \
+                or sorted(perm) != list(range(len(xshape))):
+            return self.opaque(node)
+        axis = self.ax(x) if isinstance(segs, list) else 1
+        if not isinstance(segs, list):
+            segs = self.new(xshape, "not made by a known layer")
+        moved = perm.index(axis)
+        if moved == 0:
+            return self.opaque(node, f"op Transpose moves the channels to the batch axis ({node.scope})")
+        self.put(node.output, segs, moved)
+
+    def layernorm(self, node):
+        """A LayerNorm normalises over its last axis: those channels stay
+        discrete (no integral LayerNorm yet) and pass on, pinned."""
+        x = node.inputs[0]
+        xshape, segs = self.shape(x), self.segs(x)
+        if xshape is None or isinstance(xshape, list) or len(xshape) < 2:
+            return self.opaque(node)
+        owner = self.owner_of(node.inputs[1]) if len(node.inputs) > 1 else None
+        where = owner[0] if owner is not None else node.scope
+        reason = f"normalised over its channels by LayerNorm ({where}; no integral LayerNorm yet)"
+        last = len(xshape) - 1
+        if isinstance(segs, list) and self.ax(x) == last:
+            self.pin_segs(segs, reason)
+            out = segs
+        else:
+            self.pin_segs(segs, f"used by op {node.op} ({node.scope})")
+            out = self.new(xshape, reason, axis=last)
+        self.val[node.output] = ("tuple", [out, None, None])
+        self.axis[node.output] = [last, 1, 1]
 
     def run(self, pinned_inputs=True):
         g = self.g
@@ -473,7 +617,9 @@ class _Analysis:
             self.val[name] = self.new(g.shapes.get(name), "network input" if pinned_inputs else None)
         handlers = {**{op: self.conv for op in CONV_OPS}, **{op: self.dense for op in DENSE_OPS},
                     **{op: self.batchnorm for op in BN_OPS}, **{op: self.binary for op in BINARY_OPS},
-                    "BiasAdd": self.bias_add, "TupleGetItem": self.tuple_get, "Concat": self.concat}
+                    **{op: self.layernorm for op in LAYERNORM_OPS},
+                    "BiasAdd": self.bias_add, "TupleGetItem": self.tuple_get, "Concat": self.concat,
+                    "Transpose": self.transpose}
         for node in g.nodes:
             if node.op in ("UpdateState", "Constant"):
                 continue
@@ -482,6 +628,7 @@ class _Analysis:
                 continue
             if node.op == "MakeTuple":
                 self.val[node.output] = ("tuple", [self.segs(i) for i in node.inputs])
+                self.axis[node.output] = [self.ax(i) for i in node.inputs]
                 continue
             handler = handlers.get(node.op)
             if handler is None and node.op in CHANNELWISE_OPS:

@@ -5,7 +5,7 @@ from mindspore import Tensor, nn, ops
 from inn_ms.layers.base import (AUTO, IntegralLayer, channel_count, check_channels, init_control,
                                 control_sizes, make_parameters, resolve_partition,
                                 set_plain_weights)
-from inn_ms.layers.conv import _check_input, _select
+from inn_ms.layers.conv import _select
 
 
 class IntegralDense(IntegralLayer):
@@ -18,6 +18,10 @@ class IntegralDense(IntegralLayer):
     ``Flatten`` of NCHW lays them out). The input has
     ``in_channels · in_spatial`` features; the channel axis is continuous,
     the positions are a discrete axis of the control tensor.
+
+    As for ``nn.Dense``, the input may have any rank of at least 2, with
+    the features on its last axis: a transformer's tokens ``(batch, tokens,
+    channels)``.
     """
 
     def __init__(self, in_channels, out_channels, has_bias=True, in_partition=AUTO,
@@ -60,7 +64,14 @@ class IntegralDense(IntegralLayer):
         return ops.dense(x, w, b)
 
     def __call__(self, x, *args, **kwargs):
-        _check_input(x, 2, self.current_in_channels * self.in_spatial, type(self).__name__)
+        name = type(self).__name__
+        shape = getattr(x, "shape", None)
+        features = self.current_in_channels * self.in_spatial
+        if shape is None or len(shape) < 2:
+            raise ValueError(f"{name}: expected an input of rank 2 or more (features last), got shape {shape}")
+        if shape[-1] != features:
+            raise ValueError(f"{name}: input has {shape[-1]} features on its last axis but the layer reads "
+                             f"{features} ({self.current_in_channels} channels x {self.in_spatial} positions)")
         return super().__call__(x, *args, **kwargs)
 
     def discretize(self, out_index=None, in_index=None):
