@@ -150,6 +150,10 @@ def main(argv=None):
         if repaired:
             print(f"{name}: +calib " + " ".join(f"{100 * a:.1f}" for a in repaired), flush=True)
         results[name] = {"before": before, "after": after, "repaired": repaired, "seconds": time.time() - t0}
+        print(f"{name}: {results[name]['seconds']:.0f} s", flush=True)
+        # Written after every network, so a later failure keeps the earlier ones.
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        write_json(args.out, {"args": vars(args), "results": results}, indent=1)
         clear_cache(model)
         del model
         gc.collect()
@@ -163,8 +167,6 @@ def main(argv=None):
             accs = r[label]
             print(f"{name:<12} {label:<7}" + "".join(f"{100 * a:>7.1f}" for a in accs)
                   + f"  {100 * (accs[0] - min(accs)):>6.1f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_json(args.out, {"args": vars(args), "results": results}, indent=1)
     return 0
 
 
