@@ -338,7 +338,9 @@ def test_search_scores_the_repaired_network(tiny_artifact):
     x, y = data["x"][:40], data["y"][:40]
     score = accuracy_score(x, y)
     full = prune(model, keep=1.0, input_shape=(1, 1, 12, 12))[1]["params"]
-    r = search(model, ("params", 0.6 * full), score, count=3, mode="pynative", repair="calib", calib=x,
+    cands = candidate_sizes(model, count=2)
+    small = prune(model, sizes={g: c[0] for g, c in cands.items()}, input_shape=(1, 1, 12, 12))[1]["params"]
+    r = search(model, ("params", small), score, candidates=cands, mode="pynative", repair="calib", calib=x,
                calib_count=32)
     plain, report = prune(model, sizes=r["sizes"], input_shape=(1, 1, 12, 12), repair="calib", calib=x,
                           calib_count=32)
