@@ -437,6 +437,9 @@ def _search(args):
                                search)
     if args.calib < 1:
         raise ValueError(f"--calib must be >= 1, got {args.calib}")
+    if not args.tolerance >= 0 or args.repair_count < 1:
+        raise ValueError(f"--tolerance must be >= 0 and --repair-count >= 1, got {args.tolerance} and "
+                         f"{args.repair_count}")
     if args.front:
         kind = args.budget.partition("=")[0].strip()
         if kind not in KINDS:
@@ -468,8 +471,6 @@ def _search(args):
     x, y, metric = _search_data(args, cfg, args.calib)
     score = accuracy_score(x, y) if metric == "top1" else psnr_score(x, y)
     model = load_artifact(path, builders=_trusted(args, cfg))
-    if args.repair_count < 1:
-        raise ValueError(f"--repair-count must be >= 1, got {args.repair_count}")
     options = {"method": args.method, "multiple_of": multiple_of, "count": args.count, "resampling": args.resample,
                "seed": args.seed, "mode": args.mode, "tolerance": args.tolerance, "repair": args.repair,
                "calib": x if args.repair == "calib" else None, "calib_count": args.repair_count}

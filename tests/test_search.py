@@ -246,7 +246,8 @@ def test_cli_search_and_front(tiny_artifact, capsys):
             (art, ["--budget", "watts=3"], "budget must be macs=X"),
             (narrow, ["--budget", "macs", "--front", "--keeps", "0.5", "--out", front + "2.json"],
              "outside its allowed"),
-            (art, ["--budget", "params=600", "--out", "r.txt"], "--out must end with .json")):
+            (art, ["--budget", "params=600", "--out", "r.txt"], "--out must end with .json"),
+            (art, ["--budget", "params=600", "--tolerance", "-1"], "--tolerance must be >= 0")):
         capsys.readouterr()
         assert main(["search", path] + argv + common) == 2, argv
         assert message in capsys.readouterr().err, argv
