@@ -196,7 +196,9 @@ def main(argv=None):
     for kind, rows in fronts.items():
         for r in rows:
             for side in ("uniform", "searched"):
-                plain, _ = prune(model, sizes=r[side]["sizes"], repair=args.repair, input_shape=shape,
+                # MACs were counted by front: the input shape only where the repair needs it
+                plain, _ = prune(model, sizes=r[side]["sizes"], repair=args.repair,
+                                 input_shape=shape if args.repair == "datafree" else None,
                                  calib=xtr[:128] if args.repair == "calib" else None)
                 r[side]["test_score"] = score_network(plain, test)
             u, s = r["uniform"], r["searched"]
